@@ -1,0 +1,1 @@
+"""The consumer-side orchestrator controller, its Kubernetes client layer, and the CLI."""

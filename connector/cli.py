@@ -1,0 +1,26 @@
+"""The ``api-connector`` command line.
+
+Each command group lives in its own module and is registered here; this file only wires.
+"""
+
+from __future__ import annotations
+
+import click
+
+from connector import logs
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Verbose, human-readable logs.")
+def main(debug: bool) -> None:
+    """An API connector for Crossplane: bind a provider control plane's APIs into this cluster."""
+    logs.configure(debug=debug)
+
+
+def _register() -> None:
+    from connector.envtest.cli import clusters
+
+    main.add_command(clusters)
+
+
+_register()

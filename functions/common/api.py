@@ -1,0 +1,30 @@
+"""Names of the user-facing API, kept identical to Upbound's API Connector."""
+
+from __future__ import annotations
+
+CONNECT_GROUP = "connect.upbound.io"
+CONNECT_VERSION = "v1alpha1"
+
+#: On a provider CRD: this API may be bound by consumers.
+BINDABLE_LABEL = "connect.upbound.io/bindable"
+
+#: On a provider twin: the object is managed by a connector.
+MANAGED_LABEL = "connect.upbound.io/managed"
+
+#: Origin of a provider twin. Values longer than a label allows are hashed (see
+#: ``functions.common.objects.label_value``); the annotations below carry them in full.
+LABEL_CONSUMER_CLUSTER = "connect.upbound.io/consumer-cluster"
+LABEL_CONSUMER_NAMESPACE = "connect.upbound.io/consumer-namespace"
+LABEL_CONSUMER_NAME = "connect.upbound.io/consumer-name"
+LABEL_CONSUMER_UID = "connect.upbound.io/consumer-uid"
+ANNOTATION_ORIGIN_NAMESPACE = "connect.upbound.io/consumer-namespace"
+ANNOTATION_ORIGIN_NAME = "connect.upbound.io/consumer-name"
+
+#: On a consumer CRD: the ClusterConnection that installed and owns it.
+LABEL_CONNECTION = "connect.upbound.io/connection"
+
+#: On a consumer object: held until its provider twin is gone.
+FINALIZER = "connect.upbound.io/finalizer"
+
+#: On a consumer object: ``Orphan`` keeps the provider twin when the object is deleted.
+ANNOTATION_DELETION_POLICY = "connect.upbound.io/deletion-policy"

@@ -1,0 +1,41 @@
+"""The layering rule: stages under functions/ never talk to a Kubernetes API."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("kubernetes", "connector", "urllib3", "requests", "socket", "http.client")
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+STAGE_FILES = sorted(
+    p for p in (ROOT / "functions").rglob("*.py") if "gen" not in p.relative_to(ROOT).parts
+)
+
+
+def test_there_are_stage_modules_to_check() -> None:
+    assert len(STAGE_FILES) >= 5
+
+
+@pytest.mark.parametrize("path", STAGE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_stage_modules_import_no_kubernetes_client_or_network_library(path: Path) -> None:
+    bad = [
+        name
+        for name in _imports(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    ]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}: functions/ must stay pure"
