@@ -1,10 +1,15 @@
 """Vocabulary shared by the three stages: API names, labels, conditions and errors."""
 
 from functions.common.api import (
+    ANNOTATION_APPLIED_HASH,
     ANNOTATION_DELETION_POLICY,
+    ANNOTATION_LAST_APPLIED,
     ANNOTATION_ORIGIN_NAME,
     ANNOTATION_ORIGIN_NAMESPACE,
     BINDABLE_LABEL,
+    CONDITION_API_BOUND,
+    CONDITION_CRDS_SYNCED,
+    CONDITION_READY,
     CONNECT_GROUP,
     CONNECT_VERSION,
     FINALIZER,
@@ -13,17 +18,39 @@ from functions.common.api import (
     LABEL_CONSUMER_NAME,
     LABEL_CONSUMER_NAMESPACE,
     LABEL_CONSUMER_UID,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
     MANAGED_LABEL,
 )
-from functions.common.conditions import find_condition, set_condition
+from functions.common.conditions import Condition, find_condition, set_condition
 from functions.common.errors import InvalidInputError, StageError
-from functions.common.objects import JSON, Obj, require_object
+from functions.common.objects import (
+    JSON,
+    SERVER_SET_METADATA,
+    Obj,
+    api_group,
+    canonical_hash,
+    dns_label,
+    is_subset,
+    label_value,
+    metadata,
+    require_dict,
+    require_list,
+    require_object,
+    require_str,
+    string_map,
+)
 
 __all__ = [
+    "ANNOTATION_APPLIED_HASH",
     "ANNOTATION_DELETION_POLICY",
+    "ANNOTATION_LAST_APPLIED",
     "ANNOTATION_ORIGIN_NAME",
     "ANNOTATION_ORIGIN_NAMESPACE",
     "BINDABLE_LABEL",
+    "CONDITION_API_BOUND",
+    "CONDITION_CRDS_SYNCED",
+    "CONDITION_READY",
     "CONNECT_GROUP",
     "CONNECT_VERSION",
     "FINALIZER",
@@ -33,11 +60,25 @@ __all__ = [
     "LABEL_CONSUMER_NAME",
     "LABEL_CONSUMER_NAMESPACE",
     "LABEL_CONSUMER_UID",
+    "LABEL_MANAGED_BY",
+    "MANAGED_BY",
     "MANAGED_LABEL",
+    "SERVER_SET_METADATA",
+    "Condition",
     "InvalidInputError",
     "Obj",
     "StageError",
+    "api_group",
+    "canonical_hash",
+    "dns_label",
     "find_condition",
+    "is_subset",
+    "label_value",
+    "metadata",
+    "require_dict",
+    "require_list",
     "require_object",
+    "require_str",
     "set_condition",
+    "string_map",
 ]

@@ -28,3 +28,19 @@ FINALIZER = "connect.upbound.io/finalizer"
 
 #: On a consumer object: ``Orphan`` keeps the provider twin when the object is deleted.
 ANNOTATION_DELETION_POLICY = "connect.upbound.io/deletion-policy"
+
+#: On a desired object the connector writes: a short hash of everything it wrote, so that a
+#: field removed at the source is noticed although the target keeps extra fields.
+ANNOTATION_APPLIED_HASH = "connect.upbound.io/applied-hash"
+
+#: Written by ``kubectl apply`` in one cluster; meaningless (and large) in the other.
+ANNOTATION_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+#: The standard label naming the tool that manages an object, and our value for it.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "api-connector"
+
+#: Condition types the stages write.
+CONDITION_READY = "Ready"
+CONDITION_CRDS_SYNCED = "CRDsSynced"
+CONDITION_API_BOUND = "APIBound"

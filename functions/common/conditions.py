@@ -32,8 +32,10 @@ def set_condition(
     """
     previous = find_condition(conditions, type_)
     transition = now
-    if previous is not None and previous.get("status") == status and previous.get(
-        "lastTransitionTime"
+    if (
+        previous is not None
+        and previous.get("status") == status
+        and previous.get("lastTransitionTime")
     ):
         transition = str(previous["lastTransitionTime"])
     new: Condition = {
