@@ -1,0 +1,35 @@
+"""CRD-puller stage: provider CRDs → consumer CRDs, offered APIs, connection conditions."""
+
+from functions.crd_puller.logic import (
+    READY_MESSAGE,
+    REASON_CONFLICT,
+    REASON_PULL_DISABLED,
+    REASON_READY,
+    REASON_SYNCED,
+    crd_in_sync,
+    desired_consumer_crd,
+    pull,
+)
+from functions.crd_puller.types import (
+    CRDConflict,
+    OfferedAPI,
+    ProviderError,
+    PullRequest,
+    PullResult,
+)
+
+__all__ = [
+    "READY_MESSAGE",
+    "REASON_CONFLICT",
+    "REASON_PULL_DISABLED",
+    "REASON_READY",
+    "REASON_SYNCED",
+    "CRDConflict",
+    "OfferedAPI",
+    "ProviderError",
+    "PullRequest",
+    "PullResult",
+    "crd_in_sync",
+    "desired_consumer_crd",
+    "pull",
+]
