@@ -1,0 +1,22 @@
+"""Object-syncer stage: a consumer object + its provider twin → writes, status, finalizer."""
+
+from functions.object_syncer.logic import (
+    REASON_BOUND,
+    REASON_CONFLICT,
+    REASON_PENDING,
+    REASON_SYNCING,
+    desired_twin,
+    sync,
+)
+from functions.object_syncer.types import SyncRequest, SyncResult
+
+__all__ = [
+    "REASON_BOUND",
+    "REASON_CONFLICT",
+    "REASON_PENDING",
+    "REASON_SYNCING",
+    "SyncRequest",
+    "SyncResult",
+    "desired_twin",
+    "sync",
+]
