@@ -1,0 +1,481 @@
+"""A local Kubernetes cluster: etcd and kube-apiserver on 127.0.0.1, with real RBAC."""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import concurrent.futures
+import http.client
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import yaml
+
+from connector.envtest import _process
+from connector.envtest._binaries import Binaries, find_binaries
+from connector.envtest._certs import CertificateAuthority, KeyPair, new_signing_key_pair
+from connector.envtest._errors import ClusterStartError, EnvtestError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_STARTUP_TIMEOUT = 90.0
+DEFAULT_STOP_TIMEOUT = 15.0
+ADMIN_USER = "envtest-admin"
+ADMIN_GROUPS = ("system:masters",)
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_POLL_INTERVAL = 0.2
+
+# Ports handed out by this process and not yet reused: two clusters starting in parallel
+# must not be given the same "free" port between probing it and binding it.
+_ports_lock = threading.Lock()
+_ports_given: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now and that we have not handed out."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        with _ports_lock:
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
+    raise EnvtestError("no free TCP port found on 127.0.0.1")
+
+
+class Cluster:
+    """One local cluster: etcd and kube-apiserver, with their own CA, on 127.0.0.1.
+
+    Files live in ``<base_dir>/<name>/`` (certificates, etcd data, ``etcd.log``,
+    ``kube-apiserver.log``, minted user kubeconfigs); the admin kubeconfig is
+    ``<base_dir>/<name>.kubeconfig`` with a context named ``<name>``. The admin is a client
+    certificate in group ``system:masters``. ``stop()`` removes these files unless
+    ``keep_files`` is set; a failed ``start()`` keeps them so that the logs can be read.
+
+    Use as a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_dir: Path | str,
+        *,
+        binaries: Binaries | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        keep_files: bool = False,
+        apiserver_port: int | None = None,
+        extra_apiserver_args: Sequence[str] = (),
+        extra_etcd_args: Sequence[str] = (),
+    ) -> None:
+        if not _NAME_RE.match(name) or len(name) > 40:
+            raise ValueError(f"cluster name {name!r} must be a short DNS label, e.g. 'consumer'")
+        self.name = name
+        self.base_dir = Path(base_dir).resolve()
+        self.dir = self.base_dir / name
+        self.kubeconfig = self.base_dir / f"{name}.kubeconfig"
+        self.etcd_log = self.dir / "etcd.log"
+        self.apiserver_log = self.dir / "kube-apiserver.log"
+        self._binaries = binaries
+        self._startup_timeout = startup_timeout
+        self._stop_timeout = stop_timeout
+        self._keep_files = keep_files
+        self._apiserver_port = apiserver_port
+        self._extra_apiserver_args = list(extra_apiserver_args)
+        self._extra_etcd_args = list(extra_etcd_args)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._started = False
+        self._ca: CertificateAuthority | None = None
+        self._etcd: subprocess.Popen[bytes] | None = None
+        self._apiserver: subprocess.Popen[bytes] | None = None
+        self._pids: dict[str, int] = {}
+        self.port: int | None = None
+        self._log = log.bind(cluster=name)
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """The API server URL, e.g. ``https://127.0.0.1:40123``."""
+        if self.port is None:
+            raise EnvtestError(f"cluster {self.name!r} has not been started")
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM CA certificate that signed the serving and client certificates."""
+        return self.dir / "pki" / "ca.crt"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids by role (``etcd``, ``kube-apiserver``), kept after they exit."""
+        return dict(self._pids)
+
+    def running(self) -> bool:
+        """True while both etcd and kube-apiserver run."""
+        procs = (self._etcd, self._apiserver)
+        return all(p is not None and p.poll() is None for p in procs)
+
+    def start(self) -> Cluster:
+        """Start etcd, then kube-apiserver, and wait until ``/readyz`` answers ok.
+
+        Raises:
+            ClusterStartError: a step failed (the message names it and shows the tail of
+                the relevant log); what had started is stopped again.
+            BinariesError: the binaries could not be found or built.
+        """
+        with self._lock:
+            if self._started:
+                raise EnvtestError(f"cluster {self.name!r} was already started")
+            self._started = True
+            self._stopping.clear()
+        binaries = self._binaries or find_binaries()
+        deadline = time.monotonic() + self._startup_timeout
+        try:
+            self._prepare_files()
+            self._start_etcd(binaries, deadline)
+            self._start_apiserver(binaries, deadline)
+        except BaseException:
+            self._stop_processes()
+            raise
+        atexit.register(self.stop)
+        self._log.info("Cluster is ready.", server=self.server, kubeconfig=str(self.kubeconfig))
+        return self
+
+    def stop(self) -> None:
+        """Stop kube-apiserver, then etcd, and remove the files unless ``keep_files``.
+
+        Safe to call more than once and from another thread while ``start()`` runs (the
+        start then fails); never raises for processes that are already gone.
+        """
+        atexit.unregister(self.stop)
+        was_running = self._stop_processes()
+        if not self._keep_files:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.kubeconfig.unlink(missing_ok=True)
+        if was_running:
+            self._log.info("Cluster stopped.")
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def mint_kubeconfig(
+        self, user: str, *, groups: Sequence[str] = (), path: Path | str | None = None
+    ) -> Path:
+        """Write a kubeconfig for ``user`` in ``groups`` (a client certificate from the CA).
+
+        Nothing grants the identity any permission: tests add the RBAC they mean to test.
+        The default path is ``<base_dir>/<name>/users/<user>.kubeconfig``; the context is
+        named ``<name>-<user>``.
+        """
+        if self._ca is None:
+            raise EnvtestError(f"cluster {self.name!r} has not been started")
+        if not user:
+            raise ValueError("user must not be empty")
+        if path is None:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", user)
+            path = self.dir / "users" / f"{safe}.kubeconfig"
+        path = Path(path)
+        client = self._ca.issue_client(user, groups=groups)
+        _write_kubeconfig(path, self, context=f"{self.name}-{user}", user=user, client=client)
+        return path
+
+    def api_client(self, *, kubeconfig: Path | str | None = None) -> ApiClient:
+        """A new ``kubernetes.client.ApiClient`` for the admin or the given kubeconfig.
+
+        The caller closes it (it is a context manager): ``with cluster.api_client() as api``.
+        """
+        from kubernetes import config
+
+        path = Path(kubeconfig) if kubeconfig is not None else self.kubeconfig
+        client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(path)
+        )
+        return client
+
+    # -- start steps --------------------------------------------------------------------
+
+    def _prepare_files(self) -> None:
+        step = f"prepare files for cluster '{self.name}'"
+        try:
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            pki = self.dir / "pki"
+            pki.mkdir(parents=True, mode=0o700)
+            self.port = self._apiserver_port or free_port()
+            ca = CertificateAuthority.create(f"envtest-{self.name}-ca")
+            serving = ca.issue_server(
+                "kube-apiserver",
+                dns_names=["localhost", "kubernetes", "kubernetes.default"],
+                ips=["127.0.0.1"],
+            )
+            self._ca = ca
+            _write(pki / "ca.crt", ca.cert_pem)
+            _write_secret(pki / "ca.key", ca.key_pem)
+            _write(pki / "apiserver.crt", serving.cert_pem)
+            _write_secret(pki / "apiserver.key", serving.key_pem)
+            signing = new_signing_key_pair()
+            _write(pki / "sa.pub", signing.cert_pem)
+            _write_secret(pki / "sa.key", signing.key_pem)
+            admin = ca.issue_client(ADMIN_USER, groups=ADMIN_GROUPS)
+            _write(pki / "admin.crt", admin.cert_pem)
+            _write_secret(pki / "admin.key", admin.key_pem)
+            _write_kubeconfig(
+                self.kubeconfig, self, context=self.name, user=ADMIN_USER, client=admin
+            )
+        except OSError as e:
+            raise ClusterStartError(step, f"cannot write files under {self.dir}: {e}") from e
+
+    def _start_etcd(self, binaries: Binaries, deadline: float) -> None:
+        step = f"start etcd for cluster '{self.name}'"
+        client_port, peer_port = free_port(), free_port()
+        client_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        argv = [
+            str(binaries.etcd),
+            f"--name={self.name}",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster={self.name}={peer_url}",
+            "--initial-cluster-state=new",
+            # Throw-away data: durability costs seconds of fsync and buys nothing here.
+            "--unsafe-no-fsync",
+            *self._extra_etcd_args,
+        ]
+        self._etcd = self._launch("etcd", argv, self.etcd_log, step)
+        self._etcd_url = client_url
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{client_url}/health", timeout=2) as response:
+                    return b'"health":"true"' in response.read()
+            except (OSError, urllib.error.URLError, http.client.HTTPException):
+                return False
+
+        self._wait(self._etcd, "etcd", healthy, self.etcd_log, step, deadline)
+
+    def _start_apiserver(self, binaries: Binaries, deadline: float) -> None:
+        step = f"start kube-apiserver for cluster '{self.name}'"
+        pki = self.dir / "pki"
+        argv = [
+            str(binaries.kube_apiserver),
+            f"--etcd-servers={self._etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            f"--cert-dir={self.dir / 'apiserver'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-account-issuer=https://127.0.0.1:{self.port}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            # Flow control's priority levels add start-up work and nothing a test needs.
+            "--enable-priority-and-fairness=false",
+            # No nodes, so the "kubernetes" Service endpoints (127.0.0.1 is not a valid
+            # endpoint address) would only produce errors in the log.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            *self._extra_apiserver_args,
+        ]
+        self._apiserver = self._launch("kube-apiserver", argv, self.apiserver_log, step)
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        url = f"https://127.0.0.1:{self.port}/readyz"
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                    return bool(response.status == 200)
+            except (OSError, urllib.error.URLError, http.client.HTTPException):
+                return False
+
+        self._wait(self._apiserver, "kube-apiserver", ready, self.apiserver_log, step, deadline)
+
+    def _launch(
+        self, role: str, argv: list[str], log_path: Path, step: str
+    ) -> subprocess.Popen[bytes]:
+        # Under the lock so that a concurrent stop() either sees this process or prevents it.
+        with self._lock:
+            if self._stopping.is_set():
+                raise ClusterStartError(step, "cancelled: the cluster is being stopped")
+            try:
+                proc = _process.spawn(argv, log_path=log_path, cwd=self.dir)
+            except OSError as e:
+                raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
+            self._pids[role] = proc.pid
+            self._log.debug("Process started.", role=role, pid=proc.pid, log=str(log_path))
+            return proc
+
+    def _wait(
+        self,
+        proc: subprocess.Popen[bytes],
+        role: str,
+        ready: Any,
+        log_path: Path,
+        step: str,
+        deadline: float,
+    ) -> None:
+        while True:
+            if self._stopping.is_set():
+                raise ClusterStartError(step, "cancelled: the cluster is being stopped")
+            code = proc.poll()
+            if code is not None:
+                raise ClusterStartError(
+                    step, f"{role} exited with code {code} before it was ready", log_path=log_path
+                )
+            if ready():
+                return
+            if time.monotonic() >= deadline:
+                raise ClusterStartError(
+                    step,
+                    f"{role} not ready within the start-up timeout of"
+                    f" {self._startup_timeout:.0f} s",
+                    log_path=log_path,
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _stop_processes(self) -> bool:
+        """Terminate kube-apiserver, then etcd; True if anything was still running."""
+        with self._lock:
+            self._stopping.set()
+            procs = [p for p in (self._apiserver, self._etcd) if p is not None]
+            self._apiserver = self._etcd = None
+            self._started = False
+            was_running = any(p.poll() is None for p in procs)
+            # Apiserver first: it must not see its storage vanish while it still serves.
+            for proc in procs:
+                _process.terminate(proc, timeout=self._stop_timeout)
+        return was_running
+
+
+def start_clusters(
+    names: Sequence[str],
+    base_dir: Path | str,
+    *,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    keep_files: bool = False,
+) -> list[Cluster]:
+    """Start one cluster per name in parallel; all or nothing.
+
+    Returns the started clusters in the order of ``names``. If any fails (or the caller is
+    interrupted), every other one is stopped and the first failure is raised, with the
+    others attached as notes.
+    """
+    if len(set(names)) != len(names):
+        raise ValueError(f"cluster names must be unique, got {list(names)}")
+    binaries = find_binaries()  # once, before the threads: never two builds at a time
+    clusters = [
+        Cluster(
+            name,
+            base_dir,
+            binaries=binaries,
+            startup_timeout=startup_timeout,
+            keep_files=keep_files,
+        )
+        for name in names
+    ]
+    errors: list[BaseException] = []
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, len(clusters)), thread_name_prefix="envtest-start"
+    ) as pool:
+        futures = [pool.submit(cluster.start) for cluster in clusters]
+        try:
+            for future in futures:
+                error = future.exception()
+                if error is not None:
+                    errors.append(error)
+        except BaseException:
+            # Interrupted (Ctrl-C): stop() makes the starting threads give up promptly.
+            for cluster in clusters:
+                cluster.stop()
+            raise
+    if errors:
+        for cluster in clusters:
+            cluster.stop()
+        first = errors[0]
+        for other in errors[1:]:
+            first.add_note(f"also: {other}")
+        raise first
+    return clusters
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+
+
+def _write_kubeconfig(
+    path: Path, cluster: Cluster, *, context: str, user: str, client: KeyPair
+) -> None:
+    """A self-contained kubeconfig (data embedded), so it can be copied into a Secret."""
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    assert cluster._ca is not None
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": cluster.name,
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority-data": b64(cluster._ca.cert_pem),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(client.cert_pem),
+                    "client-key-data": b64(client.key_pem),
+                },
+            }
+        ],
+        "contexts": [{"name": context, "context": {"cluster": cluster.name, "user": user}}],
+        "current-context": context,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    tmp.replace(path)
