@@ -1,0 +1,550 @@
+"""Object-syncer: the twin to apply, the status to write back, finalizer and delete actions."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
+from functions.object_syncer import SyncRequest, SyncResult, desired_twin, sync
+
+from . import assert_same
+
+NOW = "2026-11-23T12:00:00Z"
+EARLIER = "2026-11-22T08:00:00Z"
+CLUSTER = "dev-cluster"
+UID = "7d9c1e6a-0b5e-4a8f-9a51-2c3d4e5f6a7b"
+DELETED_AT = "2026-11-23T11:59:00Z"
+SYNCED = {
+    "type": "Synced",
+    "status": "True",
+    "reason": "ReconcileSuccess",
+    "message": "",
+    "lastTransitionTime": EARLIER,
+}
+PROVIDER_READY = {
+    "type": "Ready",
+    "status": "True",
+    "reason": "Available",
+    "message": "",
+    "lastTransitionTime": EARLIER,
+}
+
+
+def consumer(
+    *,
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    finalizers: list[str] | None = None,
+    annotations: dict[str, str] | None = None,
+    uid: str = UID,
+    deleting: bool = False,
+) -> Obj:
+    """A NopResource in the consumer, as its API server returns it."""
+    obj: Obj = {
+        "apiVersion": "nop.example.org/v1alpha1",
+        "kind": "NopResource",
+        "metadata": {
+            "name": "my-resource",
+            "namespace": "default",
+            "uid": uid,
+            "resourceVersion": "5120",
+            "generation": 2,
+            "creationTimestamp": EARLIER,
+            "labels": {"app": "shop"},
+            "annotations": annotations
+            if annotations is not None
+            else {
+                "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"NopResource"}',
+                "team": "payments",
+            },
+            "finalizers": finalizers if finalizers is not None else [FINALIZER],
+            "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+        },
+        "spec": spec
+        if spec is not None
+        else {"coolField": "Synchronized resource", "compositeDeletePolicy": "Foreground"},
+    }
+    if status is not None:
+        obj["status"] = status
+    if deleting:
+        obj["metadata"]["deletionTimestamp"] = DELETED_AT
+    return obj
+
+
+def with_hash(twin: Obj) -> Obj:
+    out = copy.deepcopy(twin)
+    out["metadata"]["annotations"]["connect.upbound.io/applied-hash"] = canonical_hash(twin)
+    return out
+
+
+#: The twin of ``consumer()``, written out in full.
+TWIN = with_hash(
+    {
+        "apiVersion": "nop.example.org/v1alpha1",
+        "kind": "NopResource",
+        "metadata": {
+            "name": "my-resource",
+            "namespace": "default",
+            "labels": {
+                "app": "shop",
+                "connect.upbound.io/managed": "true",
+                "connect.upbound.io/consumer-cluster": CLUSTER,
+                "connect.upbound.io/consumer-namespace": "default",
+                "connect.upbound.io/consumer-name": "my-resource",
+                "connect.upbound.io/consumer-uid": UID,
+            },
+            "annotations": {
+                "team": "payments",
+                "connect.upbound.io/consumer-namespace": "default",
+                "connect.upbound.io/consumer-name": "my-resource",
+            },
+        },
+        "spec": {"coolField": "Synchronized resource", "compositeDeletePolicy": "Foreground"},
+    }
+)
+
+
+def twin_of(obj: Obj, *, cluster: str = CLUSTER) -> Obj:
+    return desired_twin(obj, consumer_cluster=cluster)
+
+
+def as_provider_returns(twin: Obj, *, status: dict[str, Any] | None = None, **meta: Any) -> Obj:
+    """``twin`` after the provider stored and reconciled it: server fields, defaults, status."""
+    out = copy.deepcopy(twin)
+    out["metadata"].update(
+        uid="provider-uid",
+        resourceVersion="880",
+        generation=1,
+        creationTimestamp=NOW,
+        finalizers=["composite.apiextensions.crossplane.io"],
+        managedFields=[{"manager": "api-connector", "operation": "Apply"}],
+        **meta,
+    )
+    if "spec" in out:  # Crossplane defaults and fills in a composite's spec
+        out["spec"].setdefault("compositeDeletePolicy", "Background")
+        out["spec"]["crossplane"] = {"compositionRef": {"name": "nop"}}
+    out["status"] = (
+        status
+        if status is not None
+        else {"conditions": [SYNCED, PROVIDER_READY], "coolerField": "from the provider"}
+    )
+    return out
+
+
+def api_bound(status: str, reason: str, message: str, *, at: str = NOW) -> dict[str, Any]:
+    return {
+        "type": "APIBound",
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": at,
+        "observedGeneration": 2,
+    }
+
+
+BOUND = api_bound("True", "Bound", "Synced to the provider")
+PENDING = api_bound("False", "Pending", "Creating the object in the provider")
+SYNCING = api_bound("False", "Syncing", "Updating the object in the provider")
+PROVIDER_STATUS = {
+    "conditions": [SYNCED, PROVIDER_READY, BOUND],
+    "coolerField": "from the provider",
+}
+NOT_OURS = (
+    "NopResource default/my-resource already exists in the provider and is not managed by any "
+    "consumer cluster; it is left untouched"
+)
+OTHER_CLUSTERS = (
+    "NopResource default/my-resource already exists in the provider and belongs to consumer "
+    "cluster prod-cluster; it is left untouched"
+)
+
+
+def req(c: Obj, twin: Obj | None = None, *, cluster: str = CLUSTER) -> SyncRequest:
+    return SyncRequest(consumer=c, provider=twin, consumer_cluster=cluster, now=NOW)
+
+
+def changed_spec() -> dict[str, Any]:
+    return {"coolField": "changed", "compositeDeletePolicy": "Foreground"}
+
+
+def drifted_twin() -> Obj:
+    twin = as_provider_returns(TWIN)
+    twin["spec"]["coolField"] = "edited in the provider"
+    return twin
+
+
+def labelled(twin: Obj, **labels: str) -> Obj:
+    out = copy.deepcopy(twin)
+    out["metadata"]["labels"] = labels
+    return out
+
+
+LONG_CLUSTER = "a-consumer-cluster-display-name-that-is-much-longer-than-a-label-allows"
+
+CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "settings", "uid": "cm-uid", "finalizers": [FINALIZER]},
+    "data": {"color": "blue"},
+    "immutable": False,
+}
+
+
+@dataclass
+class Case:
+    reason: str
+    req: SyncRequest
+    want: SyncResult
+
+
+CASES = [
+    Case(
+        reason="A new consumer object is created in the provider with its origin, keeping its "
+        "status, with APIBound Pending and the finalizer added.",
+        req=req(consumer(finalizers=[], status={"note": "kept until the twin exists"})),
+        want=SyncResult(
+            provider_apply=TWIN,
+            consumer_status={"note": "kept until the twin exists", "conditions": [PENDING]},
+            add_finalizer=True,
+        ),
+    ),
+    Case(
+        reason="A twin the provider defaulted and reconciled is in sync: nothing is applied, "
+        "its status (all of it) is written back with APIBound Bound.",
+        req=req(
+            consumer(status={"conditions": [PENDING], "note": "dropped"}),
+            as_provider_returns(TWIN),
+        ),
+        want=SyncResult(consumer_status=PROVIDER_STATUS),
+    ),
+    Case(
+        reason="Nothing is written when the twin and the consumer status are in sync.",
+        req=req(consumer(status=PROVIDER_STATUS), as_provider_returns(TWIN)),
+        want=SyncResult(),
+    ),
+    Case(
+        reason="A status change in the provider is synced back; APIBound keeps its time.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            as_provider_returns(
+                TWIN, status={"conditions": [SYNCED, {**PROVIDER_READY, "status": "False"}]}
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={"conditions": [SYNCED, {**PROVIDER_READY, "status": "False"}, BOUND]}
+        ),
+    ),
+    Case(
+        reason="An APIBound condition from the provider is replaced by ours.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            as_provider_returns(
+                TWIN,
+                status={
+                    "conditions": [
+                        api_bound("False", "Conflict", "from another connector"),
+                        SYNCED,
+                        PROVIDER_READY,
+                    ],
+                    "coolerField": "from the provider",
+                },
+            ),
+        ),
+        want=SyncResult(),
+    ),
+    Case(
+        reason="A spec change in the consumer is applied; APIBound is Syncing meanwhile.",
+        req=req(consumer(spec=changed_spec(), status=PROVIDER_STATUS), as_provider_returns(TWIN)),
+        want=SyncResult(
+            provider_apply=twin_of(consumer(spec=changed_spec())),
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, SYNCING],
+                "coolerField": "from the provider",
+            },
+        ),
+    ),
+    Case(
+        reason="A field removed in the consumer is applied although the twin still has it.",
+        req=req(
+            consumer(spec={"coolField": "Synchronized resource"}, status=PROVIDER_STATUS),
+            as_provider_returns(TWIN),
+        ),
+        want=SyncResult(
+            provider_apply=twin_of(consumer(spec={"coolField": "Synchronized resource"})),
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, SYNCING],
+                "coolerField": "from the provider",
+            },
+        ),
+    ),
+    Case(
+        reason="A field of ours edited in the provider (drift) is put back.",
+        req=req(consumer(status=PROVIDER_STATUS), drifted_twin()),
+        want=SyncResult(
+            provider_apply=TWIN,
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, SYNCING],
+                "coolerField": "from the provider",
+            },
+        ),
+    ),
+    Case(
+        reason="A twin left by a deleted and recreated consumer object (new uid) is adopted.",
+        req=req(
+            consumer(uid="new-uid", status=PROVIDER_STATUS),
+            as_provider_returns(TWIN),
+        ),
+        want=SyncResult(
+            provider_apply=twin_of(consumer(uid="new-uid")),
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, SYNCING],
+                "coolerField": "from the provider",
+            },
+        ),
+    ),
+    Case(
+        reason="A cluster-scoped object with other top-level fields: they are copied, and no "
+        "namespace origin is recorded.",
+        req=req(CONFIGMAP),
+        want=SyncResult(
+            provider_apply=with_hash(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": "settings",
+                        "labels": {
+                            "connect.upbound.io/managed": "true",
+                            "connect.upbound.io/consumer-cluster": CLUSTER,
+                            "connect.upbound.io/consumer-name": "settings",
+                            "connect.upbound.io/consumer-uid": "cm-uid",
+                        },
+                        "annotations": {"connect.upbound.io/consumer-name": "settings"},
+                    },
+                    "data": {"color": "blue"},
+                    "immutable": False,
+                }
+            ),
+            consumer_status={
+                "conditions": [
+                    {
+                        "type": "APIBound",
+                        "status": "False",
+                        "reason": "Pending",
+                        "message": "Creating the object in the provider",
+                        "lastTransitionTime": NOW,
+                    }
+                ]
+            },
+        ),
+    ),
+    Case(
+        reason="A consumer cluster name too long for a label is hashed in the label.",
+        req=req(consumer(annotations={}), cluster=LONG_CLUSTER),
+        want=SyncResult(
+            provider_apply=with_hash(
+                {
+                    **TWIN,
+                    "metadata": {
+                        **TWIN["metadata"],
+                        "labels": {
+                            **TWIN["metadata"]["labels"],
+                            "connect.upbound.io/consumer-cluster": "a-consumer-cluster-display"
+                            "-name-that-is-much-l-7dcc8e6e52bbb5eb",
+                        },
+                        "annotations": {
+                            "connect.upbound.io/consumer-namespace": "default",
+                            "connect.upbound.io/consumer-name": "my-resource",
+                        },
+                    },
+                }
+            ),
+            consumer_status={"conditions": [PENDING]},
+        ),
+    ),
+    Case(
+        reason="The deletion-policy annotation is an instruction to the connector, not copied.",
+        req=req(
+            consumer(
+                annotations={"connect.upbound.io/deletion-policy": "Orphan", "team": "payments"}
+            ),
+        ),
+        want=SyncResult(provider_apply=TWIN, consumer_status={"conditions": [PENDING]}),
+    ),
+    Case(
+        reason="A twin that belongs to no consumer is a conflict: not applied, no finalizer, "
+        "consumer status kept with APIBound Conflict.",
+        req=req(
+            consumer(finalizers=[], status={"note": "kept"}),
+            labelled(as_provider_returns(TWIN)),
+        ),
+        want=SyncResult(
+            conflict=NOT_OURS,
+            consumer_status={
+                "note": "kept",
+                "conditions": [api_bound("False", "Conflict", NOT_OURS)],
+            },
+        ),
+    ),
+    Case(
+        reason="A twin that belongs to another consumer cluster is a conflict naming it.",
+        req=req(
+            consumer(),
+            labelled(
+                as_provider_returns(TWIN), **{"connect.upbound.io/consumer-cluster": "prod-cluster"}
+            ),
+        ),
+        want=SyncResult(
+            conflict=OTHER_CLUSTERS,
+            consumer_status={"conditions": [api_bound("False", "Conflict", OTHER_CLUSTERS)]},
+        ),
+    ),
+    Case(
+        reason="A consumer object deleted with the Orphan policy keeps its twin.",
+        req=req(
+            consumer(deleting=True, annotations={"connect.upbound.io/deletion-policy": "Orphan"}),
+            as_provider_returns(TWIN),
+        ),
+        want=SyncResult(remove_finalizer=True),
+    ),
+    Case(
+        reason="A deleted consumer object deletes its twin and keeps its finalizer meanwhile.",
+        req=req(consumer(deleting=True), as_provider_returns(TWIN)),
+        want=SyncResult(provider_delete=True),
+    ),
+    Case(
+        reason="A twin already being deleted is not deleted again; the finalizer stays.",
+        req=req(
+            consumer(deleting=True),
+            as_provider_returns(TWIN, deletionTimestamp=DELETED_AT),
+        ),
+        want=SyncResult(),
+    ),
+    Case(
+        reason="Once the twin is gone the finalizer is removed.",
+        req=req(consumer(deleting=True)),
+        want=SyncResult(remove_finalizer=True),
+    ),
+    Case(
+        reason="A deleted object without our finalizer and without twin needs nothing.",
+        req=req(consumer(deleting=True, finalizers=["other.example.org/finalizer"])),
+        want=SyncResult(),
+    ),
+    Case(
+        reason="A deleted object whose twin is someone else's only loses our finalizer.",
+        req=req(consumer(deleting=True), labelled(as_provider_returns(TWIN))),
+        want=SyncResult(conflict=NOT_OURS, remove_finalizer=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.reason for c in CASES])
+def test_sync(case: Case) -> None:
+    assert_same(case.want, sync(case.req), case.reason)
+
+
+def _carry_out(request: SyncRequest, result: SyncResult) -> SyncRequest:
+    """What the orchestrator does with ``result``, as the next request would observe it."""
+    obj = copy.deepcopy(request.consumer)
+    finalizers = obj["metadata"].setdefault("finalizers", [])
+    if result.add_finalizer:
+        finalizers.append(FINALIZER)
+    if result.remove_finalizer:
+        finalizers.remove(FINALIZER)
+    if result.consumer_status is not None:
+        obj["status"] = result.consumer_status
+    twin = request.provider
+    if result.provider_apply is not None:
+        status = twin.get("status") if twin else None
+        twin = as_provider_returns(result.provider_apply, status=status or {})
+    if result.provider_delete and twin is not None:
+        twin = None
+    return replace(request, consumer=obj, provider=twin, now="2026-11-23T12:00:05Z")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.reason for c in CASES])
+def test_sync_settles_within_three_rounds_and_then_writes_nothing(case: Case) -> None:
+    request = case.req
+    for _ in range(3):
+        request = _carry_out(request, sync(request))
+    result = sync(request)
+    assert_same(replace(SyncResult(), conflict=result.conflict), result, case.reason)
+
+
+def test_sync_moves_the_api_bound_transition_time_only_on_a_change() -> None:
+    created = sync(req(consumer()))
+    bound = sync(
+        replace(
+            req(consumer(status=created.consumer_status), as_provider_returns(TWIN)),
+            now="2026-11-23T12:01:00Z",
+        )
+    )
+    assert bound.consumer_status is not None
+    conditions = {c["type"]: c for c in bound.consumer_status["conditions"]}
+    assert conditions["APIBound"]["lastTransitionTime"] == "2026-11-23T12:01:00Z"
+    assert conditions["Ready"]["lastTransitionTime"] == EARLIER, "provider times are kept"
+
+
+@dataclass
+class BadInputCase:
+    reason: str
+    req: SyncRequest
+    want_field: str
+
+
+def renamed(obj: Obj, **meta: Any) -> Obj:
+    out = copy.deepcopy(obj)
+    out["metadata"].update(meta)
+    return out
+
+
+BAD_INPUT = [
+    BadInputCase("A consumer that is not an object.", req([]), "consumer"),  # type: ignore[arg-type]
+    BadInputCase(
+        "A consumer without kind.",
+        req({k: v for k, v in consumer().items() if k != "kind"}),
+        "consumer.kind",
+    ),
+    BadInputCase(
+        "A consumer without a name.",
+        req(renamed(consumer(), name="")),
+        "consumer.metadata.name",
+    ),
+    BadInputCase("An empty consumer cluster.", req(consumer(), cluster=""), "consumer_cluster"),
+    BadInputCase(
+        "A twin of another kind.",
+        req(consumer(), {**TWIN, "kind": "OtherResource"}),
+        "provider.kind",
+    ),
+    BadInputCase(
+        "A twin of another version.",
+        req(consumer(), {**TWIN, "apiVersion": "nop.example.org/v1"}),
+        "provider.apiVersion",
+    ),
+    BadInputCase(
+        "A twin of another name.",
+        req(consumer(), renamed(TWIN, name="other")),
+        "provider.metadata.name",
+    ),
+    BadInputCase(
+        "A twin in another namespace.",
+        req(consumer(), renamed(TWIN, namespace="other")),
+        "provider.metadata.namespace",
+    ),
+    BadInputCase(
+        "A twin without metadata.",
+        req(consumer(), {"apiVersion": TWIN["apiVersion"], "kind": TWIN["kind"]}),
+        "provider.metadata",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=[c.reason for c in BAD_INPUT])
+def test_sync_rejects_bad_input_naming_the_field(case: BadInputCase) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        sync(case.req)
+    assert caught.value.field == case.want_field, case.reason
