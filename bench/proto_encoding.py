@@ -97,8 +97,9 @@ def main() -> None:
     struct_size = len(json_format.ParseDict(obj, struct_pb2.Struct()).SerializeToString())
     json_us = measure(via_json, obj)
     struct_us = measure(via_struct, obj)
-    # Struct has a single number type (double): integers come back as floats.
-    lossless = via_struct(obj) == obj
+    # Struct has a single number type (double): integers come back as floats, which ``==``
+    # does not notice but JSON (and ``isinstance(x, int)``) does.
+    lossless = json.dumps(via_struct(obj)) == json.dumps(obj)
     print(f"object: {json_size} bytes as JSON, {struct_size} bytes as Struct")
     print(f"JSON bytes : {json_us:8.1f} µs per encode+decode (median of {ROUNDS})")
     print(f"Struct     : {struct_us:8.1f} µs per encode+decode (median of {ROUNDS})")

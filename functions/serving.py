@@ -1,5 +1,5 @@
 """One gRPC server for a stage: its own service, the Crossplane function service, health and
-reflection, optional mutual TLS, graceful shutdown.
+reflection, optional mutual TLS, graceful shutdown; and the base of the function adapters.
 
 A stage service is described by ``StageService``: its full proto name and, per method, the
 request message type and a translator (request proto → response proto) that calls the
@@ -10,11 +10,15 @@ stage's plain function. The error mapping lives here, once, for every stage:
 
 A failing call never takes the server down. Oversized messages are refused by gRPC itself
 (RESOURCE_EXHAUSTED) according to ``ServerOptions.max_message_bytes``.
+
+``StageFunction`` is the same mapping for a stage served as a Crossplane composition
+function: bad input becomes a Fatal result naming the field, never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -24,6 +28,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import structlog
+from crossplane.function import resource, response
 from crossplane.function import runtime as fn_runtime
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
@@ -34,13 +39,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from functions.common import InvalidInputError
+from functions.common import InvalidInputError, Obj
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "RunningServer",
     "ServerOptions",
+    "StageFunction",
     "StageService",
     "UnaryMethod",
     "serve_forever",
@@ -229,3 +235,125 @@ def serve_in_background(
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+# --- Crossplane function adapters --------------------------------------------------------
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 in UTC, second precision, as Kubernetes writes it."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def plain(value: Any) -> Any:
+    """``value`` decoded from a protobuf Struct with integers restored.
+
+    Struct numbers are doubles: ``generation: 3`` arrives as ``3.0``. Crossplane sends JSON
+    numbers, so an integral double was an integer.
+    """
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class StageFunction(grpcv1.FunctionRunnerServiceServicer):
+    """A stage served as a Crossplane composition function.
+
+    Subclasses implement ``run``, translating the request into the stage's dataclass, calling
+    the stage, and writing desired state into the response. ``InvalidInputError`` becomes a
+    Fatal result naming the field; any other exception is logged and becomes a short Fatal
+    result, so that Crossplane reports it on the XR instead of seeing a failed call.
+    """
+
+    def __init__(self, *, clock: Callable[[], str] = utc_now) -> None:
+        self._clock = clock
+
+    async def RunFunction(  # the gRPC method name
+        self, req: fnv1.RunFunctionRequest, _context: Any
+    ) -> fnv1.RunFunctionResponse:
+        rsp = response.to(req)
+        try:
+            self.run(req, rsp, now=self._clock())
+        except InvalidInputError as e:
+            response.fatal(rsp, str(e))
+        except Exception as e:
+            log.exception("A stage function failed unexpectedly.", function=type(self).__name__)
+            response.fatal(rsp, f"{type(self).__name__} failed: {type(e).__name__}")
+        return rsp
+
+    def run(self, req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse, *, now: str) -> None:
+        raise NotImplementedError
+
+
+@contextmanager
+def fields_renamed(renames: dict[str, str]) -> Iterator[None]:
+    """Name bad input after where the function's caller put it, not the stage's field.
+
+    The stage says ``consumer.metadata.name``; the XR author needs to read
+    ``composite.spec.consumerObject.metadata.name``.
+    """
+    try:
+        yield
+    except InvalidInputError as e:
+        for stage_field, fn_field in renames.items():
+            if e.field == stage_field or e.field.startswith((f"{stage_field}.", f"{stage_field}[")):
+                field = fn_field + e.field[len(stage_field) :]
+                raise InvalidInputError(field, e.message) from e
+        raise
+
+
+def function_input(req: fnv1.RunFunctionRequest, *, api_version: str, kind: str) -> Obj:
+    """The step's input, checked to be ``kind`` of ``api_version``."""
+    data = plain(resource.struct_to_dict(req.input)) if req.HasField("input") else {}
+    if data.get("apiVersion") != api_version or data.get("kind") != kind:
+        raise InvalidInputError(
+            "input",
+            f"must be a {kind} of {api_version}, got {data.get('kind')} of "
+            f"{data.get('apiVersion')}",
+        )
+    return dict(data)
+
+
+def observed_composite(req: fnv1.RunFunctionRequest) -> Obj:
+    """The observed composite resource (XR) as a plain dict."""
+    return dict(plain(resource.struct_to_dict(req.observed.composite.resource)))
+
+
+def required_resources(req: fnv1.RunFunctionRequest, name: str) -> list[Obj] | None:
+    """The resources Crossplane fetched for requirement ``name``; None until it has tried."""
+    if name not in req.required_resources:
+        return None
+    return [
+        plain(resource.struct_to_dict(item.resource)) for item in req.required_resources[name].items
+    ]
+
+
+def set_composed(rsp: fnv1.RunFunctionResponse, name: str, obj: Obj) -> None:
+    """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one)."""
+    rsp.desired.resources[name].resource.Clear()
+    resource.update(rsp.desired.resources[name], obj)
+
+
+def set_composite_status(rsp: fnv1.RunFunctionResponse, status: Obj) -> None:
+    """Merge ``status`` into the desired composite resource's status."""
+    current = resource.struct_to_dict(rsp.desired.composite.resource).get("status") or {}
+    resource.update(rsp.desired.composite, {"status": {**current, **status}})
+
+
+def report_condition(
+    rsp: fnv1.RunFunctionResponse, condition: Obj, *, type_: str | None = None
+) -> None:
+    """Report one of the stage's conditions on the XR, optionally under another type."""
+    response.set_conditions(
+        rsp,
+        resource.Condition(
+            typ=type_ or str(condition.get("type")),
+            status=str(condition.get("status", "Unknown")),
+            reason=condition.get("reason"),
+            message=condition.get("message"),
+        ),
+    )

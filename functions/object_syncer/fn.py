@@ -1,0 +1,106 @@
+"""The object-syncer as a Crossplane composition function (``function-connector-object-syncer``).
+
+Mapping, one XR per consumer object:
+
+- step input ``Input`` of ``objectsyncer.fn.connect.upbound.io/v1alpha1``:
+  ``consumerCluster`` (required), the consumer cluster's identity;
+- XR ``spec.consumerObject``: the consumer object as observed;
+- the provider twin: the required resource ``provider-twin`` (same apiVersion, kind,
+  namespace and name); until Crossplane has looked it up the function only asks for it;
+- desired composed resource ``twin``: the provider object, always in full, because
+  Crossplane deletes a composed resource that a function stops returning. It is left out
+  when the stage says delete, or when the name is taken by someone else (conflict);
+- desired XR status: ``consumerStatus`` (the status to write back to the consumer, with
+  ``APIBound``) and ``sync`` (finalizer and delete actions, conflict); the ``APIBound``
+  condition is also reported on the XR.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crossplane.function import response
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+
+from functions.common import CONDITION_API_BOUND, find_condition, require_dict, require_str
+from functions.object_syncer import logic
+from functions.object_syncer.types import SyncRequest
+from functions.serving import (
+    StageFunction,
+    fields_renamed,
+    function_input,
+    observed_composite,
+    report_condition,
+    required_resources,
+    set_composed,
+    set_composite_status,
+)
+
+INPUT_API_VERSION = "objectsyncer.fn.connect.upbound.io/v1alpha1"
+INPUT_KIND = "Input"
+TWIN_REQUIREMENT = "provider-twin"
+TWIN_RESOURCE = "twin"
+_FIELDS = {
+    "consumer": "composite.spec.consumerObject",
+    "provider": f"requiredResources.{TWIN_REQUIREMENT}[0]",
+    "consumer_cluster": "input.consumerCluster",
+}
+
+
+class ObjectSyncerFunction(StageFunction):
+    def run(self, req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse, *, now: str) -> None:
+        fn_input = function_input(req, api_version=INPUT_API_VERSION, kind=INPUT_KIND)
+        consumer_cluster = require_str(fn_input.get("consumerCluster"), "input.consumerCluster")
+        spec = require_dict(observed_composite(req).get("spec"), "composite.spec")
+        consumer = require_dict(spec.get("consumerObject"), "composite.spec.consumerObject")
+        meta = require_dict(consumer.get("metadata"), "composite.spec.consumerObject.metadata")
+
+        # Declared on every call: Crossplane stops asking once the requirements are stable.
+        response.require_resources(
+            rsp,
+            TWIN_REQUIREMENT,
+            str(consumer.get("apiVersion", "")),
+            str(consumer.get("kind", "")),
+            match_name=str(meta.get("name", "")),
+            namespace=meta.get("namespace") or None,
+        )
+        twins = required_resources(req, TWIN_REQUIREMENT)
+        if twins is None:
+            return  # asked for the twin; Crossplane calls again with it
+        with fields_renamed(_FIELDS):
+            result = logic.sync(
+                SyncRequest(
+                    consumer=consumer,
+                    provider=twins[0] if twins else None,
+                    consumer_cluster=consumer_cluster,
+                    now=now,
+                )
+            )
+
+        # A deleted consumer object or a conflict: no desired twin (Crossplane deletes a twin
+        # it composed; a conflicting one it never composed is left alone).
+        if result.conflict is None and not meta.get("deletionTimestamp"):
+            # ``provider_apply`` is None when the twin is already in sync; Crossplane still
+            # needs the full desired twin, or it would delete it.
+            twin = result.provider_apply or logic.desired_twin(
+                consumer, consumer_cluster=consumer_cluster
+            )
+            set_composed(rsp, TWIN_RESOURCE, twin)
+        if result.conflict is not None:
+            response.warning(rsp, result.conflict)
+
+        status = result.consumer_status
+        if status is None:  # unchanged: the consumer's current status is the desired one
+            current = consumer.get("status")
+            status = current if isinstance(current, dict) else {}
+        actions: dict[str, Any] = {
+            "addFinalizer": result.add_finalizer,
+            "removeFinalizer": result.remove_finalizer,
+            "deleteTwin": result.provider_delete,
+        }
+        if result.conflict is not None:
+            actions["conflict"] = result.conflict
+        set_composite_status(rsp, {"consumerStatus": status, "sync": actions})
+        bound = find_condition(status.get("conditions"), CONDITION_API_BOUND)
+        if bound is not None:
+            report_condition(rsp, bound)
