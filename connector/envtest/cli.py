@@ -1,0 +1,312 @@
+"""``api-connector clusters``: start and stop local consumer and provider clusters.
+
+``up`` holds the clusters in the foreground until Ctrl-C or SIGTERM; ``up --detach`` starts
+that same foreground command as a detached supervisor process and returns once the clusters
+are ready. A state file (``<dir>/clusters.json``) records the supervisor and cluster pids so
+that ``down`` can stop them from any shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from connector.envtest import _process
+from connector.envtest._binaries import find_binaries
+from connector.envtest._cluster import DEFAULT_STARTUP_TIMEOUT, Cluster, start_clusters
+from connector.envtest._errors import EnvtestError, log_excerpt
+
+CLUSTER_NAMES = ("consumer", "provider")
+STATE_FILE = "clusters.json"
+SUPERVISOR_LOG = "supervisor.log"
+DEFAULT_DIR = Path("_out/clusters")
+_DOWN_TIMEOUT = 30.0
+_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIR,
+    show_default=True,
+    help="Where kubeconfigs, logs and the state file go.",
+)
+
+
+@click.group()
+def clusters() -> None:
+    """Local consumer and provider clusters (etcd + kube-apiserver on 127.0.0.1)."""
+
+
+@clusters.command()
+@_dir_option
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Run in the background and return once both clusters are ready.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_STARTUP_TIMEOUT,
+    show_default=True,
+    help="Seconds each cluster may take to become ready.",
+)
+def up(directory: Path, detach: bool, timeout: float) -> None:
+    """Start the consumer and provider clusters and write their kubeconfigs to DIR."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _refuse_if_running(directory)
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    if detach:
+        _up_detached(directory, timeout)
+    else:
+        _up_foreground(directory, timeout)
+
+
+@clusters.command()
+@_dir_option
+def down(directory: Path) -> None:
+    """Stop the clusters started with ``up`` in DIR and remove their files."""
+    directory = directory.resolve()
+    state = _read_state(directory)
+    if state is None:
+        click.echo(f"Nothing is running in {directory} (no {STATE_FILE}).")
+        return
+    stopped_any = False
+    supervisor = int(state.get("supervisor_pid", 0))
+    if supervisor and _is_supervisor(supervisor):
+        stopped_any = True
+        # The supervisor stops its clusters in order and removes their files.
+        _signal(supervisor, signal.SIGTERM)
+        if not _process.wait_pid_gone(supervisor, timeout=_DOWN_TIMEOUT):
+            click.echo(
+                f"Supervisor {supervisor} did not stop within {_DOWN_TIMEOUT:.0f} s; killing it.",
+                err=True,
+            )
+            _signal(supervisor, signal.SIGKILL)
+            _process.wait_pid_gone(supervisor, timeout=5)
+    # Fallback: the recorded cluster processes, if the supervisor could not stop them.
+    for info in state.get("clusters", {}).values():
+        for role, pid in info.get("pids", {}).items():
+            if _process.pid_alive(pid) and _looks_like(pid, role):
+                stopped_any = True
+                _signal(pid, signal.SIGKILL)
+                _process.wait_pid_gone(pid, timeout=5)
+    _remove_files(directory)
+    if stopped_any:
+        click.echo(f"Stopped clusters {', '.join(CLUSTER_NAMES)} in {directory}.")
+    else:
+        click.echo(f"Nothing was running in {directory}; removed the stale state.")
+
+
+# -- up ------------------------------------------------------------------------------------
+
+
+def _up_foreground(directory: Path, timeout: float) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (from `down`) and SIGHUP (terminal closed) stop cleanly, like Ctrl-C; SIGINT
+    # is set explicitly because a shell starts background jobs with it ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    _write_state(directory, {"supervisor_pid": os.getpid(), "status": "starting"})
+    started: list[Cluster] = []
+    try:
+        try:
+            started = start_clusters(CLUSTER_NAMES, directory, startup_timeout=timeout)
+        except EnvtestError as e:
+            _write_state(
+                directory, {"supervisor_pid": os.getpid(), "status": "failed", "error": str(e)}
+            )
+            raise click.ClickException(str(e)) from e
+        _write_state(directory, _ready_state(started))
+        click.echo(_usage(directory, detached=False))
+        while all(c.running() for c in started):
+            time.sleep(1)
+        dead = [c.name for c in started if not c.running()]
+        raise click.ClickException(
+            f"cluster {', '.join(dead)} stopped unexpectedly; see the logs under {directory}"
+        )
+    except KeyboardInterrupt:
+        click.echo("Stopping the clusters ...")
+    finally:
+        for cluster in reversed(started):
+            cluster.stop()
+        state = _read_state(directory)
+        if state is not None and state.get("status") != "failed":
+            (directory / STATE_FILE).unlink(missing_ok=True)
+    click.echo("Clusters stopped.")
+
+
+def _up_detached(directory: Path, timeout: float) -> None:
+    try:
+        find_binaries()  # a first-run build happens here, not inside the bounded wait below
+    except EnvtestError as e:
+        raise click.ClickException(str(e)) from e
+    log_path = directory / SUPERVISOR_LOG
+    argv = [
+        sys.executable,
+        "-m",
+        "connector.envtest",
+        "up",
+        "--dir",
+        str(directory),
+        "--timeout",
+        str(timeout),
+    ]
+    # posix_spawn rather than Popen: the supervisor must outlive us, and there is no
+    # Popen object to complain that it is still running when we exit.
+    pid = os.posix_spawn(
+        sys.executable,
+        argv,
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    # Both clusters start in parallel, each within `timeout`; the binaries were found (or
+    # built, which can take many minutes) before, so this bound covers start-up only.
+    deadline = time.monotonic() + timeout + 30
+    while True:
+        state = _read_state(directory)
+        if state is not None and state.get("supervisor_pid") == pid:
+            if state.get("status") == "ready":
+                click.echo(_usage(directory, detached=True))
+                return
+            if state.get("status") == "failed":
+                _process.wait_pid_gone(pid, timeout=_DOWN_TIMEOUT)
+                raise click.ClickException(
+                    f"{state.get('error', 'unknown error')}\n(supervisor log: {log_path})"
+                )
+        if not _process.pid_alive(pid):
+            raise click.ClickException(
+                f"the cluster supervisor exited before the clusters were ready;\n"
+                f"{log_excerpt(log_path)}"
+            )
+        if time.monotonic() >= deadline:
+            _signal(pid, signal.SIGTERM)
+            if not _process.wait_pid_gone(pid, timeout=_DOWN_TIMEOUT):
+                _signal(pid, signal.SIGKILL)
+            raise click.ClickException(
+                f"the clusters were not ready within {timeout + 30:.0f} s; stopped them.\n"
+                f"{log_excerpt(log_path)}"
+            )
+        time.sleep(0.2)
+
+
+def _ready_state(started: list[Cluster]) -> dict[str, Any]:
+    return {
+        "supervisor_pid": os.getpid(),
+        "status": "ready",
+        "clusters": {
+            c.name: {"server": c.server, "kubeconfig": str(c.kubeconfig), "pids": c.pids}
+            for c in started
+        },
+    }
+
+
+def _usage(directory: Path, *, detached: bool) -> str:
+    consumer = directory / "consumer.kubeconfig"
+    provider = directory / "provider.kubeconfig"
+    stop = (
+        f"api-connector clusters down --dir {directory}"
+        if detached
+        else f"Ctrl-C here, or api-connector clusters down --dir {directory}"
+    )
+    return "\n".join(
+        [
+            "Clusters are ready:",
+            f"  consumer  {consumer}",
+            f"  provider  {provider}",
+            "",
+            "Use them with kubectl:",
+            f"  kubectl --kubeconfig {consumer} get ns",
+            f"  export KUBECONFIG={provider}",
+            "or from Python:",
+            "  from kubernetes import client, config",
+            f'  api = config.new_client_from_config(config_file="{consumer}")',
+            "  client.CoreV1Api(api).list_namespace()",
+            "",
+            f"Logs: {directory}/<cluster>/kube-apiserver.log and etcd.log",
+            f"Stop: {stop}",
+        ]
+    )
+
+
+# -- state ---------------------------------------------------------------------------------
+
+
+def _refuse_if_running(directory: Path) -> None:
+    state = _read_state(directory)
+    if state is None:
+        return
+    supervisor = int(state.get("supervisor_pid", 0))
+    if supervisor and _is_supervisor(supervisor):
+        raise click.ClickException(
+            f"clusters are already running in {directory} (supervisor pid {supervisor}); "
+            f"stop them with: api-connector clusters down --dir {directory}"
+        )
+
+
+def _read_state(directory: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((directory / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"cannot read {directory / STATE_FILE}: {e}") from e
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{directory / STATE_FILE} is not a JSON object")
+    return data
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    # Write then rename: a reader polling the file never sees half of it.
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(directory / STATE_FILE)
+
+
+def _remove_files(directory: Path) -> None:
+    import shutil
+
+    for name in CLUSTER_NAMES:
+        shutil.rmtree(directory / name, ignore_errors=True)
+        (directory / f"{name}.kubeconfig").unlink(missing_ok=True)
+    (directory / STATE_FILE).unlink(missing_ok=True)
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def _is_supervisor(pid: int) -> bool:
+    """True if ``pid`` runs and is one of ours (a pid may have been reused since)."""
+    if not _process.pid_alive(pid):
+        return False
+    cmdline = _process.pid_cmdline(pid)
+    return not cmdline or any("connector" in part for part in cmdline)
+
+
+def _looks_like(pid: int, role: str) -> bool:
+    cmdline = _process.pid_cmdline(pid)
+    return bool(cmdline) and Path(cmdline[0]).name == role
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError as e:
+        raise click.ClickException(f"not allowed to signal process {pid}: {e}") from e
