@@ -1,0 +1,91 @@
+"""The client layer: the only code in the project that talks to Kubernetes APIs.
+
+- :mod:`~connector.kube.errors` — the error tree (one class per meaningful HTTP status);
+- :mod:`~connector.kube.resources` — :class:`Resource` and the well-known APIs;
+- :mod:`~connector.kube.client` — :class:`KubeClient` (raw REST, JSON dicts, watches);
+- :mod:`~connector.kube.config` — building clients from kubeconfigs, in-cluster, robot tokens;
+- :mod:`~connector.kube.informer` — list+watch caches that call a handler on changes;
+- :mod:`~connector.kube.workqueue` — controller-runtime style queue and worker pool;
+- :mod:`~connector.kube.metrics` — Prometheus collectors and the ``/metrics`` server.
+"""
+
+from __future__ import annotations
+
+from connector.kube.client import KubeClient, WatchEvent, WatchStream
+from connector.kube.config import (
+    ConfigError,
+    client_from_kubeconfig,
+    client_from_kubeconfig_file,
+    client_from_robot_token,
+    client_in_cluster,
+    spaces_server_url,
+)
+from connector.kube.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    InvalidError,
+    KubeError,
+    NotFoundError,
+    ServerError,
+    TLSError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    UnreachableError,
+    error_from_api_exception,
+)
+from connector.kube.informer import Informer
+from connector.kube.metrics import Metrics
+from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_API_BINDINGS,
+    CLUSTER_CONNECTIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EVENTS,
+    LEASES,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
+from connector.kube.workqueue import Result, TerminalError, WorkQueue, run_workers
+
+__all__ = [
+    "API_BINDINGS",
+    "CLUSTER_API_BINDINGS",
+    "CLUSTER_CONNECTIONS",
+    "CUSTOM_RESOURCE_DEFINITIONS",
+    "EVENTS",
+    "LEASES",
+    "NAMESPACES",
+    "SECRETS",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "ForbiddenError",
+    "GoneError",
+    "Informer",
+    "InvalidError",
+    "KubeClient",
+    "KubeError",
+    "Metrics",
+    "NotFoundError",
+    "Resource",
+    "Result",
+    "ServerError",
+    "TLSError",
+    "TerminalError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
+    "UnreachableError",
+    "WatchEvent",
+    "WatchStream",
+    "WorkQueue",
+    "client_from_kubeconfig",
+    "client_from_kubeconfig_file",
+    "client_from_robot_token",
+    "client_in_cluster",
+    "error_from_api_exception",
+    "run_workers",
+    "spaces_server_url",
+]

@@ -1,0 +1,717 @@
+"""The Kubernetes client: raw REST calls on ``kubernetes.client.ApiClient``, JSON in and out.
+
+Why raw calls: the connector handles arbitrary CRDs it learns about at run time, so typed
+model classes do not exist for most of its objects, and a :class:`Resource` already says
+everything a URL needs, so no discovery round-trip is made. The generated client is used only
+for what it does well: TLS, authentication (including token refresh hooks from a kubeconfig)
+and the urllib3 connection pool, which is thread-safe; so is :class:`KubeClient`.
+
+Every request has a connect and a read timeout. A ``429`` or ``5xx`` answer that carries a
+``Retry-After`` header is retried up to ``max_retries`` times after that delay (capped), as
+client-go does: the server sends it only when the request was not processed. Any other failure
+is raised at once as a :mod:`connector.kube.errors` class; retrying with backoff is the
+caller's decision (the work queue and the informer do it).
+
+Watches (see :meth:`KubeClient.watch`) surface ``BOOKMARK`` events to the caller with
+``type == "BOOKMARK"`` and an object carrying only ``metadata.resourceVersion``; a caller
+that resumes watches must record that version, and a caller that does not care skips them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import structlog
+import urllib3
+import urllib3.exceptions
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from connector.kube._ratelimit import TokenBucket
+from connector.kube.errors import (
+    GoneError,
+    KubeError,
+    TLSError,
+    TooManyRequestsError,
+    UnreachableError,
+    error_from_api_exception,
+    error_from_response,
+    error_from_status,
+    error_from_transport,
+)
+from connector.kube.metrics import Metrics
+from connector.kube.resources import SELF_SUBJECT_ACCESS_REVIEWS, Resource
+
+__all__ = ["KubeClient", "PatchType", "WatchEvent", "WatchStream"]
+
+log = structlog.get_logger(__name__)
+
+Object = dict[str, Any]
+# ``KubeClient.list`` shadows the builtin inside the class body; name the types outside it.
+_Objects = builtins.list[Object]
+
+PatchType = Literal["merge", "json", "strategic"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+_APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+# Server-side watch timeout: short enough that a dead-but-open connection is noticed and the
+# watch is re-established regularly, long enough not to churn. client-go uses 5-10 minutes.
+DEFAULT_WATCH_TIMEOUT_SECONDS = 300
+DEFAULT_LIST_PAGE_SIZE = 500
+_MAX_RETRY_AFTER = 10.0
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: Object
+
+    @property
+    def resource_version(self) -> str:
+        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class KubeClient:
+    """A thread-safe client for one API server.
+
+    ``name`` labels logs and metrics (e.g. ``consumer`` or the ClusterConnection's name).
+    ``qps``/``burst`` bound the request rate client-side (``qps=None``: unbounded).
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        name: str = "",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        qps: float | None = 50.0,
+        burst: int = 100,
+        max_retries: int = 3,
+        metrics: Metrics | None = None,
+        organization: str | None = None,
+    ) -> None:
+        self._api = api_client
+        self.name = name or self.server
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_retries = max_retries
+        self.organization = organization
+        self._limiter = TokenBucket(qps, burst) if qps else None
+        self._metrics = metrics
+        self._log = log.bind(cluster=self.name)
+
+    @property
+    def server(self) -> str:
+        """The API server's base URL."""
+        return str(self._api.configuration.host)
+
+    @property
+    def api_client(self) -> ApiClient:
+        """The underlying generated client, for code that needs a typed API."""
+        return self._api
+
+    def close(self) -> None:
+        """Close pooled connections. The client must not be used afterwards."""
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KubeClient(name={self.name!r}, server={self.server!r})"
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> Object:
+        """Read one object. Raises :class:`NotFoundError` when it does not exist."""
+        obj = self._json("GET", res.object_path(name, namespace))
+        return _with_type(obj, res)
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> tuple[_Objects, str]:
+        """List objects (all namespaces when ``namespace`` is None), following pagination.
+
+        Returns the items (with ``apiVersion`` and ``kind`` filled in) and the list's
+        resourceVersion, from which a watch continues. If a continue token expires while
+        paging, the list restarts once without pagination, like client-go's pager.
+        """
+        path = res.collection_path(namespace)
+        base: dict[str, str] = {}
+        if label_selector:
+            base["labelSelector"] = label_selector
+        if field_selector:
+            base["fieldSelector"] = field_selector
+        try:
+            return self._list_pages(res, path, base, page_size)
+        except GoneError:
+            self._log.info(
+                "A list continue token expired while paging; listing again in one request.",
+                resource=res.group_resource,
+            )
+            return self._list_pages(res, path, base, 0)
+
+    def _list_pages(
+        self, res: Resource, path: str, base: dict[str, str], page_size: int
+    ) -> tuple[_Objects, str]:
+        items: _Objects = []
+        token = ""
+        resource_version = ""
+        while True:
+            query = dict(base)
+            if page_size > 0:
+                query["limit"] = str(page_size)
+            if token:
+                query["continue"] = token
+            page = self._json("GET", path, query=query)
+            items.extend(_with_type(item, res) for item in page.get("items") or [])
+            meta = page.get("metadata") or {}
+            # Every page of a paginated list is served from the first page's snapshot.
+            resource_version = str(meta.get("resourceVersion") or resource_version)
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, resource_version
+
+    def watch(
+        self,
+        res: Resource,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = DEFAULT_WATCH_TIMEOUT_SECONDS,
+        *,
+        field_selector: str | None = None,
+    ) -> WatchStream:
+        """Watch changes after ``resource_version``; iterate the result for :class:`WatchEvent`.
+
+        The stream ends normally when the server closes it after ``timeout_seconds``; resume
+        from the last event's (or bookmark's) resourceVersion, kept in
+        :attr:`WatchStream.resource_version`. An ERROR event with 410 raises
+        :class:`GoneError` (relist); any other ERROR raises its :class:`KubeError`.
+        :meth:`WatchStream.close` ends the stream promptly from another thread. Use it as
+        a context manager so the connection is released.
+        """
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(int(timeout_seconds)),
+        }
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        return WatchStream(
+            self,
+            res,
+            res.collection_path(namespace),
+            query,
+            resource_version=resource_version,
+            # The server sends nothing while idle, so a read may last the whole session.
+            read_timeout=float(timeout_seconds) + self.read_timeout,
+        )
+
+    def server_version(self) -> Object:
+        """The server's ``/version`` (``gitVersion``, ``major``, ``minor``, ...)."""
+        return self._json("GET", "/version", verb="version")
+
+    def self_subject_access_review(
+        self,
+        verb: str,
+        group: str,
+        resource: str,
+        namespace: str | None = None,
+        *,
+        name: str | None = None,
+        subresource: str | None = None,
+    ) -> bool:
+        """Whether this client's identity may ``verb`` the ``resource`` of ``group``."""
+        attributes: dict[str, str] = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attributes["namespace"] = namespace
+        if name:
+            attributes["name"] = name
+        if subresource:
+            attributes["subresource"] = subresource
+        review = {
+            "apiVersion": SELF_SUBJECT_ACCESS_REVIEWS.api_version,
+            "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
+            "spec": {"resourceAttributes": attributes},
+        }
+        result = self._json(
+            "POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), body=review, verb="create"
+        )
+        return bool((result.get("status") or {}).get("allowed"))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(
+        self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
+    ) -> Object:
+        """Create ``obj`` (its namespace from metadata). :class:`ConflictError` if it exists."""
+        body = _with_type(dict(obj), res)
+        query = {"fieldManager": field_manager} if field_manager else None
+        path = res.collection_path(_namespace_of(obj, res))
+        out = self._json("POST", path, body=body, query=query)
+        return _with_type(out, res)
+
+    def update(
+        self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
+    ) -> Object:
+        """Replace ``obj`` (PUT); its ``metadata.resourceVersion`` makes the write conditional."""
+        body = _with_type(dict(obj), res)
+        query = {"fieldManager": field_manager} if field_manager else None
+        out = self._json("PUT", self._path_of(res, obj), body=body, query=query)
+        return _with_type(out, res)
+
+    def update_status(
+        self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
+    ) -> Object:
+        """Replace the status subresource of ``obj`` (PUT .../status)."""
+        body = _with_type(dict(obj), res)
+        query = {"fieldManager": field_manager} if field_manager else None
+        out = self._json(
+            "PUT", self._path_of(res, obj, subresource="status"), body=body, query=query
+        )
+        return _with_type(out, res)
+
+    def apply(
+        self, res: Resource, obj: Mapping[str, Any], field_manager: str, force: bool = True
+    ) -> Object:
+        """Server-side apply ``obj`` as ``field_manager``; creates the object if missing.
+
+        An apply that changes nothing leaves the resourceVersion alone, so applying the same
+        intent repeatedly is free. ``force`` takes over fields owned by other managers;
+        without it such a field raises :class:`ConflictError`.
+        """
+        return self._apply(res, obj, field_manager, force, subresource=None)
+
+    def apply_status(
+        self, res: Resource, obj: Mapping[str, Any], field_manager: str, force: bool = True
+    ) -> Object:
+        """Server-side apply on the status subresource (only ``status`` is taken from ``obj``)."""
+        return self._apply(res, obj, field_manager, force, subresource="status")
+
+    def _apply(
+        self,
+        res: Resource,
+        obj: Mapping[str, Any],
+        field_manager: str,
+        force: bool,
+        *,
+        subresource: str | None,
+    ) -> Object:
+        if not field_manager:
+            raise ValueError("Server-side apply needs a field manager.")
+        body = _with_type(dict(obj), res)
+        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        out = self._json(
+            "PATCH",
+            self._path_of(res, obj, subresource=subresource),
+            body=body,
+            query=query,
+            # JSON is YAML, and the server parses apply bodies as YAML; sending JSON avoids
+            # YAML's implicit typing ("yes", "1e3") changing values.
+            content_type=_APPLY_CONTENT_TYPE,
+            verb="apply",
+        )
+        return _with_type(out, res)
+
+    def patch(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None,
+        patch: Mapping[str, Any] | builtins.list[Any],
+        patch_type: PatchType = "merge",
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> Object:
+        """Patch one object: ``merge`` (RFC 7386), ``json`` (RFC 6902, a list of operations)
+        or ``strategic`` (built-in types only)."""
+        content_type = _PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise ValueError(f"Unknown patch type {patch_type!r}; use merge, json or strategic.")
+        if patch_type == "json" and not isinstance(patch, builtins.list):
+            raise ValueError("A JSON patch is a list of operations.")
+        if patch_type != "json" and not isinstance(patch, Mapping):
+            raise ValueError(f"A {patch_type} patch is an object.")
+        query = {"fieldManager": field_manager} if field_manager else None
+        out = self._json(
+            "PATCH",
+            res.object_path(name, namespace, subresource=subresource),
+            body=patch if isinstance(patch, builtins.list) else dict(patch),
+            query=query,
+            content_type=content_type,
+        )
+        return _with_type(out, res)
+
+    def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        preconditions_uid: str | None = None,
+        preconditions_resource_version: str | None = None,
+        propagation: Literal["Foreground", "Background", "Orphan"] | None = None,
+    ) -> None:
+        """Delete one object. Raises :class:`NotFoundError` if it is already gone, so callers
+        decide whether that is fine; a uid precondition that no longer matches raises
+        :class:`ConflictError` (the name now belongs to a different object)."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        preconditions: dict[str, str] = {}
+        if preconditions_uid:
+            preconditions["uid"] = preconditions_uid
+        if preconditions_resource_version:
+            preconditions["resourceVersion"] = preconditions_resource_version
+        if preconditions:
+            body["preconditions"] = preconditions
+        if propagation:
+            body["propagationPolicy"] = propagation
+        self._json("DELETE", res.object_path(name, namespace), body=body)
+
+    # -- transport -----------------------------------------------------------------------
+
+    def _path_of(
+        self, res: Resource, obj: Mapping[str, Any], *, subresource: str | None = None
+    ) -> str:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        return res.object_path(name, _namespace_of(obj, res), subresource=subresource)
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str | None = None,
+    ) -> Object:
+        response = self._open(
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            verb=verb,
+            read_timeout=self.read_timeout,
+        )
+        try:
+            data = response.data
+        except urllib3.exceptions.HTTPError as e:
+            raise self._transport_error(e, verb or method) from e
+        finally:
+            response.release_conn()
+        if not data:
+            return {}
+        try:
+            decoded = json.loads(data)
+        except ValueError as e:
+            raise KubeError(
+                f"The API server {self.server} answered {method} {path} with a body that is "
+                "not JSON.",
+                status=response.status,
+                reason="InvalidResponse",
+            ) from e
+        if not isinstance(decoded, dict):
+            raise KubeError(
+                f"The API server {self.server} answered {method} {path} with JSON that is not "
+                "an object.",
+                status=response.status,
+                reason="InvalidResponse",
+            )
+        return decoded
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+        verb: str | None,
+        read_timeout: float,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send one request (retrying a Retry-After answer); return the open 2xx response.
+
+        The caller reads the body and releases the connection.
+        """
+        verb = verb or _verb_of(method, query)
+        resource_path = path + ("?" + urlencode(query) if query else "")
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        attempt = 0
+        while True:
+            if self._limiter is not None:
+                self._limiter.wait()
+            # param_serialize adds the auth header (refreshing exec/OIDC tokens through the
+            # configuration's hook) and the default headers; the body is passed as-is.
+            _, url, request_headers, _, _ = self._api.param_serialize(
+                method,
+                resource_path,
+                header_params=dict(headers),
+                auth_settings=["BearerToken"],
+            )
+            try:
+                rest_response = self._api.call_api(
+                    method,
+                    url,
+                    header_params=request_headers,
+                    body=body,
+                    _request_timeout=(self.connect_timeout, read_timeout),
+                )
+            except ApiException as e:
+                error = error_from_api_exception(e, server=self.server)
+                self._count(verb, error)
+                raise error from e
+            except urllib3.exceptions.HTTPError as e:
+                error = self._transport_error(e, verb)
+                raise error from e
+            response: urllib3.BaseHTTPResponse = rest_response.response
+            status = int(response.status)
+            if 200 <= status < 300:
+                self._count(verb, None, status=status)
+                return response
+            try:
+                error_body = response.data
+            except urllib3.exceptions.HTTPError:
+                error_body = b""
+            finally:
+                response.release_conn()
+            error = error_from_response(
+                status, error_body, headers=response.headers, http_reason=response.reason
+            )
+            self._count(verb, error)
+            retryable = isinstance(error, TooManyRequestsError) or status >= 500
+            if retryable and error.retry_after is not None and attempt < self.max_retries:
+                attempt += 1
+                delay = min(error.retry_after, _MAX_RETRY_AFTER)
+                self._log.info(
+                    "The API server asked us to retry later; waiting before retrying.",
+                    method=method,
+                    path=path,
+                    status=status,
+                    delay_seconds=delay,
+                    attempt=attempt,
+                )
+                time.sleep(delay)
+                continue
+            raise error
+
+    def _transport_error(self, exc: BaseException, verb: str) -> KubeError:
+        if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+            error = error_from_transport(exc.reason, server=self.server)
+        else:
+            error = error_from_transport(exc, server=self.server)
+        self._count(verb, error)
+        return error
+
+    def _count(self, verb: str, error: KubeError | None, *, status: int | None = None) -> None:
+        if self._metrics is None:
+            return
+        if error is None:
+            label = str(status)
+        elif isinstance(error, TLSError):
+            label = "tls"
+        elif isinstance(error, UnreachableError):
+            label = "unreachable"
+        else:
+            label = str(error.status or "unknown")
+        self._metrics.api_requests.labels(self.name, verb, label).inc()
+        if error is not None:
+            self._metrics.api_request_errors.labels(self.name, label).inc()
+
+
+class WatchStream:
+    """An open watch: iterate for :class:`WatchEvent`; :meth:`close` stops it from any thread.
+
+    The request is sent on the first iteration. ``resource_version`` is the version of the
+    last event or bookmark seen (the one passed to ``watch`` until then).
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        res: Resource,
+        path: str,
+        query: dict[str, str],
+        *,
+        resource_version: str,
+        read_timeout: float,
+    ) -> None:
+        self._client = client
+        self._res = res
+        self._path = path
+        self._query = query
+        self._read_timeout = read_timeout
+        self.resource_version = resource_version
+        self._lock = threading.Lock()
+        self._closed = False
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self._events: Iterator[WatchEvent] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __iter__(self) -> WatchStream:
+        return self
+
+    def __next__(self) -> WatchEvent:
+        if self._events is None:
+            self._events = self._run()
+        return next(self._events)
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the stream: a blocked iteration returns promptly, later ones stop at once."""
+        with self._lock:
+            self._closed = True
+            response = self._response
+        if response is not None:
+            _interrupt(response)
+
+    def _run(self) -> Iterator[WatchEvent]:
+        if self._closed:
+            return
+        response = self._client._open(
+            "GET",
+            self._path,
+            query=self._query,
+            body=None,
+            content_type="application/json",
+            verb="watch",
+            read_timeout=self._read_timeout,
+        )
+        with self._lock:
+            self._response = response
+            closed = self._closed
+        if closed:
+            _interrupt(response)
+        try:
+            yield from self._events_of(response)
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+            response.release_conn()
+
+    def _events_of(self, response: urllib3.BaseHTTPResponse) -> Iterator[WatchEvent]:
+        buffer = b""
+        try:
+            for chunk in response.stream(amt=None, decode_content=True):
+                if self._closed:
+                    return
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield self._event(line)
+            if buffer.strip() and not self._closed:
+                yield self._event(buffer)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            # An interrupted read surfaces as a protocol, SSL or socket error (or a read on a
+            # closed file): when we closed the stream ourselves, that is a normal end.
+            if self._closed:
+                return
+            if isinstance(e, urllib3.exceptions.HTTPError):
+                raise self._client._transport_error(e, "watch") from e
+            raise UnreachableError(
+                f"The watch connection to {self._client.server} failed: {e}.",
+                reason="ConnectionFailed",
+            ) from e
+
+    def _event(self, line: bytes) -> WatchEvent:
+        try:
+            raw = json.loads(line)
+        except ValueError as e:
+            raise KubeError(
+                f"The API server {self._client.server} sent a watch event that is not JSON.",
+                reason="InvalidResponse",
+            ) from e
+        event_type = str(raw.get("type") or "")
+        obj = raw.get("object") or {}
+        if event_type == "ERROR":
+            error = error_from_status(obj)
+            if error.status == 410 or error.reason in ("Expired", "Gone"):
+                raise GoneError(error.message, status=410, reason=error.reason or "Expired")
+            raise error
+        if not isinstance(obj, dict):
+            raise KubeError(
+                f"The API server {self._client.server} sent a watch event without an object.",
+                reason="InvalidResponse",
+            )
+        if event_type != "BOOKMARK":
+            _with_type(obj, self._res)
+        event = WatchEvent(event_type, obj)
+        if event.resource_version:
+            self.resource_version = event.resource_version
+        return event
+
+
+def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
+    # shutdown() wakes a read blocked in another thread (close() alone would not on Linux);
+    # close() then drops the connection so it is never reused mid-stream.
+    with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
+        response.shutdown()
+    with contextlib.suppress(OSError, AttributeError):
+        response.close()
+
+
+def _namespace_of(obj: Mapping[str, Any], res: Resource) -> str | None:
+    if not res.namespaced:
+        return None
+    return (obj.get("metadata") or {}).get("namespace") or None
+
+
+def _with_type(obj: Object, res: Resource) -> Object:
+    # Items of a list come without apiVersion/kind; every object we hand out carries them,
+    # so stages and appliers never have to guess.
+    obj.setdefault("apiVersion", res.api_version)
+    obj.setdefault("kind", res.kind)
+    return obj
+
+
+def _verb_of(method: str, query: Mapping[str, str] | None) -> str:
+    return {
+        "GET": "get",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete",
+    }.get(method, method.lower())

@@ -1,0 +1,323 @@
+"""The client layer's errors: one class per HTTP status a caller acts on differently.
+
+The tree::
+
+    KubeError                   base: .status (HTTP code or None), .reason, .message
+    ├── BadRequestError         400  malformed request (a bug on our side, or a bad patch)
+    ├── UnauthorizedError       401  credentials missing, wrong or expired
+    ├── ForbiddenError          403  the identity lacks RBAC for the verb
+    ├── NotFoundError           404  the object (or its API) does not exist
+    ├── ConflictError           409  already exists, or a stale resourceVersion/uid
+    ├── GoneError               410  resourceVersion (or continue token) too old: relist
+    ├── InvalidError            422  rejected by validation; .causes, and the causes in .message
+    ├── TooManyRequestsError    429  throttled by the server; .retry_after seconds (or None)
+    ├── ServerError             5xx  the server failed; retry with backoff
+    ├── UnreachableError        no HTTP answer: connection refused, timeout, DNS, reset
+    ├── TLSError                the server's certificate failed verification (never bypassed)
+    └── ConfigError             a kubeconfig or robot-token credential cannot be used
+                                (defined in ``connector.kube.config``)
+
+Every error raised by the client is chained (``raise ... from e``) to the exception of the
+underlying library, so tracebacks keep the transport detail while callers only catch ours.
+Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+__all__ = [
+    "BadRequestError",
+    "ConflictError",
+    "ForbiddenError",
+    "GoneError",
+    "InvalidError",
+    "KubeError",
+    "NotFoundError",
+    "ServerError",
+    "TLSError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
+    "UnreachableError",
+    "error_from_api_exception",
+    "error_from_response",
+    "error_from_status",
+    "error_from_transport",
+]
+
+
+class KubeError(Exception):
+    """Base of every error the client layer raises.
+
+    ``status`` is the HTTP status code (``None`` when no HTTP answer was received),
+    ``reason`` the machine-readable reason of the server's ``Status`` (e.g. ``NotFound``,
+    ``AlreadyExists``, ``Expired``) or of the transport failure, ``message`` a sentence a
+    user can read. ``retry_after`` is the server's ``Retry-After`` in seconds, if it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, reason={self.reason!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class BadRequestError(KubeError):
+    """400: the server could not understand the request."""
+
+
+class UnauthorizedError(KubeError):
+    """401: the credentials were not accepted."""
+
+
+class ForbiddenError(KubeError):
+    """403: the identity is not allowed to do this."""
+
+
+class NotFoundError(KubeError):
+    """404: the object, its namespace or its API does not exist."""
+
+
+class ConflictError(KubeError):
+    """409: the object already exists, or the write was based on a stale version."""
+
+
+class GoneError(KubeError):
+    """410: the requested resourceVersion is no longer available; list again."""
+
+
+class InvalidError(KubeError):
+    """422: the object failed validation. ``causes`` lists the server's field errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 422,
+        reason: str = "Invalid",
+        retry_after: float | None = None,
+        causes: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, reason=reason, retry_after=retry_after)
+        self.causes: list[dict[str, Any]] = causes or []
+
+
+class TooManyRequestsError(KubeError):
+    """429: the server throttled us; wait ``retry_after`` seconds (if given) before retrying."""
+
+
+class ServerError(KubeError):
+    """5xx: the server failed to handle the request."""
+
+
+class UnreachableError(KubeError):
+    """No HTTP answer: the connection was refused, timed out, reset, or the name did not resolve."""
+
+
+class TLSError(KubeError):
+    """The server's TLS certificate could not be verified. The client never retries insecurely."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    422: InvalidError,
+    429: TooManyRequestsError,
+}
+
+
+def _parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        # An HTTP date is allowed by RFC 9110 but the API server only ever sends seconds.
+        return None
+
+
+def error_from_status(
+    status_obj: Mapping[str, Any],
+    *,
+    http_status: int | None = None,
+    retry_after: float | None = None,
+) -> KubeError:
+    """Build the error for a Kubernetes ``Status`` object (a response body or a watch ERROR).
+
+    ``http_status`` wins over the Status' own ``code`` when both are known.
+    """
+    code_value = status_obj.get("code")
+    code = http_status if http_status is not None else code_value
+    if not isinstance(code, int):
+        code = None
+    reason = str(status_obj.get("reason") or "")
+    message = str(status_obj.get("message") or "") or (
+        f"The API server answered HTTP {code} ({reason or 'no reason given'})."
+    )
+    details = status_obj.get("details")
+    causes: list[dict[str, Any]] = []
+    if isinstance(details, Mapping):
+        raw_causes = details.get("causes")
+        if isinstance(raw_causes, list):
+            causes = [c for c in raw_causes if isinstance(c, dict)]
+    if causes:
+        # The API server usually folds the causes into the message already; add the ones it
+        # did not, so a user sees every field error in one line.
+        missing = [
+            f"{c.get('field', '')}: {c.get('message', '')}".strip(": ")
+            for c in causes
+            if str(c.get("message", "")) not in message
+        ]
+        if missing:
+            message = f"{message} ({'; '.join(missing)})"
+    cls: type[KubeError]
+    if code is None:
+        cls = KubeError
+    elif code in _BY_STATUS:
+        cls = _BY_STATUS[code]
+    elif code >= 500:
+        cls = ServerError
+    else:
+        cls = KubeError
+    if cls is InvalidError:
+        return InvalidError(
+            message, status=code, reason=reason, retry_after=retry_after, causes=causes
+        )
+    return cls(message, status=code, reason=reason, retry_after=retry_after)
+
+
+def error_from_response(
+    http_status: int,
+    body: bytes | str | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    http_reason: str | None = None,
+) -> KubeError:
+    """Build the error for a non-2xx HTTP response whose body may be a ``Status``."""
+    retry_after = _parse_retry_after(headers)
+    status_obj: Any = None
+    if body:
+        try:
+            status_obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            status_obj = None
+    if not isinstance(status_obj, Mapping):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+        text = text.strip()[:300]
+        reason_text = http_reason or "no reason given"
+        message = f"The API server answered HTTP {http_status} ({reason_text})"
+        message = f"{message}: {text}" if text else f"{message}."
+        status_obj = {"reason": http_reason or "", "message": message}
+    return error_from_status(status_obj, http_status=http_status, retry_after=retry_after)
+
+
+def _is_certificate_failure(exc: BaseException | None) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLError | urllib3.exceptions.SSLError):
+            return True
+        if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+            exc = exc.reason
+            continue
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _tls_message(server: str, detail: str) -> str:
+    return (
+        f"TLS verification of the API server {server} failed: {detail}. The server's "
+        "certificate is not trusted by the configured certificate authority (check the "
+        "connection's CA data and server address); the connector never falls back to an "
+        "insecure connection."
+    )
+
+
+def error_from_transport(exc: BaseException, *, server: str) -> KubeError:
+    """Build the error for a request that got no HTTP answer (``server`` names the target)."""
+    if _is_certificate_failure(exc):
+        detail = _first_line(exc)
+        return TLSError(_tls_message(server, detail), reason="CertificateVerificationFailed")
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return UnreachableError(
+            f"The API server {server} did not answer in time: {_first_line(exc)}.",
+            reason="Timeout",
+        )
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return UnreachableError(
+            f"The API server {server} could not be resolved: {_first_line(exc)}.",
+            reason="NameResolution",
+        )
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return UnreachableError(
+            f"The API server {server} could not be reached: {_first_line(exc)}.",
+            reason="ConnectionFailed",
+        )
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return UnreachableError(
+            f"Connecting to the API server {server} timed out: {_first_line(exc)}.",
+            reason="Timeout",
+        )
+    return UnreachableError(
+        f"The connection to the API server {server} failed: {_first_line(exc)}.",
+        reason="ConnectionFailed",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].rstrip(".")
+
+
+def error_from_api_exception(e: ApiException, *, server: str = "") -> KubeError:
+    """Translate a ``kubernetes.client`` ``ApiException`` into our tree.
+
+    The generated client reports a TLS failure as status 0 with an ``SSLError`` reason; that
+    becomes a :class:`TLSError`. Callers should ``raise error_from_api_exception(e) from e``.
+    """
+    status = e.status
+    if not status:
+        reason_text = str(e.reason or "")
+        server_name = server or "(unknown server)"
+        if "SSLError" in reason_text or _is_certificate_failure(e):
+            detail = reason_text.replace("SSLError", "").strip().splitlines()
+            return TLSError(
+                _tls_message(server_name, detail[0] if detail else "certificate not trusted"),
+                reason="CertificateVerificationFailed",
+            )
+        return UnreachableError(
+            f"The API server {server_name} gave no answer: {reason_text or 'unknown error'}.",
+            reason="ConnectionFailed",
+        )
+    headers = e.headers if isinstance(e.headers, Mapping) else None
+    return error_from_response(status, e.body, headers=headers, http_reason=e.reason)

@@ -1,0 +1,399 @@
+"""An informer: a cache of one resource kept current by list + watch, calling a handler.
+
+The loop in :meth:`Informer._run` is thin; its two steps are public and testable:
+
+- :meth:`Informer.list_and_replace` lists, replaces the cache, and calls the handler with
+  the difference: ``ADDED`` for new objects, ``MODIFIED`` for changed ones (a different
+  resourceVersion), ``DELETED`` (with the last known object) for ones that vanished. The
+  first list therefore delivers ``ADDED`` for everything.
+- :meth:`Informer.watch_once` runs one watch session from the cache's resourceVersion,
+  applying ``ADDED``/``MODIFIED``/``DELETED`` to the cache and calling the handler, and
+  recording bookmarks' resourceVersions. It returns when the server ends the session.
+
+How the loop reacts: a session that ends normally (the server's ``timeoutSeconds``) is
+followed by a new watch from the last resourceVersion. :class:`GoneError` (410: the version
+was compacted away) makes it relist at once, delivering what changed meanwhile. Any other
+failure (unreachable, 5xx, 429, 403, ...) is recorded in :attr:`Informer.last_error`,
+logged once per change of error, and retried after a capped, jittered exponential backoff
+(at least the server's ``Retry-After``); the retry re-watches from the last resourceVersion
+if the cache is complete, and relists if it is not.
+
+``resync_period`` re-delivers every cached object to the handler as ``MODIFIED``, as
+client-go does with an update whose old and new objects are equal: a safety net for
+handlers that dropped work. It makes no API call.
+
+The handler runs on the informer's threads, one call at a time; it should be quick (queue a
+key, don't reconcile) and must not block for long. It receives a copy of the object, as do
+callers of :meth:`Informer.get` and :meth:`Informer.list`, so nobody can corrupt the cache.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from connector.kube.client import DEFAULT_WATCH_TIMEOUT_SECONDS, KubeClient, WatchStream
+from connector.kube.errors import GoneError, KubeError
+from connector.kube.metrics import Metrics
+from connector.kube.resources import Resource
+
+__all__ = ["Backoff", "Handler", "Informer", "ObjectKey"]
+
+log = structlog.get_logger(__name__)
+
+Object = dict[str, Any]
+Handler = Callable[[str, Object], None]
+ObjectKey = tuple[str, str]
+_Objects = builtins.list[Object]
+
+
+def key_of(obj: Object) -> ObjectKey:
+    """The cache key of an object: (namespace, name), with ``""`` for cluster-scoped."""
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _rv(obj: Object) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: each delay is drawn from [d/2, d]."""
+
+    def __init__(
+        self,
+        *,
+        base: float = 0.2,
+        cap: float = 30.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self._rng = rng
+        self._failures = 0
+
+    def next(self, *, at_least: float = 0.0) -> float:
+        """The delay before the next attempt; grows with each call until :meth:`reset`."""
+        ceiling = min(self.cap, self.base * 2 ** min(self._failures, 30))
+        self._failures += 1
+        # Jitter keeps many informers that lost the same server from retrying in lockstep.
+        delay = ceiling * (0.5 + 0.5 * self._rng())
+        return float(max(delay, min(at_least, self.cap * 4)))
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+
+class Informer:
+    """Keeps a cache of ``res`` objects (optionally one namespace and a label selector)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        handler: Handler,
+        resync_period: float | None = None,
+        name: str,
+        watch_timeout_seconds: int = DEFAULT_WATCH_TIMEOUT_SECONDS,
+        backoff: Backoff | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.client = client
+        self.res = res
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.name = name
+        self.resync_period = resync_period
+        self.watch_timeout_seconds = watch_timeout_seconds
+        self._handler = handler
+        self._backoff = backoff or Backoff()
+        self._metrics = metrics
+        self._log = log.bind(informer=name, resource=res.group_resource, cluster=client.name)
+
+        self._lock = threading.Lock()
+        self._handler_lock = threading.Lock()
+        self._cache: dict[ObjectKey, Object] = {}
+        self._resource_version = ""
+        self._needs_list = True
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._stream: WatchStream | None = None
+        self._thread: threading.Thread | None = None
+        self._resync_thread: threading.Thread | None = None
+        self._last_error: BaseException | None = None
+        self._logged_error: tuple[str, int | None, str] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the list/watch thread (and the resync thread, if a period is set)."""
+        if self._thread is not None:
+            raise RuntimeError(f"The informer {self.name!r} was already started.")
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+        self._thread.start()
+        if self.resync_period:
+            self._resync_thread = threading.Thread(
+                target=self._resync_loop, name=f"informer-{self.name}-resync", daemon=True
+            )
+            self._resync_thread.start()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop promptly: the open watch is interrupted, not waited out."""
+        self._stop.set()
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+        for thread in (self._thread, self._resync_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
+        self._set_health_metric()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until the first list has filled the cache; ``False`` on timeout."""
+        return self._synced.wait(timeout)
+
+    @property
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the last failed list or watch, ``None`` once one succeeds again."""
+        return self._last_error
+
+    @property
+    def healthy(self) -> bool:
+        """Synced, running, and the last list or watch succeeded."""
+        return self.has_synced and self._last_error is None and not self._stop.is_set()
+
+    @property
+    def resource_version(self) -> str:
+        """The resourceVersion the cache is current at (where the next watch starts)."""
+        with self._lock:
+            return self._resource_version
+
+    # -- cache ---------------------------------------------------------------------------
+
+    def get(self, namespace: str | None, name: str) -> Object | None:
+        """A copy of the cached object, or ``None``; ``namespace`` is ignored when the
+        resource is cluster-scoped."""
+        key = (namespace or "" if self.res.namespaced else "", name)
+        with self._lock:
+            obj = self._cache.get(key)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self) -> _Objects:
+        """Copies of every cached object."""
+        with self._lock:
+            objects = list(self._cache.values())
+        return [copy.deepcopy(obj) for obj in objects]
+
+    def keys(self) -> builtins.list[ObjectKey]:
+        with self._lock:
+            return list(self._cache)
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def list_and_replace(self) -> None:
+        """List, replace the cache, and deliver the difference to the handler."""
+        items, resource_version = self.client.list(self.res, self.namespace, self.label_selector)
+        fresh = {key_of(obj): obj for obj in items}
+        events: list[tuple[str, Object]] = []
+        with self._lock:
+            old = self._cache
+            for key, obj in fresh.items():
+                before = old.get(key)
+                if before is None:
+                    events.append(("ADDED", obj))
+                elif _rv(before) != _rv(obj):
+                    events.append(("MODIFIED", obj))
+            events.extend(("DELETED", obj) for key, obj in old.items() if key not in fresh)
+            self._cache = fresh
+            self._resource_version = resource_version
+            self._needs_list = False
+        first = not self._synced.is_set()
+        self._synced.set()
+        self._log.debug(
+            "Listed the resource and replaced the cache.",
+            objects=len(fresh),
+            changes=len(events),
+            resource_version=resource_version,
+        )
+        if first:
+            self._log.info("The informer's cache is synced.", objects=len(fresh))
+        for event_type, obj in events:
+            self._deliver(event_type, obj)
+
+    def watch_once(self) -> None:
+        """One watch session from the cache's resourceVersion, until the server ends it.
+
+        Raises :class:`GoneError` when the version is too old (the caller relists).
+        """
+        stream = self.client.watch(
+            self.res,
+            self.resource_version,
+            self.namespace,
+            self.label_selector,
+            timeout_seconds=self.watch_timeout_seconds,
+        )
+        with self._lock:
+            self._stream = stream
+        if self._stop.is_set():
+            stream.close()
+        try:
+            with stream:
+                for event in stream:
+                    self._apply(event.type, event.object)
+                    # The session is evidently working; a later failure starts backing off
+                    # from the bottom again.
+                    self._recovered()
+        finally:
+            with self._lock:
+                self._stream = None
+
+    def _apply(self, event_type: str, obj: Object) -> None:
+        rv = _rv(obj)
+        if event_type == "BOOKMARK":
+            if rv:
+                with self._lock:
+                    self._resource_version = rv
+            return
+        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+            self._log.warning("Ignoring a watch event of an unknown type.", event_type=event_type)
+            return
+        key = key_of(obj)
+        with self._lock:
+            if event_type == "DELETED":
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = obj
+            if rv:
+                self._resource_version = rv
+        self._deliver(event_type, obj)
+
+    def _deliver(self, event_type: str, obj: Object) -> None:
+        try:
+            with self._handler_lock:
+                self._handler(event_type, copy.deepcopy(obj))
+        except Exception:
+            # A handler bug must not stop the cache from following the server.
+            namespace, name = key_of(obj)
+            self._log.exception(
+                "The informer's handler raised; the event is dropped.",
+                event_type=event_type,
+                namespace=namespace,
+                name=name,
+            )
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._log.info("Starting the informer.", namespace=self.namespace or "(all)")
+        while not self._stop.is_set():
+            self.step()
+        self._log.info("The informer stopped.")
+
+    def step(self) -> float:
+        """One turn of the loop: (re)list if needed, then watch; on failure sleep a backoff.
+
+        Returns the backoff slept (0 when nothing failed).
+        """
+        try:
+            if self._needs_list:
+                self.list_and_replace()
+                self._recovered()
+            if self._stop.is_set():
+                return 0.0
+            self.watch_once()
+            self._recovered()
+            return 0.0
+        except GoneError as e:
+            if self._stop.is_set():
+                return 0.0
+            self._log.info(
+                "The watch's resourceVersion is too old; listing again.",
+                resource_version=self.resource_version,
+                detail=e.message,
+            )
+            with self._lock:
+                self._needs_list = True
+            return 0.0
+        except Exception as e:
+            if self._stop.is_set():
+                return 0.0
+            delay = self._backoff.next(
+                at_least=(e.retry_after or 0.0) if isinstance(e, KubeError) else 0.0
+            )
+            self._failed(e, delay)
+            self._stop.wait(delay)
+            return delay
+
+    def _failed(self, error: Exception, delay: float) -> None:
+        self._last_error = error
+        self._set_health_metric()
+        signature = (
+            type(error).__name__,
+            error.status if isinstance(error, KubeError) else None,
+            error.reason if isinstance(error, KubeError) else str(error),
+        )
+        if signature == self._logged_error:
+            self._log.debug("The informer is still failing.", error=str(error), retry_in=delay)
+            return
+        self._logged_error = signature
+        self._log.warning(
+            "The informer cannot list or watch; retrying with backoff.",
+            error=str(error),
+            error_type=type(error).__name__,
+            retry_in=round(delay, 3),
+            exc_info=not isinstance(error, KubeError),
+        )
+
+    def _recovered(self) -> None:
+        self._backoff.reset()
+        if self._last_error is not None:
+            self._log.info("The informer recovered.", after_error=str(self._last_error))
+            self._last_error = None
+            self._logged_error = None
+        self._set_health_metric()
+
+    def _resync_loop(self) -> None:
+        assert self.resync_period is not None
+        while not self._stop.wait(self.resync_period):
+            self.resync()
+
+    def resync(self) -> None:
+        """Re-deliver every cached object to the handler as ``MODIFIED``."""
+        if not self._synced.is_set():
+            return
+        with self._lock:
+            objects = list(self._cache.values())
+        self._log.debug("Resyncing the cached objects.", objects=len(objects))
+        for obj in objects:
+            if self._stop.is_set():
+                return
+            self._deliver("MODIFIED", obj)
+
+    def _set_health_metric(self) -> None:
+        if self._metrics is not None:
+            self._metrics.informer_healthy.labels(self.name).set(1 if self.healthy else 0)
+
+    def __repr__(self) -> str:
+        return f"Informer(name={self.name!r}, resource={self.res.group_resource!r})"
