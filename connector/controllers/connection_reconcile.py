@@ -1,0 +1,250 @@
+"""Reconcile one ClusterConnection: credentials → provider CRDs → CRD-puller → consumer.
+
+Side effects are passed in (``ConnectionDeps``); ``reconcile_connection`` only decides. The
+controller module wires them to informer caches and Kubernetes clients.
+
+Errors never delete anything: the Ready condition names the reason (``SecretNotFound``,
+``InvalidSecret``, ``InvalidKubeconfig``, ``Unauthorized``, ``Forbidden``,
+``ProviderUnreachable``, ``TLSError``, ``ProviderError``), the offered APIs of the last
+successful pull are kept, and the CRDs already installed stay.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from connector.kube.config import ConfigError
+from connector.kube.errors import (
+    ForbiddenError,
+    KubeError,
+    TLSError,
+    UnauthorizedError,
+    UnreachableError,
+)
+from connector.kube.workqueue import Result
+from functions.common import find_condition
+from functions.common.objects import Obj
+from functions.crd_puller.types import ProviderError, PullRequest, PullResult
+
+log = structlog.get_logger(__name__)
+
+KUBECONFIG = "KubeConfig"
+ROBOT_TOKEN = "UpboundRobotToken"
+ROBOT_TOKEN_KEYS = (
+    "token",
+    "organization",
+    "spacesBaseURL",
+    "controlPlaneGroupName",
+    "controlPlaneName",
+)
+#: Optional, beyond Upbound's keys: the PEM CA of a private Spaces endpoint.
+ROBOT_TOKEN_CA_KEY = "caData"
+#: How soon to look again while a new provider informer has not listed yet.
+NOT_SYNCED_REQUEUE = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """Provider credentials read from the connection's Secret (never logged)."""
+
+    kind: str
+    data: dict[str, str]
+
+    def fingerprint(self) -> str:
+        """A digest that changes whenever the credentials change."""
+        h = hashlib.sha256(self.kind.encode())
+        for key in sorted(self.data):
+            h.update(b"\0" + key.encode() + b"\0" + self.data[key].encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:  # keep secret material out of logs and tracebacks
+        return f"Credentials(kind={self.kind!r}, keys={sorted(self.data)!r})"
+
+
+class CredentialsError(Exception):
+    """The Secret cannot be used; ``reason`` becomes the connection's Ready reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ProviderView(Protocol):
+    """The provider as one connection sees it, backed by a CRD informer."""
+
+    def bindable_crds(self) -> list[Obj] | None:
+        """The bindable provider CRDs; None until first listed; raises the list/watch error."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionDeps:
+    get_connection: Callable[[str], Obj | None]
+    get_secret: Callable[[str, str], Obj | None]
+    #: Returns the provider view for these credentials, reusing the running one when the
+    #: credentials are unchanged. Raises ConfigError or KubeError.
+    connect: Callable[[str, Credentials], ProviderView]
+    #: Stops the connection's provider informers and forgets its client.
+    disconnect: Callable[[str], None]
+    #: Consumer CRDs named like ``names`` or labelled as owned by the connection.
+    consumer_crds: Callable[[str, set[str]], list[Obj]]
+    apply_crd: Callable[[Obj], None]
+    write_status: Callable[[str, dict[str, Any]], None]
+    pull: Callable[[PullRequest], PullResult]
+    #: Tells the user once per change (a Warning Event on the connection and a log line).
+    warn: Callable[[Obj, str, str], None]
+    now: Callable[[], str]
+
+
+def credentials_from_secret(secret: Obj, kind: str) -> Credentials:
+    """Decode the Secret's keys for ``kind``; raise CredentialsError if unusable."""
+    meta = secret.get("metadata", {})
+    where = f"Secret {meta.get('namespace')}/{meta.get('name')}"
+    values: dict[str, str] = {}
+    for key, raw in (secret.get("data") or {}).items():
+        try:
+            values[key] = base64.b64decode(raw, validate=True).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise CredentialsError(
+                "InvalidSecret", f"{where}: key {key!r} is not valid base64-encoded text."
+            ) from None
+    for key, value in (secret.get("stringData") or {}).items():
+        values[key] = str(value)
+    if kind == KUBECONFIG:
+        if not values.get("kubeconfig", "").strip():
+            raise CredentialsError(
+                "InvalidSecret", f"{where} has no key 'kubeconfig' with a kubeconfig."
+            )
+        return Credentials(kind=kind, data={"kubeconfig": values["kubeconfig"]})
+    if kind == ROBOT_TOKEN:
+        missing = [k for k in ROBOT_TOKEN_KEYS if not values.get(k, "").strip()]
+        if missing:
+            raise CredentialsError(
+                "InvalidSecret", f"{where} lacks the robot-token keys {', '.join(missing)}."
+            )
+        data = {k: values[k].strip() for k in ROBOT_TOKEN_KEYS}
+        if values.get(ROBOT_TOKEN_CA_KEY, "").strip():
+            data[ROBOT_TOKEN_CA_KEY] = values[ROBOT_TOKEN_CA_KEY]
+        return Credentials(kind=kind, data=data)
+    raise CredentialsError(
+        "InvalidSecret",
+        f"secretRef.kind {kind!r} is not supported; use {KUBECONFIG} or {ROBOT_TOKEN}.",
+    )
+
+
+def provider_error_for(exc: Exception) -> ProviderError:
+    """The Ready reason and message for a failure to reach or read the provider."""
+    if isinstance(exc, CredentialsError):
+        return ProviderError(reason=exc.reason, message=exc.message)
+    if isinstance(exc, ConfigError):
+        return ProviderError(reason="InvalidKubeconfig", message=f"Invalid kubeconfig: {exc}")
+    if isinstance(exc, UnauthorizedError):
+        return ProviderError(
+            reason="Unauthorized", message=f"The provider rejected the credentials: {exc}"
+        )
+    if isinstance(exc, ForbiddenError):
+        return ProviderError(
+            reason="Forbidden",
+            message=f"The provider credentials may not list CustomResourceDefinitions: {exc}",
+        )
+    if isinstance(exc, TLSError):
+        return ProviderError(reason="TLSError", message=f"TLS with the provider failed: {exc}")
+    if isinstance(exc, UnreachableError):
+        return ProviderError(
+            reason="ProviderUnreachable", message=f"The provider is unreachable: {exc}"
+        )
+    if isinstance(exc, KubeError):
+        return ProviderError(reason="ProviderError", message=f"Reading the provider failed: {exc}")
+    raise exc
+
+
+#: Fixed by editing the Secret or the connection, which wakes the reconcile; no retry.
+_FIXED_BY_AN_EDIT = {"SecretNotFound", "InvalidSecret", "InvalidKubeconfig"}
+
+
+def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
+    """Bring the consumer's CRDs and the connection's status in line with the provider."""
+    conn = deps.get_connection(name)
+    if conn is None or conn.get("metadata", {}).get("deletionTimestamp"):
+        deps.disconnect(name)
+        return Result()
+    spec = conn.get("spec") or {}
+    ref = spec.get("secretRef") or {}
+    pull_behavior = str((spec.get("crdManagement") or {}).get("pullBehavior") or "Pull")
+
+    provider_crds: list[Obj] = []
+    provider_error: ProviderError | None = None
+    try:
+        creds = _credentials(ref, deps)
+        view = deps.connect(name, creds)
+        listed = view.bindable_crds()
+        if listed is None:
+            return Result(requeue_after=NOT_SYNCED_REQUEUE)
+        provider_crds = listed
+    except (CredentialsError, ConfigError, KubeError) as exc:
+        provider_error = provider_error_for(exc)
+        if provider_error.reason in _FIXED_BY_AN_EDIT:
+            # A Secret that cannot be used stops the old provider watch: it would keep
+            # running with credentials the user has withdrawn.
+            deps.disconnect(name)
+
+    status = conn.get("status") or {}
+    names = {str(c.get("metadata", {}).get("name")) for c in provider_crds}
+    result = deps.pull(
+        PullRequest(
+            connection_name=name,
+            provider_crds=provider_crds,
+            consumer_crds=deps.consumer_crds(name, names),
+            pull_behavior=pull_behavior,
+            provider_error=provider_error,
+            previous_conditions=list(status.get("conditions") or []),
+            now=deps.now(),
+        )
+    )
+    for crd in result.apply:
+        deps.apply_crd(crd)
+    for conflict in result.conflicts:
+        deps.warn(conn, "CRDConflict", conflict.message)
+
+    offered = [o.to_status() for o in result.offered]
+    if provider_error is not None:
+        # Keep what was offered: an outage must not look like the APIs were withdrawn.
+        offered = list(status.get("offeredAPIs") or [])
+        deps.warn(conn, provider_error.reason, provider_error.message)
+    desired = {"conditions": result.conditions, "offeredAPIs": offered}
+    current = {
+        "conditions": status.get("conditions") or [],
+        "offeredAPIs": status.get("offeredAPIs") or [],
+    }
+    if desired != current:
+        deps.write_status(name, desired)
+        ready = find_condition(result.conditions, "Ready") or {}
+        log.info(
+            "The connection's status changed.",
+            connection=name,
+            ready=ready.get("status"),
+            reason=ready.get("reason"),
+            offered=[o["name"] for o in offered],
+        )
+    if provider_error is not None and provider_error.reason not in _FIXED_BY_AN_EDIT:
+        return Result(requeue=True)
+    return Result()
+
+
+def _credentials(ref: dict[str, Any], deps: ConnectionDeps) -> Credentials:
+    kind = str(ref.get("kind") or KUBECONFIG)
+    ns = str(ref.get("namespace") or "upbound-system")
+    secret_name = str(ref.get("name") or "")
+    if not secret_name:
+        raise CredentialsError("InvalidSecret", "spec.secretRef.name is empty.")
+    secret = deps.get_secret(ns, secret_name)
+    if secret is None:
+        raise CredentialsError("SecretNotFound", f"Secret {ns}/{secret_name} was not found.")
+    return credentials_from_secret(secret, kind)

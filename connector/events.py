@@ -1,0 +1,106 @@
+"""Kubernetes Events on consumer objects, deduplicated.
+
+A failing reconcile runs again and again; its Event is emitted once per change of
+(reason, message) for an object, and again only after ``repeat_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from functions.common.objects import Obj
+
+log = structlog.get_logger(__name__)
+
+COMPONENT = "api-connector"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    """Emits core/v1 Events through ``create_event(namespace, event)``."""
+
+    def __init__(
+        self,
+        create_event: Callable[[str, Obj], object],
+        *,
+        repeat_after: float = 3600.0,
+        max_remembered: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._create = create_event
+        self._repeat_after = repeat_after
+        self._max = max_remembered
+        self._clock = clock
+        self._instance = socket.gethostname()
+        self._last: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warning(self, obj: Obj, reason: str, message: str) -> None:
+        self.record(obj, "Warning", reason, message)
+
+    def normal(self, obj: Obj, reason: str, message: str) -> None:
+        self.record(obj, "Normal", reason, message)
+
+    def record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata", {})
+        ident = str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(ident)
+            repeated = last is not None and last[:2] == (reason, message)
+            if repeated and last is not None and now - last[2] < self._repeat_after:
+                return
+            self._last[ident] = (reason, message, now)
+            self._last.move_to_end(ident)
+            while len(self._last) > self._max:
+                self._last.popitem(last=False)
+        namespace = str(meta.get("namespace") or "default")
+        stamp = _now()
+        event: Obj = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._create(namespace, event)
+        except Exception as exc:  # an Event is best effort; never fail a reconcile for it
+            log.warning(
+                "Could not record an Event.",
+                object=f"{namespace}/{meta.get('name')}",
+                reason=reason,
+                error=str(exc),
+            )
+
+    def forget(self, obj: Obj) -> None:
+        """Drop the memory of ``obj`` (after it recovered, so that a relapse is reported)."""
+        meta = obj.get("metadata", {})
+        ident = str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+        with self._lock:
+            self._last.pop(ident, None)

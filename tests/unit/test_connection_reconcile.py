@@ -1,0 +1,203 @@
+"""reconcile_connection with plain callables: what it writes, and what it never does."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from connector.controllers.connection_reconcile import (
+    ConnectionDeps,
+    Credentials,
+    CredentialsError,
+    credentials_from_secret,
+    reconcile_connection,
+)
+from connector.kube.config import ConfigError
+from connector.kube.errors import UnauthorizedError, UnreachableError
+from connector.kube.workqueue import Result
+from functions.common import set_condition
+from functions.crd_puller.types import OfferedAPI, PullRequest, PullResult
+
+NOW = "2026-01-01T00:00:00Z"
+DONE = Result()
+RETRY = Result(requeue=True)
+OFFERED = OfferedAPI(
+    name="nopresources.nop.example.org",
+    group="nop.example.org",
+    kind="NopResource",
+    plural="nopresources",
+    scope="Namespaced",
+    versions=["v1alpha1"],
+    storage_version="v1alpha1",
+)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def connection(status: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "connect.upbound.io/v1alpha1",
+        "kind": "ClusterConnection",
+        "metadata": {"name": "c", "uid": "u1"},
+        "spec": {"secretRef": {"kind": "KubeConfig", "name": "s", "namespace": "upbound-system"}},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+SECRET = {
+    "metadata": {"name": "s", "namespace": "upbound-system"},
+    "data": {"kubeconfig": b64("x")},
+}
+
+
+class View:
+    def __init__(self, crds: list[dict[str, Any]] | None, error: Exception | None = None) -> None:
+        self.crds = crds
+        self.error = error
+
+    def bindable_crds(self) -> list[dict[str, Any]] | None:
+        if self.error is not None:
+            raise self.error
+        return self.crds
+
+
+@dataclass
+class World:
+    conn: dict[str, Any] | None
+    secret: dict[str, Any] | None = None
+    view: View | Exception = field(default_factory=lambda: View([]))
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    disconnected: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[PullRequest] = field(default_factory=list)
+
+    def pull(self, req: PullRequest) -> PullResult:
+        self.requests.append(req)
+        if req.provider_error is not None:
+            cond = set_condition(
+                req.previous_conditions,
+                type_="Ready",
+                status="False",
+                reason=req.provider_error.reason,
+                message=req.provider_error.message,
+                now=req.now,
+            )
+            return PullResult(apply=[], offered=[], conflicts=[], conditions=cond)
+        cond = set_condition(
+            req.previous_conditions,
+            type_="Ready",
+            status="True",
+            reason="Ready",
+            message="Provider controlplane is available",
+            now=req.now,
+        )
+        apply = [{"metadata": {"name": c["metadata"]["name"]}} for c in req.provider_crds]
+        offered = [OFFERED] if req.provider_crds else []
+        return PullResult(apply=apply, offered=offered, conflicts=[], conditions=cond)
+
+    def connect(self, name: str, creds: Credentials) -> View:
+        if isinstance(self.view, Exception):
+            raise self.view
+        return self.view
+
+    def deps(self) -> ConnectionDeps:
+        return ConnectionDeps(
+            get_connection=lambda name: self.conn,
+            get_secret=lambda ns, name: self.secret,
+            connect=self.connect,
+            disconnect=self.disconnected.append,
+            consumer_crds=lambda name, names: [],
+            apply_crd=self.applied.append,
+            write_status=lambda name, status: self.statuses.append(status),
+            pull=self.pull,
+            warn=lambda obj, reason, message: self.warnings.append((reason, message)),
+            now=lambda: NOW,
+        )
+
+
+def test_a_reachable_provider_installs_its_crds_and_offers_them() -> None:
+    world = World(
+        conn=connection(), secret=SECRET, view=View([{"metadata": {"name": OFFERED.name}}])
+    )
+    assert reconcile_connection("c", world.deps()) == Result()
+    assert [c["metadata"]["name"] for c in world.applied] == [OFFERED.name]
+    (status,) = world.statuses
+    assert status["offeredAPIs"] == [OFFERED.to_status()]
+    assert status["conditions"][0]["reason"] == "Ready"
+
+
+def test_an_unchanged_status_is_not_written_again() -> None:
+    world = World(
+        conn=connection(), secret=SECRET, view=View([{"metadata": {"name": OFFERED.name}}])
+    )
+    reconcile_connection("c", world.deps())
+    world.conn = connection(status=world.statuses[0])
+    reconcile_connection("c", world.deps())
+    assert len(world.statuses) == 1
+
+
+@pytest.mark.parametrize(
+    ("secret", "view", "reason", "outcome"),
+    [
+        (None, View([]), "SecretNotFound", DONE),
+        ({"metadata": {"name": "s"}, "data": {"other": b64("x")}}, View([]), "InvalidSecret", DONE),
+        (
+            {"metadata": {"name": "s"}, "data": {"kubeconfig": "%%%"}},
+            View([]),
+            "InvalidSecret",
+            Result(),
+        ),
+        (SECRET, ConfigError("no clusters"), "InvalidKubeconfig", DONE),
+        (SECRET, View(None, UnauthorizedError("401")), "Unauthorized", RETRY),
+        (SECRET, View(None, UnreachableError("refused")), "ProviderUnreachable", RETRY),
+    ],
+    ids=["missing", "no-key", "not-base64", "bad-kubeconfig", "unauthorized", "unreachable"],
+)
+def test_a_provider_error_names_its_reason_and_keeps_what_was_offered(
+    secret: dict[str, Any] | None, view: View | Exception, reason: str, outcome: object
+) -> None:
+    before = {"conditions": [], "offeredAPIs": [OFFERED.to_status()]}
+    world = World(conn=connection(status=before), secret=secret, view=view)
+    assert reconcile_connection("c", world.deps()) == outcome
+    (status,) = world.statuses
+    assert status["conditions"][0]["reason"] == reason
+    assert status["offeredAPIs"] == [OFFERED.to_status()]
+    assert world.applied == []
+    assert world.warnings and world.warnings[0][0] == reason
+
+
+def test_a_deleted_connection_stops_its_provider_watch() -> None:
+    world = World(conn=None)
+    assert reconcile_connection("c", world.deps()) == Result()
+    assert world.disconnected == ["c"]
+    assert world.statuses == []
+
+
+def test_a_provider_not_listed_yet_is_looked_at_again_soon() -> None:
+    world = World(conn=connection(), secret=SECRET, view=View(None))
+    outcome = reconcile_connection("c", world.deps())
+    assert outcome.requeue_after is not None
+    assert world.statuses == []
+
+
+def test_robot_token_secrets_need_every_key() -> None:
+    data = {
+        "token": "s3cr3t-token",
+        "organization": "o",
+        "spacesBaseURL": "https://s",
+        "controlPlaneGroupName": "g",
+    }
+    with pytest.raises(CredentialsError, match="controlPlaneName"):
+        credentials_from_secret({"metadata": {}, "stringData": data}, "UpboundRobotToken")
+    data["controlPlaneName"] = "n"
+    creds = credentials_from_secret({"metadata": {}, "stringData": data}, "UpboundRobotToken")
+    assert "s3cr3t" not in repr(creds)
+    assert creds.data["controlPlaneName"] == "n"

@@ -1,0 +1,114 @@
+"""reconcile_object with plain callables: the stage's effects, in order, and failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
+from connector.kube.errors import InvalidError
+from connector.kube.workqueue import Result
+from functions.object_syncer.types import SyncRequest, SyncResult
+
+NOW = "2026-01-01T00:00:00Z"
+KEY = ObjectKey("default", "my-resource")
+CONSUMER = {
+    "apiVersion": "nop.example.org/v1alpha1",
+    "kind": "NopResource",
+    "metadata": {"name": "my-resource", "namespace": "default", "uid": "u", "generation": 1},
+    "spec": {"coolField": "x"},
+}
+TWIN = {**CONSUMER, "metadata": {"name": "my-resource", "namespace": "default"}}
+
+
+@dataclass
+class World:
+    result: SyncResult
+    consumer: dict[str, Any] | None = field(default_factory=lambda: dict(CONSUMER))
+    twin: dict[str, Any] | None = None
+    apply_error: Exception | None = None
+    calls: list[str] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[SyncRequest] = field(default_factory=list)
+
+    def sync(self, req: SyncRequest) -> SyncResult:
+        self.requests.append(req)
+        return self.result
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.calls.append("apply")
+        if self.apply_error is not None:
+            raise self.apply_error
+
+    def deps(self) -> SyncDeps:
+        return SyncDeps(
+            consumer_cluster="consumer-1",
+            get_consumer=lambda key: self.consumer,
+            get_twin=lambda key: self.twin,
+            sync=self.sync,
+            add_finalizer=lambda obj: self.calls.append("add_finalizer"),
+            ensure_provider_namespace=lambda ns: self.calls.append(f"namespace {ns}"),
+            apply_twin=self.apply,
+            delete_twin=lambda key: self.calls.append("delete"),
+            write_consumer_status=lambda obj, st: (
+                self.calls.append("status"),
+                self.statuses.append(st),
+            ),
+            remove_finalizer=lambda obj: self.calls.append("remove_finalizer"),
+            warn=lambda obj, reason, message: self.warnings.append((reason, message)),
+            now=lambda: NOW,
+        )
+
+
+def test_a_new_object_gets_its_finalizer_then_its_namespace_then_its_twin() -> None:
+    world = World(
+        SyncResult(add_finalizer=True, provider_apply=TWIN, consumer_status={"conditions": []})
+    )
+    assert reconcile_object(KEY, world.deps()) == Result()
+    assert world.calls == ["add_finalizer", "namespace default", "apply", "status"]
+    assert world.requests[0].consumer_cluster == "consumer-1"
+
+
+def test_a_deleted_object_deletes_the_twin_before_releasing_the_finalizer() -> None:
+    world = World(SyncResult(provider_delete=True, remove_finalizer=True))
+    reconcile_object(KEY, world.deps())
+    assert world.calls == ["delete", "remove_finalizer"]
+
+
+def test_an_object_gone_from_the_cache_is_left_alone() -> None:
+    world = World(SyncResult(provider_apply=TWIN), consumer=None)
+    assert reconcile_object(KEY, world.deps()) == Result()
+    assert world.calls == [] and world.requests == []
+
+
+def test_a_status_equal_to_the_current_one_is_not_written() -> None:
+    world = World(SyncResult(consumer_status={"conditions": []}))
+    world.consumer = {**CONSUMER, "status": {"conditions": []}}
+    reconcile_object(KEY, world.deps())
+    assert world.calls == []
+
+
+def test_a_rejected_twin_is_reported_as_provider_rejected_and_retried() -> None:
+    world = World(
+        SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}),
+        apply_error=InvalidError("spec.coolField: Invalid value"),
+    )
+    assert reconcile_object(KEY, world.deps()) == Result(requeue=True)
+    cond = world.statuses[-1]["conditions"][-1]
+    assert (cond["type"], cond["status"], cond["reason"]) == (
+        "APIBound",
+        "False",
+        "ProviderRejected",
+    )
+    assert "spec.coolField" in cond["message"]
+    assert world.warnings[0][0] == "ProviderRejected"
+
+
+def test_a_conflict_is_a_warning_event_and_the_twin_is_not_touched() -> None:
+    world = World(
+        SyncResult(conflict="owned by consumer-2", consumer_status={"conditions": [{"x": 1}]})
+    )
+    reconcile_object(KEY, world.deps())
+    assert world.warnings == [("Conflict", "owned by consumer-2")]
+    assert "apply" not in world.calls and "delete" not in world.calls
