@@ -19,8 +19,10 @@ def main(debug: bool) -> None:
 
 def _register() -> None:
     from connector.envtest.cli import clusters
+    from connector.serve_cli import serve
 
     main.add_command(clusters)
+    main.add_command(serve)
 
 
 _register()
