@@ -1,0 +1,105 @@
+"""Wires the binding reconcile: ClusterAPIBindings and APIBindings → sync targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.controllers.binding_reconcile import (
+    API_BINDING,
+    CLUSTER_API_BINDING,
+    BindingDeps,
+    BindingKey,
+    reconcile_binding,
+)
+from connector.controllers.runtime import Controller, now_rfc3339
+from connector.controllers.sync_controller import SyncSupervisor
+from connector.events import EventRecorder
+from connector.kube.client import KubeClient
+from connector.kube.informer import Informer
+from connector.kube.metrics import Metrics
+from connector.kube.resources import API_BINDINGS, CLUSTER_API_BINDINGS
+from connector.kube.workqueue import Result
+from connector.stages import Stages
+from functions.common.objects import Obj
+
+FIELD_MANAGER = "api-connector"
+
+
+class BindingController:
+    def __init__(
+        self,
+        consumer: KubeClient,
+        *,
+        stages: Stages,
+        recorder: EventRecorder,
+        connections: Informer,
+        cluster_bindings: Informer,
+        bindings: Informer,
+        supervisor: SyncSupervisor,
+        workers: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._stages = stages
+        self._recorder = recorder
+        self._connections = connections
+        self._cluster_bindings = cluster_bindings
+        self._bindings = bindings
+        self._supervisor = supervisor
+        self.controller: Controller[BindingKey] = Controller(
+            "binding", self._reconcile, workers=workers, metrics=metrics
+        )
+
+    def on_binding(self, _event: str, obj: Obj) -> None:
+        self.controller.enqueue(_key(obj))
+
+    def on_connection(self, _event: str, obj: Obj) -> None:
+        self.enqueue_for_connection(str(obj.get("metadata", {}).get("name")))
+
+    def enqueue_for_connection(self, connection: str) -> None:
+        for informer in (self._cluster_bindings, self._bindings):
+            for binding in informer.list():
+                ref = (binding.get("spec") or {}).get("connectionRef") or {}
+                if ref.get("name") == connection:
+                    self.controller.enqueue(_key(binding))
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def _get(self, key: BindingKey) -> Obj | None:
+        if key.kind == CLUSTER_API_BINDING:
+            return self._cluster_bindings.get(None, key.name)
+        return self._bindings.get(key.namespace, key.name)
+
+    def _write_status(self, key: BindingKey, status: dict[str, Any]) -> None:
+        res = CLUSTER_API_BINDINGS if key.kind == CLUSTER_API_BINDING else API_BINDINGS
+        meta: dict[str, Any] = {"name": key.name}
+        if key.namespace:
+            meta["namespace"] = key.namespace
+        self._consumer.apply_status(
+            res,
+            {"apiVersion": res.api_version, "kind": res.kind, "metadata": meta, "status": status},
+            field_manager=FIELD_MANAGER,
+        )
+
+    def _reconcile(self, key: BindingKey) -> Result:
+        deps = BindingDeps(
+            get_binding=self._get,
+            get_connection=lambda name: self._connections.get(None, name),
+            bind=self._stages.bind,
+            write_status=self._write_status,
+            set_targets=self._supervisor.set_targets,
+            warn=self._recorder.warning,
+            now=now_rfc3339,
+        )
+        return reconcile_binding(key, deps)
+
+
+def _key(obj: Obj) -> BindingKey:
+    meta = obj.get("metadata", {})
+    if obj.get("kind") == API_BINDING or meta.get("namespace"):
+        return BindingKey(API_BINDING, str(meta.get("namespace") or ""), str(meta.get("name")))
+    return BindingKey(CLUSTER_API_BINDING, "", str(meta.get("name")))

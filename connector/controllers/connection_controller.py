@@ -1,0 +1,283 @@
+"""Wires the connection reconcile: consumer caches, one provider session per connection.
+
+A *provider session* is the provider client built from a connection's Secret plus an
+informer on the provider's bindable CRDs (label ``connect.upbound.io/bindable=true``), so
+that a new version, a new field or a removed label reaches the consumer without a restart.
+Sessions are replaced when the Secret's content changes and stopped when the connection is
+deleted or its Secret becomes unusable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from connector.controllers.connection_reconcile import (
+    ROBOT_TOKEN,
+    ROBOT_TOKEN_CA_KEY,
+    ConnectionDeps,
+    Credentials,
+    reconcile_connection,
+)
+from connector.controllers.runtime import Controller, now_rfc3339
+from connector.events import EventRecorder
+from connector.kube.client import KubeClient
+from connector.kube.config import client_from_kubeconfig, client_from_robot_token
+from connector.kube.informer import Informer
+from connector.kube.metrics import Metrics
+from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
+from connector.kube.workqueue import Result
+from connector.stages import Stages
+from functions.common import BINDABLE_LABEL, LABEL_CONNECTION
+from functions.common.objects import Obj, label_value
+
+log = structlog.get_logger(__name__)
+
+FIELD_MANAGER = "api-connector"
+#: How long a reconcile waits for a new provider informer's first list before requeueing.
+FIRST_LIST_WAIT = 5.0
+
+
+class ProviderSession:
+    """A connection's provider client and its bindable-CRD informer."""
+
+    def __init__(
+        self,
+        connection: str,
+        client: KubeClient,
+        fingerprint: str,
+        *,
+        on_change: Callable[[], None],
+        resync_period: float,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self.connection = connection
+        self.client = client
+        self.fingerprint = fingerprint
+        self.informer = Informer(
+            client,
+            CUSTOM_RESOURCE_DEFINITIONS,
+            label_selector=f"{BINDABLE_LABEL}=true",
+            handler=lambda _event, _obj: on_change(),
+            resync_period=resync_period,
+            name=f"provider-crds/{connection}",
+            metrics=self._metrics,
+        )
+
+    def start(self) -> None:
+        self.informer.start()
+
+    def stop(self) -> None:
+        self.informer.stop()
+
+    def bindable_crds(self) -> list[Obj] | None:
+        """The cached bindable CRDs; raises the informer's error while it cannot list or
+        watch; None if the first list is still running after a short wait."""
+        deadline = time.monotonic() + FIRST_LIST_WAIT
+        while not self.informer.has_synced and self.informer.last_error is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+        error = self.informer.last_error
+        if error is not None:
+            raise error
+        return self.informer.list()
+
+
+def client_for(
+    connection: str, credentials: Credentials, *, metrics: Metrics | None = None
+) -> KubeClient:
+    """Build the provider client for ``credentials`` (raises ConfigError)."""
+    if credentials.kind == ROBOT_TOKEN:
+        d = credentials.data
+        return client_from_robot_token(
+            d["token"],
+            d["organization"],
+            d["spacesBaseURL"],
+            d["controlPlaneGroupName"],
+            d["controlPlaneName"],
+            ca_data=d.get(ROBOT_TOKEN_CA_KEY),
+            name=connection,
+            metrics=metrics,
+        )
+    return client_from_kubeconfig(credentials.data["kubeconfig"], name=connection, metrics=metrics)
+
+
+class ConnectionController:
+    """Reconciles ClusterConnections; owns the provider sessions."""
+
+    def __init__(
+        self,
+        consumer: KubeClient,
+        *,
+        stages: Stages,
+        recorder: EventRecorder,
+        connections: Informer,
+        consumer_crds: Informer,
+        resync_period: float,
+        workers: int,
+        on_provider_changed: Callable[[str], None],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._consumer = consumer
+        self._stages = stages
+        self._recorder = recorder
+        self._connections = connections
+        self._consumer_crds = consumer_crds
+        self._resync = resync_period
+        self._on_provider_changed = on_provider_changed
+        self._sessions: dict[str, ProviderSession] = {}
+        self._secret_informers: dict[str, Informer] = {}
+        self._lock = threading.RLock()
+        self.controller: Controller[str] = Controller(
+            "connection", self._reconcile, workers=workers, metrics=metrics
+        )
+
+    # --- wiring --------------------------------------------------------------------------
+
+    def on_connection(self, _event: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        ref = (obj.get("spec") or {}).get("secretRef") or {}
+        self._ensure_secret_informer(str(ref.get("namespace") or "upbound-system"))
+        self.controller.enqueue(str(meta.get("name")))
+
+    def on_secret(self, _event: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        for conn in self._connections.list():
+            ref = (conn.get("spec") or {}).get("secretRef") or {}
+            if ref.get("name") == meta.get("name") and str(
+                ref.get("namespace") or "upbound-system"
+            ) == meta.get("namespace"):
+                self.controller.enqueue(str(conn["metadata"]["name"]))
+
+    def on_consumer_crd(self, _event: str, obj: Obj) -> None:
+        owner = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_CONNECTION)
+        if owner is None:
+            return
+        for conn in self._connections.list():
+            name = str(conn["metadata"]["name"])
+            if label_value(name) == owner:
+                self.controller.enqueue(name)
+
+    def provider_client(self, connection: str) -> KubeClient | None:
+        with self._lock:
+            session = self._sessions.get(connection)
+            return session.client if session is not None else None
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            secret_informers = list(self._secret_informers.values())
+            self._secret_informers.clear()
+        for session in sessions:
+            session.stop()
+        for informer in secret_informers:
+            informer.stop()
+
+    # --- side effects of the reconcile ---------------------------------------------------
+
+    def _ensure_secret_informer(self, namespace: str) -> Informer:
+        with self._lock:
+            informer = self._secret_informers.get(namespace)
+            if informer is None:
+                informer = Informer(
+                    self._consumer,
+                    SECRETS,
+                    namespace=namespace,
+                    handler=self.on_secret,
+                    resync_period=self._resync,
+                    name=f"secrets/{namespace}",
+                    metrics=self._metrics,
+                )
+                self._secret_informers[namespace] = informer
+                informer.start()
+            return informer
+
+    def _get_secret(self, namespace: str, name: str) -> Obj | None:
+        informer = self._ensure_secret_informer(namespace)
+        informer.wait_synced(timeout=10.0)
+        return informer.get(namespace, name)
+
+    def _connect(self, name: str, credentials: Credentials) -> ProviderSession:
+        fingerprint = credentials.fingerprint()
+        with self._lock:
+            session = self._sessions.get(name)
+            if session is not None and session.fingerprint == fingerprint:
+                return session
+        client = client_for(name, credentials, metrics=self._metrics)
+        new = ProviderSession(
+            name,
+            client,
+            fingerprint,
+            on_change=lambda: self.controller.enqueue(name),
+            resync_period=self._resync,
+            metrics=self._metrics,
+        )
+        with self._lock:
+            old = self._sessions.get(name)
+            self._sessions[name] = new
+        if old is not None:
+            old.stop()
+        new.start()
+        log.info("Started watching the provider's bindable CRDs.", connection=name)
+        self._on_provider_changed(name)
+        return new
+
+    def _disconnect(self, name: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(name, None)
+        if session is not None:
+            session.stop()
+            log.info("Stopped watching the provider.", connection=name)
+            self._on_provider_changed(name)
+
+    def _consumer_crds_for(self, connection: str, names: set[str]) -> list[Obj]:
+        owner = label_value(connection)
+        return [
+            crd
+            for crd in self._consumer_crds.list()
+            if crd.get("metadata", {}).get("name") in names
+            or (crd.get("metadata", {}).get("labels") or {}).get(LABEL_CONNECTION) == owner
+        ]
+
+    def _apply_crd(self, crd: Obj) -> None:
+        self._consumer.apply(CUSTOM_RESOURCE_DEFINITIONS, crd, field_manager=FIELD_MANAGER)
+        log.info("Applied a CRD pulled from the provider.", crd=crd["metadata"]["name"])
+
+    def _write_status(self, name: str, status: dict[str, Any]) -> None:
+        self._consumer.apply_status(
+            CLUSTER_CONNECTIONS,
+            {
+                "apiVersion": CLUSTER_CONNECTIONS.api_version,
+                "kind": CLUSTER_CONNECTIONS.kind,
+                "metadata": {"name": name},
+                "status": status,
+            },
+            field_manager=FIELD_MANAGER,
+        )
+
+    def _reconcile(self, name: str) -> Result:
+        deps = ConnectionDeps(
+            get_connection=lambda n: self._connections.get(None, n),
+            get_secret=self._get_secret,
+            connect=self._connect,
+            disconnect=self._disconnect,
+            consumer_crds=self._consumer_crds_for,
+            apply_crd=self._apply_crd,
+            write_status=self._write_status,
+            pull=self._stages.pull,
+            warn=self._recorder.warning,
+            now=now_rfc3339,
+        )
+        return reconcile_connection(name, deps)

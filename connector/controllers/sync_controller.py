@@ -1,0 +1,375 @@
+"""Wires object syncing: one ``ObjectSyncer`` per (connection, bound resource).
+
+``SyncSupervisor`` merges the sync targets of every binding, and starts, restarts or stops
+syncers so that exactly the wanted ones run with the connection's current provider client.
+
+An ``ObjectSyncer`` watches the consumer objects of its resource (one informer per bound
+namespace for APIBindings, one cluster-wide otherwise) and their provider twins. The
+provider informer selects only this consumer's twins
+(``connect.upbound.io/managed=true,connect.upbound.io/consumer-cluster=<id>``): it scales with
+this consumer's objects and needs no list permission on other consumers' objects. When the
+cache has no twin, the reconcile reads it live, so that an object of the same name that
+belongs to another consumer or to nobody is seen, and reported as a Conflict instead of
+being overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from connector.controllers.binding_reconcile import BindingKey, SyncTarget
+from connector.controllers.runtime import Controller, now_rfc3339
+from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
+from connector.events import EventRecorder
+from connector.kube.client import KubeClient
+from connector.kube.errors import ConflictError, NotFoundError
+from connector.kube.informer import Informer
+from connector.kube.metrics import Metrics
+from connector.kube.resources import NAMESPACES, Resource
+from connector.kube.workqueue import Result
+from connector.stages import Stages
+from functions.binder.types import BoundResource
+from functions.common import (
+    ANNOTATION_ORIGIN_NAME,
+    ANNOTATION_ORIGIN_NAMESPACE,
+    FINALIZER,
+    LABEL_CONSUMER_CLUSTER,
+    LABEL_CONSUMER_NAME,
+    LABEL_CONSUMER_NAMESPACE,
+    MANAGED_LABEL,
+)
+from functions.common.objects import Obj, label_value
+
+log = structlog.get_logger(__name__)
+
+FIELD_MANAGER = "api-connector"
+
+
+def resource_of(bound: BoundResource) -> Resource:
+    return Resource(
+        bound.group, bound.version, bound.plural, bound.kind, bound.scope == "Namespaced"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncSpec:
+    """What one syncer does; a change restarts it."""
+
+    connection: str
+    resource: BoundResource
+    #: None: every namespace.
+    namespaces: frozenset[str] | None
+    provider: KubeClient
+
+    def same_as(self, other: SyncSpec) -> bool:
+        return (
+            self.connection == other.connection
+            and self.resource == other.resource
+            and self.namespaces == other.namespaces
+            and self.provider is other.provider
+        )
+
+
+class ObjectSyncer:
+    """Syncs the objects of one bound resource of one connection."""
+
+    def __init__(
+        self,
+        spec: SyncSpec,
+        *,
+        consumer: KubeClient,
+        stages: Stages,
+        recorder: EventRecorder,
+        consumer_cluster: str,
+        resync_period: float,
+        workers: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self.spec = spec
+        self._consumer = consumer
+        self._provider = spec.provider
+        self._stages = stages
+        self._recorder = recorder
+        self._cluster = consumer_cluster
+        self._res = resource_of(spec.resource)
+        self._known_namespaces: set[str] = set()
+        name = f"{spec.connection}/{spec.resource.crd_name}"
+        self._log = log.bind(connection=spec.connection, resource=spec.resource.crd_name)
+        self.controller: Controller[ObjectKey] = Controller(
+            f"sync/{name}", self._reconcile, workers=workers, metrics=metrics
+        )
+        scopes: list[str | None]
+        if not self._res.namespaced or spec.namespaces is None:
+            scopes = [None]
+        else:
+            scopes = [*sorted(spec.namespaces)]
+        self._consumer_informers = {
+            scope: Informer(
+                consumer,
+                self._res,
+                namespace=scope,
+                handler=self._on_consumer,
+                resync_period=resync_period,
+                name=f"consumer/{name}/{scope or '*'}",
+                metrics=self._metrics,
+            )
+            for scope in scopes
+        }
+        selector = f"{MANAGED_LABEL}=true,{LABEL_CONSUMER_CLUSTER}={label_value(consumer_cluster)}"
+        self._provider_informer = Informer(
+            spec.provider,
+            self._res,
+            label_selector=selector,
+            handler=self._on_twin,
+            resync_period=resync_period,
+            name=f"provider/{name}",
+            metrics=self._metrics,
+        )
+
+    def start(self) -> None:
+        for informer in self._consumer_informers.values():
+            informer.start()
+        self._provider_informer.start()
+        self.controller.start()
+        self._log.info("Started syncing objects.", namespaces=self._scope_text())
+
+    def stop(self) -> None:
+        self.controller.stop()
+        for informer in self._consumer_informers.values():
+            informer.stop()
+        self._provider_informer.stop()
+        self._log.info("Stopped syncing objects.")
+
+    def _scope_text(self) -> str:
+        return "all" if None in self._consumer_informers else ",".join(self.spec.namespaces or ())
+
+    # --- events → keys -------------------------------------------------------------------
+
+    def _on_consumer(self, _event: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        self.controller.enqueue(ObjectKey(str(meta.get("namespace") or ""), str(meta["name"])))
+
+    def _on_twin(self, _event: str, obj: Obj) -> None:
+        meta = obj.get("metadata", {})
+        annotations = meta.get("annotations") or {}
+        labels = meta.get("labels") or {}
+        name = annotations.get(ANNOTATION_ORIGIN_NAME) or labels.get(LABEL_CONSUMER_NAME)
+        namespace = annotations.get(ANNOTATION_ORIGIN_NAMESPACE) or labels.get(
+            LABEL_CONSUMER_NAMESPACE, ""
+        )
+        if not name:
+            name, namespace = meta.get("name"), meta.get("namespace") or ""
+        if not self._res.namespaced:
+            namespace = ""
+        if self._consumer_informer_for(str(namespace)) is None:
+            return
+        self.controller.enqueue(ObjectKey(str(namespace), str(name)))
+
+    def _consumer_informer_for(self, namespace: str) -> Informer | None:
+        informer = self._consumer_informers.get(None)
+        if informer is not None:
+            return informer
+        return self._consumer_informers.get(namespace)
+
+    # --- side effects --------------------------------------------------------------------
+
+    def _get_consumer(self, key: ObjectKey) -> Obj | None:
+        informer = self._consumer_informer_for(key.namespace)
+        if informer is None:
+            return None
+        return informer.get(key.namespace or None, key.name)
+
+    def _get_twin(self, key: ObjectKey) -> Obj | None:
+        cached = self._provider_informer.get(key.namespace or None, key.name)
+        if cached is not None:
+            return cached
+        try:
+            return self._provider.get(self._res, key.name, namespace=key.namespace or None)
+        except NotFoundError:
+            return None
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._known_namespaces:
+            return
+        try:
+            self._provider.get(NAMESPACES, namespace)
+        except NotFoundError:
+            try:
+                self._provider.create(
+                    NAMESPACES,
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                )
+                self._log.info("Created a namespace in the provider.", namespace=namespace)
+            except ConflictError:
+                pass  # created meanwhile by someone else: what we wanted
+        self._known_namespaces.add(namespace)
+
+    def _apply_twin(self, obj: Obj) -> None:
+        try:
+            self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
+        except NotFoundError:
+            # The namespace went away since we saw it; create it on the next attempt.
+            self._known_namespaces.discard(str(obj.get("metadata", {}).get("namespace")))
+            raise
+
+    def _delete_twin(self, key: ObjectKey) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone: what we wanted
+            self._provider.delete(self._res, key.name, namespace=key.namespace or None)
+
+    def _set_finalizers(self, obj: Obj, finalizers: list[str]) -> None:
+        meta = obj["metadata"]
+        # The resourceVersion makes the merge patch conditional: the finalizer list is
+        # replaced as a whole, so a concurrent change must not be overwritten.
+        self._consumer.patch(
+            self._res,
+            meta["name"],
+            meta.get("namespace"),
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
+        )
+
+    def _add_finalizer(self, obj: Obj) -> None:
+        current = list(obj["metadata"].get("finalizers") or [])
+        if FINALIZER not in current:
+            self._set_finalizers(obj, [*current, FINALIZER])
+
+    def _remove_finalizer(self, obj: Obj) -> None:
+        current = list(obj["metadata"].get("finalizers") or [])
+        if FINALIZER in current:
+            self._set_finalizers(obj, [f for f in current if f != FINALIZER])
+
+    def _write_status(self, obj: Obj, status: Obj) -> None:
+        updated = copy.deepcopy(obj)
+        updated["status"] = status
+        self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
+
+    def _reconcile(self, key: ObjectKey) -> Result:
+        deps = SyncDeps(
+            consumer_cluster=self._cluster,
+            get_consumer=self._get_consumer,
+            get_twin=self._get_twin,
+            sync=self._stages.sync,
+            add_finalizer=self._add_finalizer,
+            ensure_provider_namespace=self._ensure_namespace,
+            apply_twin=self._apply_twin,
+            delete_twin=self._delete_twin,
+            write_consumer_status=self._write_status,
+            remove_finalizer=self._remove_finalizer,
+            warn=self._recorder.warning,
+            now=now_rfc3339,
+        )
+        return reconcile_object(key, deps)
+
+
+class SyncSupervisor:
+    """Runs exactly the syncers the bindings ask for."""
+
+    def __init__(
+        self,
+        consumer: KubeClient,
+        *,
+        stages: Stages,
+        recorder: EventRecorder,
+        consumer_cluster: str,
+        provider_client: Callable[[str], KubeClient | None],
+        resync_period: float,
+        workers: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._consumer = consumer
+        self._stages = stages
+        self._recorder = recorder
+        self._cluster = consumer_cluster
+        self._provider_client = provider_client
+        self._resync = resync_period
+        self._workers = workers
+        self._targets: dict[BindingKey, list[SyncTarget]] = {}
+        self._syncers: dict[tuple[str, str], ObjectSyncer] = {}
+        self._lock = threading.RLock()
+        self._stopped = False
+
+    def set_targets(self, key: BindingKey, targets: list[SyncTarget]) -> None:
+        with self._lock:
+            if targets:
+                self._targets[key] = list(targets)
+            else:
+                self._targets.pop(key, None)
+            self._converge()
+
+    def refresh(self, _connection: str = "") -> None:
+        """Re-check after a provider client changed (or went away)."""
+        with self._lock:
+            self._converge()
+
+    def syncer_keys(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(self._syncers)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            syncers = list(self._syncers.values())
+            self._syncers.clear()
+        for syncer in syncers:
+            syncer.stop()
+
+    def _desired(self) -> dict[tuple[str, str], SyncSpec]:
+        merged: dict[tuple[str, str], tuple[BoundResource, frozenset[str] | None]] = {}
+        for targets in self._targets.values():
+            for t in targets:
+                if t.resource.scope != "Namespaced" and not t.include_cluster_scoped:
+                    continue
+                key = (t.connection, t.resource.crd_name)
+                if key not in merged:
+                    merged[key] = (t.resource, t.namespaces)
+                    continue
+                resource, namespaces = merged[key]
+                if namespaces is None or t.namespaces is None:
+                    merged[key] = (resource, None)
+                else:
+                    merged[key] = (resource, namespaces | t.namespaces)
+        desired: dict[tuple[str, str], SyncSpec] = {}
+        for (connection, crd), (resource, namespaces) in merged.items():
+            provider = self._provider_client(connection)
+            if provider is None:
+                continue
+            desired[(connection, crd)] = SyncSpec(
+                connection=connection,
+                resource=resource,
+                namespaces=None if resource.scope != "Namespaced" else namespaces,
+                provider=provider,
+            )
+        return desired
+
+    def _converge(self) -> None:
+        if self._stopped:
+            return
+        desired = self._desired()
+        for key in list(self._syncers):
+            syncer = self._syncers[key]
+            want = desired.get(key)
+            if want is None or not want.same_as(syncer.spec):
+                del self._syncers[key]
+                syncer.stop()
+        for key, spec in desired.items():
+            if key in self._syncers:
+                continue
+            syncer = ObjectSyncer(
+                spec,
+                consumer=self._consumer,
+                stages=self._stages,
+                recorder=self._recorder,
+                consumer_cluster=self._cluster,
+                resync_period=self._resync,
+                workers=self._workers,
+                metrics=self._metrics,
+            )
+            self._syncers[key] = syncer
+            syncer.start()

@@ -1,0 +1,188 @@
+"""The connector's manager: shared consumer caches, the three controllers, start and stop.
+
+Data flow::
+
+    ClusterConnection ─┐                    ┌─ provider CRD informer (per connection)
+    Secret ────────────┼─ connection ctrl ──┤
+    consumer CRDs ─────┘        │           └─ stages.pull → consumer CRDs, status
+                                │ provider client changed
+    ClusterAPIBinding ─┐        ▼
+    APIBinding ────────┴─ binding ctrl ── stages.bind → status, sync targets
+                                                          │
+                                 SyncSupervisor ◄─────────┘
+                                   └─ ObjectSyncer per (connection, resource)
+                                        consumer + provider informers → stages.sync
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from connector.controllers.binding_controller import BindingController
+from connector.controllers.connection_controller import ConnectionController
+from connector.controllers.sync_controller import SyncSupervisor
+from connector.events import EventRecorder
+from connector.kube.client import KubeClient
+from connector.kube.errors import NotFoundError
+from connector.kube.informer import Informer
+from connector.kube.metrics import Metrics
+from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_API_BINDINGS,
+    CLUSTER_CONNECTIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EVENTS,
+    NAMESPACES,
+)
+from connector.stages import Stages
+from functions.common.objects import Obj
+
+log = structlog.get_logger(__name__)
+
+
+def default_consumer_cluster_name(consumer: KubeClient) -> str:
+    """A stable identity for this consumer cluster: derived from kube-system's uid."""
+    try:
+        ns = consumer.get(NAMESPACES, "kube-system")
+    except NotFoundError:
+        ns = consumer.get(NAMESPACES, "default")
+    return f"consumer-{str(ns['metadata']['uid'])[:8]}"
+
+
+class Manager:
+    """Everything the ``run`` command runs, startable and stoppable from a test."""
+
+    def __init__(
+        self,
+        consumer: KubeClient,
+        *,
+        stages: Stages,
+        consumer_cluster: str,
+        resync_period: float = 600.0,
+        workers: int = 4,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self.consumer_cluster = consumer_cluster
+        self._started = False
+        self._synced = threading.Event()
+        self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
+        self.connections = Informer(
+            consumer,
+            CLUSTER_CONNECTIONS,
+            handler=self._on_connection,
+            resync_period=resync_period,
+            name="clusterconnections",
+            metrics=metrics,
+        )
+        self.consumer_crds = Informer(
+            consumer,
+            CUSTOM_RESOURCE_DEFINITIONS,
+            handler=self._on_consumer_crd,
+            resync_period=resync_period,
+            name="consumer-crds",
+            metrics=metrics,
+        )
+        self.cluster_bindings = Informer(
+            consumer,
+            CLUSTER_API_BINDINGS,
+            handler=self._on_binding,
+            resync_period=resync_period,
+            name="clusterapibindings",
+            metrics=metrics,
+        )
+        self.bindings = Informer(
+            consumer,
+            API_BINDINGS,
+            handler=self._on_binding,
+            resync_period=resync_period,
+            name="apibindings",
+            metrics=metrics,
+        )
+        self.connection_controller = ConnectionController(
+            consumer,
+            stages=stages,
+            recorder=self.recorder,
+            connections=self.connections,
+            consumer_crds=self.consumer_crds,
+            resync_period=resync_period,
+            workers=max(1, min(workers, 4)),
+            on_provider_changed=self._on_provider_changed,
+            metrics=metrics,
+        )
+        self.supervisor = SyncSupervisor(
+            consumer,
+            stages=stages,
+            recorder=self.recorder,
+            consumer_cluster=consumer_cluster,
+            provider_client=self.connection_controller.provider_client,
+            resync_period=resync_period,
+            workers=workers,
+            metrics=metrics,
+        )
+        self.binding_controller = BindingController(
+            consumer,
+            stages=stages,
+            recorder=self.recorder,
+            connections=self.connections,
+            cluster_bindings=self.cluster_bindings,
+            bindings=self.bindings,
+            supervisor=self.supervisor,
+            workers=max(1, min(workers, 4)),
+            metrics=metrics,
+        )
+
+    # Informer handlers run before the controllers exist only if an informer starts early;
+    # start() creates everything first, so these always have their targets.
+    def _on_connection(self, event: str, obj: Obj) -> None:
+        self.connection_controller.on_connection(event, obj)
+        self.binding_controller.on_connection(event, obj)
+
+    def _on_consumer_crd(self, event: str, obj: Obj) -> None:
+        self.connection_controller.on_consumer_crd(event, obj)
+
+    def _on_binding(self, event: str, obj: Obj) -> None:
+        self.binding_controller.on_binding(event, obj)
+
+    def _on_provider_changed(self, connection: str) -> None:
+        self.supervisor.refresh(connection)
+        self.binding_controller.enqueue_for_connection(connection)
+
+    def _informers(self) -> list[Informer]:
+        return [self.connections, self.consumer_crds, self.cluster_bindings, self.bindings]
+
+    def start(self, *, sync_timeout: float = 60.0) -> None:
+        """Start the caches, wait until they are filled, then start the controllers."""
+        log.info("Starting the connector.", consumer_cluster=self.consumer_cluster)
+        self._started = True
+        for informer in self._informers():
+            informer.start()
+        for informer in self._informers():
+            if not informer.wait_synced(timeout=sync_timeout):
+                raise RuntimeError(
+                    f"The consumer cache {informer.name} did not fill within {sync_timeout}s: "
+                    f"{informer.last_error}"
+                )
+        self.connection_controller.start()
+        self.binding_controller.start()
+        self._synced.set()
+        log.info("The connector is running.")
+
+    def ready(self) -> bool:
+        """Ready: the consumer caches are filled and the controllers run."""
+        return self._synced.is_set() and all(i.last_error is None for i in self._informers())
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        log.info("Stopping the connector.")
+        self._synced.clear()
+        self.binding_controller.stop()
+        self.connection_controller.stop()
+        self.supervisor.stop()
+        for informer in self._informers():
+            informer.stop()
+        self._started = False
+        log.info("The connector stopped.")

@@ -1,0 +1,142 @@
+"""``api-connector run``: the connector controller, against a consumer cluster."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (``10m``, ``1h``, ``30s``, ``1h30m``) or a number."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not text or m is None or not any(m.groups()):
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 10m or 1h.")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+@click.command("run")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Kubeconfig of the consumer cluster (default: the in-cluster service account).",
+)
+@click.option("--context", help="Context in --kubeconfig (default: its current context).")
+@click.option(
+    "--consumer-cluster-name",
+    help="This consumer's identity in the provider (consumerClusterDisplayName). "
+    "Default: derived from the uid of the kube-system namespace.",
+)
+@click.option(
+    "--poll-interval",
+    default="10m",
+    show_default=True,
+    help="Safety-net resync of every cache; changes arrive through watches regardless.",
+)
+@click.option(
+    "--workers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Concurrent reconciles per object syncer.",
+)
+@click.option(
+    "--crd-puller",
+    metavar="ADDR",
+    help="gRPC address of the CRD-puller stage (default: in-process).",
+)
+@click.option(
+    "--binder", metavar="ADDR", help="gRPC address of the binder stage (default: in-process)."
+)
+@click.option(
+    "--object-syncer",
+    metavar="ADDR",
+    help="gRPC address of the object-syncer stage (default: in-process).",
+)
+@click.option(
+    "--metrics-address",
+    default=":8080",
+    show_default=True,
+    help="host:port serving /metrics, /healthz and /readyz; empty disables it.",
+)
+def run(
+    kubeconfig: Path | None,
+    context: str | None,
+    consumer_cluster_name: str | None,
+    poll_interval: str,
+    workers: int,
+    crd_puller: str | None,
+    binder: str | None,
+    object_syncer: str | None,
+    metrics_address: str,
+) -> None:
+    """Run the connector: pull bindable CRDs, bind APIs, sync objects both ways."""
+    from connector.kube.config import ConfigError, client_from_kubeconfig_file, client_in_cluster
+    from connector.kube.metrics import Metrics, serve
+    from connector.manager import Manager, default_consumer_cluster_name
+    from connector.stages import GrpcStages, InProcessStages, Stages
+
+    resync = parse_duration(poll_interval)
+    metrics = Metrics()
+    try:
+        if kubeconfig is not None:
+            consumer = client_from_kubeconfig_file(
+                kubeconfig, context, name="consumer", metrics=metrics
+            )
+        elif context:
+            raise click.UsageError("--context needs --kubeconfig.")
+        else:
+            consumer = client_in_cluster(name="consumer", metrics=metrics)
+    except ConfigError as exc:
+        raise click.ClickException(f"Cannot use the consumer's credentials: {exc}") from exc
+
+    stages: Stages
+    if crd_puller or binder or object_syncer:
+        stages = GrpcStages(crd_puller=crd_puller, binder=binder, object_syncer=object_syncer)
+    else:
+        stages = InProcessStages()
+    cluster = consumer_cluster_name or default_consumer_cluster_name(consumer)
+    manager = Manager(
+        consumer,
+        stages=stages,
+        consumer_cluster=cluster,
+        resync_period=resync,
+        workers=workers,
+        metrics=metrics,
+    )
+    server = (
+        serve(metrics_address, registry=metrics.registry, ready=manager.ready)
+        if metrics_address
+        else None
+    )
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("Received a signal; shutting down.", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        manager.start()
+        stop.wait()
+    finally:
+        manager.stop()
+        if server is not None:
+            server.shutdown()

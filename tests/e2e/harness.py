@@ -1,0 +1,261 @@
+"""Helpers of the end-to-end tests: bounded waiting, manifests, CRDs, a running connector."""
+
+from __future__ import annotations
+
+import base64
+import os
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from connector.kube.client import KubeClient
+from connector.kube.config import client_from_kubeconfig
+from connector.kube.errors import NotFoundError
+from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_API_BINDINGS,
+    CLUSTER_CONNECTIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EVENTS,
+    NAMESPACES,
+    SECRETS,
+    Resource,
+)
+from connector.manager import Manager
+from connector.stages import InProcessStages
+
+ROOT = Path(__file__).resolve().parents[2]
+WALKTHROUGH = ROOT / "examples" / "walkthrough"
+NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
+
+_KNOWN = {
+    r.api_version + "/" + r.kind: r
+    for r in (
+        API_BINDINGS,
+        CLUSTER_API_BINDINGS,
+        CLUSTER_CONNECTIONS,
+        CUSTOM_RESOURCE_DEFINITIONS,
+        NAMESPACES,
+        SECRETS,
+        NOP,
+    )
+}
+
+T = TypeVar("T")
+
+
+def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Call ``fn`` until it returns a truthy value without raising; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    value: T | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except (AssertionError, NotFoundError, KeyError, IndexError, TypeError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s; last value {value!r}") from last
+
+
+def consistently(fn: Callable[[], bool], *, duration: float = 2.0, interval: float = 0.1) -> None:
+    """Assert ``fn`` stays true for ``duration`` (used only to check that nothing happens)."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        assert fn()
+        time.sleep(interval)
+
+
+def client(kubeconfig: Path | str) -> KubeClient:
+    return client_from_kubeconfig(Path(kubeconfig).read_text())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def resource_for(obj: dict[str, Any]) -> Resource:
+    return _KNOWN[f"{obj['apiVersion']}/{obj['kind']}"]
+
+
+def load(path: str | Path, **values: str) -> list[dict[str, Any]]:
+    """The documents of a walkthrough file, with ``${NAME}`` placeholders filled in."""
+    text = (WALKTHROUGH / path).read_text()
+    text = string.Template(text).safe_substitute(values) if values else text
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def apply(kube: KubeClient, obj: dict[str, Any], res: Resource | None = None) -> dict[str, Any]:
+    return kube.apply(res or resource_for(obj), obj, field_manager="e2e-test")
+
+
+def apply_file(kube: KubeClient, path: str | Path, **values: str) -> list[dict[str, Any]]:
+    return [apply(kube, doc) for doc in load(path, **values)]
+
+
+def get(kube: KubeClient, res: Resource, name: str, namespace: str | None = None) -> Any:
+    try:
+        return kube.get(res, name, namespace)
+    except NotFoundError:
+        return None
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
+
+
+def reason_of(kube: KubeClient, res: Resource, name: str, ns: str | None = None) -> str:
+    return str(condition(get(kube, res, name, ns), "Ready").get("reason", ""))
+
+
+def kubeconfig_secret(name: str, kubeconfig: str, *, namespace: str = "upbound-system") -> Any:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()},
+    }
+
+
+def connection(name: str, secret: str, *, kind: str = "KubeConfig", pull: str = "Pull") -> Any:
+    return {
+        "apiVersion": "connect.upbound.io/v1alpha1",
+        "kind": "ClusterConnection",
+        "metadata": {"name": name},
+        "spec": {
+            "secretRef": {"kind": kind, "name": secret, "namespace": "upbound-system"},
+            "crdManagement": {"pullBehavior": pull},
+        },
+    }
+
+
+def binding(name: str, connection_name: str, *, namespace: str | None = None) -> Any:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "connect.upbound.io/v1alpha1",
+        "kind": "APIBinding" if namespace else "ClusterAPIBinding",
+        "metadata": meta,
+        "spec": {"connectionRef": {"kind": "ClusterConnection", "name": connection_name}},
+    }
+
+
+def crd(
+    group: str,
+    kind: str,
+    *,
+    scope: str = "Namespaced",
+    versions: tuple[str, ...] = ("v1alpha1",),
+    fields: tuple[str, ...] = ("coolField",),
+    bindable: bool = True,
+) -> dict[str, Any]:
+    """A bindable provider CRD with a string field per ``fields`` and status.conditions."""
+    plural = kind.lower() + "s"
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "properties": {f: {"type": "string"} for f in fields},
+                },
+                "status": {
+                    "type": "object",
+                    "properties": {
+                        "conditions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        }
+                    },
+                },
+            },
+        }
+    }
+    labels = {"connect.upbound.io/bindable": "true"} if bindable else {}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "labels": labels},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "scope": scope,
+            "versions": [
+                {
+                    "name": v,
+                    "served": True,
+                    "storage": i == len(versions) - 1,
+                    "schema": schema,
+                    "subresources": {"status": {}},
+                }
+                for i, v in enumerate(versions)
+            ],
+        },
+    }
+
+
+def established(kube: KubeClient, name: str) -> bool:
+    obj = get(kube, CUSTOM_RESOURCE_DEFINITIONS, name)
+    return condition(obj, "Established").get("status") == "True"
+
+
+def install_connector_crds(kube: KubeClient) -> None:
+    """Install package/crds (what the Helm chart does) and wait until they are served."""
+    names = []
+    for path in sorted((ROOT / "package" / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            apply(kube, doc)
+            names.append(doc["metadata"]["name"])
+    for name in names:
+        eventually(lambda name=name: established(kube, name))
+
+
+def warning_events(kube: KubeClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    items, _ = kube.list(EVENTS, namespace)
+    return [
+        e
+        for e in items
+        if e.get("involvedObject", {}).get("name") == name and e.get("type") == "Warning"
+    ]
+
+
+class RunningConnector:
+    """A Manager running in this process, stopped by ``stop()``."""
+
+    def __init__(self, kubeconfig: Path | str, *, consumer_cluster: str) -> None:
+        self.kube = client(kubeconfig)
+        self.manager = Manager(
+            self.kube,
+            stages=InProcessStages(),
+            consumer_cluster=consumer_cluster,
+            resync_period=3600.0,
+            workers=2,
+        )
+        self._thread = threading.Thread(target=self.manager.start, daemon=True)
+
+    def start(self) -> RunningConnector:
+        self.manager.start()
+        return self
+
+    def stop(self) -> None:
+        self.manager.stop()
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")

@@ -1,0 +1,268 @@
+"""Bound objects: created, updated and deleted in the provider; status and drift come back."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from connector.kube.resources import CLUSTER_API_BINDINGS, NAMESPACES, Resource
+from tests.e2e.conftest import CONNECTION, World
+from tests.e2e.harness import (
+    NOP,
+    apply,
+    binding,
+    condition,
+    crd,
+    eventually,
+    get,
+    load,
+    reason_of,
+    unique,
+    warning_events,
+)
+
+FINALIZER = "connect.upbound.io/finalizer"
+
+
+def nop(namespace: str, name: str = "my-resource") -> dict[str, Any]:
+    (doc,) = load("consumer/40-nopresource.yaml")
+    doc["metadata"].update(name=name, namespace=namespace)
+    return dict(doc)
+
+
+def twin(world: World, namespace: str, name: str = "my-resource") -> Any:
+    return get(world.provider, NOP, name, namespace)
+
+
+def test_a_bound_object_is_created_in_the_provider_with_managed_and_origin_labels(
+    world: World, namespace: str
+) -> None:
+    created = apply(world.consumer, nop(namespace))
+    provider_twin = eventually(lambda: twin(world, namespace))
+    labels = provider_twin["metadata"]["labels"]
+    assert labels["connect.upbound.io/managed"] == "true"
+    assert labels["connect.upbound.io/consumer-cluster"] == world.consumer_cluster
+    assert labels["connect.upbound.io/consumer-namespace"] == namespace
+    assert labels["connect.upbound.io/consumer-name"] == "my-resource"
+    assert labels["connect.upbound.io/consumer-uid"] == created["metadata"]["uid"]
+    assert provider_twin["spec"]["coolField"] == "Synchronized resource"
+    assert provider_twin["spec"]["compositeDeletePolicy"] == "Foreground"
+    consumer_obj = world.consumer.get(NOP, "my-resource", namespace)
+    assert FINALIZER in consumer_obj["metadata"]["finalizers"]
+
+
+def test_the_namespace_is_created_in_the_provider(world: World, namespace: str) -> None:
+    # The shared fixture made the namespace in both clusters; use one only the consumer has.
+    ns = unique("only-consumer")
+    world.consumer.create(
+        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    assert get(world.provider, NAMESPACES, ns) is None
+    apply(world.consumer, nop(ns))
+    eventually(lambda: twin(world, ns))
+    assert get(world.provider, NAMESPACES, ns) is not None
+
+
+def test_spec_labels_and_annotations_changes_follow_in_the_provider(
+    world: World, namespace: str
+) -> None:
+    apply(world.consumer, nop(namespace))
+    eventually(lambda: twin(world, namespace))
+    changed = nop(namespace)
+    changed["spec"]["coolField"] = "changed"
+    changed["metadata"]["labels"] = {"team": "blue"}
+    changed["metadata"]["annotations"] = {"example.org/note": "hello"}
+    apply(world.consumer, changed)
+
+    def followed() -> bool:
+        t = twin(world, namespace)
+        return (
+            t["spec"]["coolField"] == "changed"
+            and t["metadata"]["labels"].get("team") == "blue"
+            and t["metadata"].get("annotations", {}).get("example.org/note") == "hello"
+        )
+
+    eventually(followed)
+
+
+def test_provider_status_comes_back_with_api_bound_true(world: World, namespace: str) -> None:
+    apply(world.consumer, nop(namespace))
+    t = eventually(lambda: twin(world, namespace))
+    # The provider's reconciler (played here) reports Ready on the status subresource.
+    t = copy.deepcopy(t)
+    t["status"] = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Available",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
+    world.provider.update_status(NOP, t)
+
+    def synced_back() -> bool:
+        obj = world.consumer.get(NOP, "my-resource", namespace)
+        return (
+            condition(obj, "Ready").get("status") == "True"
+            and condition(obj, "APIBound").get("status") == "True"
+        )
+
+    eventually(synced_back)
+
+
+def test_deleting_waits_for_the_twin_to_be_gone(world: World, namespace: str) -> None:
+    apply(world.consumer, nop(namespace))
+    eventually(lambda: twin(world, namespace))
+    # Give the twin a finalizer of the provider's own, as Crossplane would while it cleans up.
+    world.provider.patch(
+        NOP, "my-resource", namespace, {"metadata": {"finalizers": ["example.org/cleanup"]}}
+    )
+    world.consumer.delete(NOP, "my-resource", namespace)
+    eventually(lambda: twin(world, namespace)["metadata"].get("deletionTimestamp"))
+    still = world.consumer.get(NOP, "my-resource", namespace)
+    assert still["metadata"].get("deletionTimestamp")
+    assert FINALIZER in still["metadata"]["finalizers"]
+    world.provider.patch(NOP, "my-resource", namespace, {"metadata": {"finalizers": None}})
+    eventually(lambda: get(world.consumer, NOP, "my-resource", namespace) is None)
+    assert twin(world, namespace) is None
+
+
+def test_a_twin_deleted_out_of_band_is_put_back(world: World, namespace: str) -> None:
+    apply(world.consumer, nop(namespace))
+    first = eventually(lambda: twin(world, namespace))
+    world.provider.delete(NOP, "my-resource", namespace)
+    eventually(
+        lambda: (twin(world, namespace) or {}).get("metadata", {}).get("uid")
+        not in (None, first["metadata"]["uid"])
+    )
+
+
+def test_a_twin_edited_out_of_band_is_put_back(world: World, namespace: str) -> None:
+    apply(world.consumer, nop(namespace))
+    eventually(lambda: twin(world, namespace))
+    world.provider.patch(NOP, "my-resource", namespace, {"spec": {"coolField": "drifted"}})
+    eventually(lambda: twin(world, namespace)["spec"]["coolField"] == "Synchronized resource")
+
+
+def test_a_cluster_scoped_bound_crd_syncs_its_objects(world: World) -> None:
+    group = f"{unique('cl')}.example.org"
+    apply(world.provider, crd(group, "Realm", scope="Cluster"))
+    apply(world.consumer, binding(group, CONNECTION))
+    eventually(lambda: reason_of(world.consumer, CLUSTER_API_BINDINGS, group) == "Bound")
+    res = Resource(group, "v1alpha1", "realms", "Realm", False)
+    apply(
+        world.consumer,
+        {
+            "apiVersion": f"{group}/v1alpha1",
+            "kind": "Realm",
+            "metadata": {"name": "r1"},
+            "spec": {"coolField": "cluster-wide"},
+        },
+        res,
+    )
+    provider_obj = eventually(lambda: get(world.provider, res, "r1"))
+    assert provider_obj["spec"]["coolField"] == "cluster-wide"
+    assert provider_obj["metadata"]["labels"]["connect.upbound.io/managed"] == "true"
+
+
+VAP = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicy",
+    False,
+)
+VAP_BINDING = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    "ValidatingAdmissionPolicyBinding",
+    False,
+)
+
+
+def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
+    world: World, namespace: str
+) -> None:
+    # The provider's admission (a ValidatingAdmissionPolicy, scoped to this test's
+    # namespace) refuses what the consumer's schema allows.
+    policy = unique("no-forbidden")
+    apply(
+        world.provider,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["nop.example.org"],
+                            "apiVersions": ["*"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["nopresources"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.coolField != 'forbidden'",
+                        "message": "coolField must not be 'forbidden' here",
+                    }
+                ],
+            },
+        },
+        VAP,
+    )
+    apply(
+        world.provider,
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+        VAP_BINDING,
+    )
+    probe = nop(namespace, "probe")
+    probe["spec"]["coolField"] = "forbidden"
+
+    def policy_active() -> bool:
+        try:
+            world.provider.create(NOP, probe)
+        except Exception as exc:
+            return "forbidden" in str(exc)
+        world.provider.delete(NOP, "probe", namespace)
+        return False
+
+    eventually(policy_active)
+    try:
+        bad = nop(namespace, "rejected")
+        bad["spec"]["coolField"] = "forbidden"
+        apply(world.consumer, bad)
+
+        def rejected() -> bool:
+            bound = condition(world.consumer.get(NOP, "rejected", namespace), "APIBound")
+            return bound.get("reason") == "ProviderRejected" and "forbidden" in bound["message"]
+
+        eventually(rejected)
+        events = warning_events(world.consumer, namespace, "rejected")
+        assert [e["reason"] for e in events] == ["ProviderRejected"]
+        assert twin(world, namespace, "rejected") is None
+
+        fixed = nop(namespace, "rejected")
+        apply(world.consumer, fixed)
+        eventually(lambda: twin(world, namespace, "rejected"))
+    finally:
+        world.provider.delete(VAP_BINDING, policy)
+        world.provider.delete(VAP, policy)
