@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import yaml
 
-from connector.envtest import _process
+from connector.envtest import _namespaces, _process
 from connector.envtest._binaries import Binaries, find_binaries
 from connector.envtest._certs import CertificateAuthority, KeyPair, new_signing_key_pair
 from connector.envtest._errors import ClusterStartError, EnvtestError
@@ -218,6 +218,20 @@ class Cluster:
             config_file=str(path)
         )
         return client
+
+    def create_namespace(self, name: str, *, labels: dict[str, str] | None = None) -> None:
+        """Create namespace ``name`` as the admin."""
+        with self.api_client() as api:
+            _namespaces.create_namespace(api, name, labels=labels)
+
+    def delete_namespace(self, name: str) -> None:
+        """Delete namespace ``name`` and its objects as the admin; see ``_namespaces``.
+
+        There is no kube-controller-manager, so this does the namespace controller's work
+        and returns once the namespace is gone. Nothing happens if it does not exist.
+        """
+        with self.api_client() as api:
+            _namespaces.delete_namespace(api, name)
 
     # -- start steps --------------------------------------------------------------------
 
