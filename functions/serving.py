@@ -312,8 +312,8 @@ def function_input(req: fnv1.RunFunctionRequest, *, api_version: str, kind: str)
     if data.get("apiVersion") != api_version or data.get("kind") != kind:
         raise InvalidInputError(
             "input",
-            f"must be a {kind} of {api_version}, got {data.get('kind')} of "
-            f"{data.get('apiVersion')}",
+            f"must be kind {kind} of apiVersion {api_version}, got kind {data.get('kind')} "
+            f"of apiVersion {data.get('apiVersion')}",
         )
     return dict(data)
 

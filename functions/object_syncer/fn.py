@@ -22,7 +22,14 @@ from typing import Any
 from crossplane.function import response
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from functions.common import CONDITION_API_BOUND, find_condition, require_dict, require_str
+from functions.common import (
+    CONDITION_API_BOUND,
+    find_condition,
+    metadata,
+    require_dict,
+    require_object,
+    require_str,
+)
 from functions.object_syncer import logic
 from functions.object_syncer.types import SyncRequest
 from functions.serving import (
@@ -52,16 +59,17 @@ class ObjectSyncerFunction(StageFunction):
         fn_input = function_input(req, api_version=INPUT_API_VERSION, kind=INPUT_KIND)
         consumer_cluster = require_str(fn_input.get("consumerCluster"), "input.consumerCluster")
         spec = require_dict(observed_composite(req).get("spec"), "composite.spec")
-        consumer = require_dict(spec.get("consumerObject"), "composite.spec.consumerObject")
-        meta = require_dict(consumer.get("metadata"), "composite.spec.consumerObject.metadata")
+        # Checked before asking for the twin, which is looked up by its name.
+        consumer = require_object(spec.get("consumerObject"), "composite.spec.consumerObject")
+        meta = metadata(consumer)
 
         # Declared on every call: Crossplane stops asking once the requirements are stable.
         response.require_resources(
             rsp,
             TWIN_REQUIREMENT,
-            str(consumer.get("apiVersion", "")),
-            str(consumer.get("kind", "")),
-            match_name=str(meta.get("name", "")),
+            consumer["apiVersion"],
+            consumer["kind"],
+            match_name=meta["name"],
             namespace=meta.get("namespace") or None,
         )
         twins = required_resources(req, TWIN_REQUIREMENT)

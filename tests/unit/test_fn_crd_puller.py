@@ -1,0 +1,209 @@
+"""The CRD-puller as a Crossplane function: RunFunctionRequest in, RunFunctionResponse out."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from crossplane.function import resource
+from crossplane.function.proto.v1 import run_function_pb2 as fnv1
+from google.protobuf import json_format
+
+from functions.crd_puller.fn import CRDPullerFunction
+from functions.crd_puller.logic import desired_consumer_crd
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = "2026-11-23T12:00:00Z"
+INPUT = {
+    "apiVersion": "crdpuller.fn.connect.upbound.io/v1alpha1",
+    "kind": "Input",
+    "connectionName": "provider-connection",
+    "providerConfigName": "consumer-cluster",
+}
+PROVIDER_CRD: dict[str, Any] = yaml.safe_load(
+    (ROOT / "examples/walkthrough/provider/nopresources.nop.example.org.yaml").read_text()
+)
+CONSUMER_COPY = desired_consumer_crd(PROVIDER_CRD, connection_name="provider-connection")
+FOREIGN_CRD = copy.deepcopy(PROVIDER_CRD)
+FOREIGN_CRD["metadata"]["labels"] = {"team": "payments"}
+CRD_REQUIREMENT = {
+    "bindable-crds": {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "matchLabels": {"labels": {"connect.upbound.io/bindable": "true"}},
+    }
+}
+OFFERED = {
+    "name": "nopresources.nop.example.org",
+    "group": "nop.example.org",
+    "kind": "NopResource",
+    "plural": "nopresources",
+    "scope": "Namespaced",
+    "versions": ["v1alpha1"],
+    "storageVersion": "v1alpha1",
+}
+READY = {
+    "type": "Ready",
+    "status": "True",
+    "reason": "Ready",
+    "message": "Provider controlplane is available",
+    "lastTransitionTime": NOW,
+}
+
+
+def request(
+    *,
+    fn_input: dict[str, Any] = INPUT,
+    crds: list[Any] | None = None,
+    consumer_crds: list[Any] | None = None,
+) -> fnv1.RunFunctionRequest:
+    xr: dict[str, Any] = {
+        "apiVersion": "connect.example.org/v1alpha1",
+        "kind": "XCRDPull",
+        "metadata": {"name": "provider-connection"},
+        "spec": {},
+    }
+    if consumer_crds is not None:
+        xr["spec"]["consumerCRDs"] = consumer_crds
+    req = fnv1.RunFunctionRequest(
+        input=resource.dict_to_struct(fn_input),
+        observed=fnv1.State(composite=fnv1.Resource(resource=resource.dict_to_struct(xr))),
+    )
+    if crds is not None:
+        req.required_resources["bindable-crds"].CopyFrom(
+            fnv1.Resources(items=[fnv1.Resource(resource=resource.dict_to_struct(c)) for c in crds])
+        )
+    return req
+
+
+def got_for(req: fnv1.RunFunctionRequest) -> dict[str, Any]:
+    function = CRDPullerFunction(clock=lambda: NOW)
+    got: dict[str, Any] = json_format.MessageToDict(asyncio.run(function.RunFunction(req, None)))
+    return got
+
+
+def fatal(message: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "meta": {"ttl": "60s"},
+        "desired": {},
+        "context": {},
+        "results": [{"severity": "SEVERITY_FATAL", "message": message}],
+        **extra,
+    }
+
+
+@dataclasses.dataclass
+class Case:
+    reason: str
+    req: fnv1.RunFunctionRequest
+    want: dict[str, Any]
+
+
+CASES = [
+    Case(
+        reason="Without the provider's CRDs, the function asks for the bindable ones and returns.",
+        req=request(),
+        want={
+            "meta": {"ttl": "60s"},
+            "desired": {},
+            "context": {},
+            "requirements": {"resources": CRD_REQUIREMENT},
+        },
+    ),
+    Case(
+        reason="No bindable CRD: nothing is composed, nothing is offered.",
+        req=request(crds=[]),
+        want={
+            "meta": {"ttl": "60s"},
+            "desired": {
+                "composite": {
+                    "resource": {
+                        "status": {
+                            "offeredAPIs": [],
+                            "conflicts": [],
+                            "connectionConditions": [
+                                READY,
+                                {
+                                    "type": "CRDsSynced",
+                                    "status": "True",
+                                    "reason": "Synced",
+                                    "message": "0 bindable CRDs installed in the consumer",
+                                    "lastTransitionTime": NOW,
+                                },
+                            ],
+                        }
+                    }
+                }
+            },
+            "context": {},
+            "requirements": {"resources": CRD_REQUIREMENT},
+            "conditions": [
+                {
+                    "type": "CRDsSynced",
+                    "status": "STATUS_CONDITION_TRUE",
+                    "reason": "Synced",
+                    "message": "0 bindable CRDs installed in the consumer",
+                }
+            ],
+        },
+    ),
+    Case(
+        reason="A bad provider CRD is a Fatal result naming the required resource.",
+        req=request(crds=[{"apiVersion": "apiextensions.k8s.io/v1", "kind": "Crd"}]),
+        want=fatal(
+            "requiredResources.bindable-crds[0].metadata: is required and must be an object",
+            requirements={"resources": CRD_REQUIREMENT},
+        ),
+    ),
+    Case(
+        reason="An input without connectionName is a Fatal result naming the input field.",
+        req=request(fn_input={k: v for k, v in INPUT.items() if k != "connectionName"}),
+        want=fatal("input.connectionName: is required and must be a non-empty string"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.reason for c in CASES])
+def test_run_function(case: Case) -> None:
+    got = got_for(case.req)
+    assert got == case.want, f"-want, +got:\n-{case.want}\n+{got}"
+
+
+def test_composes_each_offered_crd_for_the_consumer_cluster_without_status() -> None:
+    got = got_for(request(crds=[{**PROVIDER_CRD, "status": {"acceptedNames": {}}}]))
+    composed = got["desired"]["resources"]
+    assert list(composed) == ["crd-nopresources.nop.example.org"]
+    obj = composed["crd-nopresources.nop.example.org"]["resource"]
+    assert obj["apiVersion"] == "kubernetes.crossplane.io/v1alpha2"
+    assert obj["spec"]["providerConfigRef"] == {"name": "consumer-cluster"}
+    manifest = obj["spec"]["forProvider"]["manifest"]
+    assert manifest == CONSUMER_COPY
+    assert "status" not in manifest
+    assert manifest["metadata"]["labels"]["connect.upbound.io/connection"] == "provider-connection"
+    assert got["desired"]["composite"]["resource"]["status"]["offeredAPIs"] == [OFFERED]
+
+
+def test_a_crd_already_in_sync_stays_composed() -> None:
+    # The stage lists only CRDs that differ; Crossplane would delete one the function omits.
+    got = got_for(request(crds=[PROVIDER_CRD], consumer_crds=[CONSUMER_COPY]))
+    assert "crd-nopresources.nop.example.org" in got["desired"]["resources"]
+
+
+def test_a_consumer_crd_owned_by_someone_else_is_not_composed_and_is_reported() -> None:
+    got = got_for(request(crds=[PROVIDER_CRD], consumer_crds=[FOREIGN_CRD]))
+    assert "resources" not in got["desired"]
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert [c["name"] for c in status["conflicts"]] == ["nopresources.nop.example.org"]
+    assert status["offeredAPIs"] == []
+    assert got["results"][0]["severity"] == "SEVERITY_WARNING"
+
+
+def test_pull_behavior_other_than_pull_composes_nothing_but_offers_the_apis() -> None:
+    got = got_for(request(fn_input={**INPUT, "pullBehavior": "Manual"}, crds=[PROVIDER_CRD]))
+    assert "resources" not in got["desired"]
+    assert got["desired"]["composite"]["resource"]["status"]["offeredAPIs"] == [OFFERED]
