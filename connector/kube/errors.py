@@ -25,6 +25,7 @@ Messages never contain credentials.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -255,6 +256,10 @@ def _is_certificate_failure(exc: BaseException | None) -> bool:
 
 
 def _tls_message(server: str, detail: str) -> str:
+    # urllib3 nests the SSL error inside its own message; keep the innermost reason.
+    match = re.search(r"certificate verify failed: [^()'\"]+", detail)
+    if match:
+        detail = match.group(0).strip().rstrip(".")
     return (
         f"TLS verification of the API server {server} failed: {detail}. The server's "
         "certificate is not trusted by the configured certificate authority (check the "
@@ -296,7 +301,16 @@ def error_from_transport(exc: BaseException, *, server: str) -> KubeError:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].rstrip(".")
+    return _tidy(text.splitlines()[0])
+
+
+def _tidy(detail: str) -> str:
+    # Library messages wrap the useful part: "HTTPSConnection(host=..., port=...): Failed to
+    # establish a new connection: [Errno 111] Connection refused", "[SSL: X] reason (_ssl.c:1)".
+    detail = re.sub(r"^\[SSL: [A-Z_]+\] ", "", detail.strip())
+    detail = re.sub(r" \(_ssl\.c:\d+\)", "", detail)
+    detail = re.sub(r"^\w+Connection\(host=[^)]*\): ", "", detail)
+    return detail.rstrip(".")
 
 
 def error_from_api_exception(e: ApiException, *, server: str = "") -> KubeError:
@@ -310,9 +324,10 @@ def error_from_api_exception(e: ApiException, *, server: str = "") -> KubeError:
         reason_text = str(e.reason or "")
         server_name = server or "(unknown server)"
         if "SSLError" in reason_text or _is_certificate_failure(e):
-            detail = reason_text.replace("SSLError", "").strip().splitlines()
+            lines = [line for line in reason_text.splitlines() if line.strip() != "SSLError"]
+            detail = _tidy(lines[0]) if lines else "certificate not trusted"
             return TLSError(
-                _tls_message(server_name, detail[0] if detail else "certificate not trusted"),
+                _tls_message(server_name, detail),
                 reason="CertificateVerificationFailed",
             )
         return UnreachableError(

@@ -191,5 +191,7 @@ def serve(
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True)
     thread.start()
-    log.info("The metrics and health server is listening.", address=f"{host}:{port}")
-    return MetricsServer(server, thread)
+    running = MetricsServer(server, thread)
+    bound_host, bound_port = running.address
+    log.info("The metrics and health server is listening.", address=f"{bound_host}:{bound_port}")
+    return running
