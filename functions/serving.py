@@ -332,10 +332,19 @@ def required_resources(req: fnv1.RunFunctionRequest, name: str) -> list[Obj] | N
     ]
 
 
-def set_composed(rsp: fnv1.RunFunctionResponse, name: str, obj: Obj) -> None:
-    """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one)."""
-    rsp.desired.resources[name].resource.Clear()
-    resource.update(rsp.desired.resources[name], obj)
+def set_composed(
+    rsp: fnv1.RunFunctionResponse, name: str, obj: Obj, *, ready: bool | None = None
+) -> None:
+    """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one).
+
+    ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces);
+    None leaves readiness to Crossplane, which reads the composed resource's Ready condition.
+    """
+    composed = rsp.desired.resources[name]
+    composed.resource.Clear()
+    resource.update(composed, obj)
+    if ready is not None:
+        composed.ready = fnv1.READY_TRUE if ready else fnv1.READY_FALSE
 
 
 def set_composite_status(rsp: fnv1.RunFunctionResponse, status: Obj) -> None:

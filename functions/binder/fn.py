@@ -73,7 +73,9 @@ class BinderFunction(StageFunction):
                     AccessRequest(consumer_name=consumer_name, resources=bound.resources)
                 )
             for obj in access.objects:
-                set_composed(rsp, f"{obj['kind'].lower()}-{obj['metadata']['name']}", obj)
+                # Namespaces, identities and RBAC have no Ready condition: ready once applied.
+                name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
+                set_composed(rsp, name, obj, ready=True)
             status["access"] = {
                 "namespace": access.namespace,
                 "serviceAccount": access.service_account,
