@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned Go tools the project runs for real (kube-apiserver, etcd, the Crossplane
-# CLI, helm) from the wrapper modules beside this script, and caches the binaries outside
+# Builds the pinned Go tools the project runs for real (kube-apiserver, kubectl, etcd, the
+# Crossplane CLI, helm) from the wrapper modules beside this script, and caches the binaries outside
 # the clone so that a warm run takes seconds.
 #
 #   tools/build.sh [TOOL ...]     # default: every tool; prints "TOOL PATH" per tool
@@ -27,13 +27,16 @@ spec() {
     kube-apiserver)
       local cb=k8s.io/component-base/version
       echo "kube-apiserver|kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|$kv|-X $cb.gitVersion=$kv -X $cb.gitMajor=1 -X $cb.gitMinor=34 -X $cb.gitTreeState=clean -X $cb.buildDate=1970-01-01T00:00:00Z" ;;
+    kubectl)
+      local cb=k8s.io/component-base/version
+      echo "kubectl|kubectl|k8s.io/kubernetes/cmd/kubectl|$kv|-X $cb.gitVersion=$kv -X $cb.gitMajor=1 -X $cb.gitMinor=34 -X $cb.gitTreeState=clean -X $cb.buildDate=1970-01-01T00:00:00Z" ;;
     etcd)
       echo "etcd|etcd|.|v$ev|" ;;
     crossplane)
       echo "crossplane|crossplane|github.com/crossplane/crossplane/v2/cmd/crank|$cv|-X github.com/crossplane/crossplane/v2/internal/version.version=$cv" ;;
     helm)
       echo "helm|helm|helm.sh/helm/v3/cmd/helm|$hv|-X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
-    *) die "unknown tool '$1' (known: kube-apiserver etcd crossplane helm)" ;;
+    *) die "unknown tool '$1' (known: kube-apiserver kubectl etcd crossplane helm)" ;;
   esac
 }
 
@@ -74,7 +77,7 @@ build_one() {
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver crossplane helm)
+[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kubectl crossplane helm)
 for t in "${tools[@]}"; do
   build_one "$t"
 done
