@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
+from connector.envtest import Cluster
 from connector.kube.client import KubeClient
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS
 from tests.e2e.harness import (
@@ -20,8 +20,8 @@ from tests.e2e.harness import (
     apply_file,
     client,
     eventually,
-    install_connector_crds,
     get,
+    install_connector_crds,
     reason_of,
 )
 
@@ -39,7 +39,8 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(consumer: Any, provider: Any) -> Iterator[World]:
+def world(clusters: dict[str, Cluster]) -> Iterator[World]:
+    consumer, provider = clusters["consumer"], clusters["provider"]
     consumer_kube = client(consumer.kubeconfig)
     provider_kube = client(provider.kubeconfig)
     provider_kubeconfig = provider.kubeconfig.read_text()

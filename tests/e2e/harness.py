@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import string
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -247,7 +245,6 @@ class RunningConnector:
             resync_period=3600.0,
             workers=2,
         )
-        self._thread = threading.Thread(target=self.manager.start, daemon=True)
 
     def start(self) -> RunningConnector:
         self.manager.start()
@@ -255,7 +252,3 @@ class RunningConnector:
 
     def stop(self) -> None:
         self.manager.stop()
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")
