@@ -167,7 +167,8 @@ class Informer:
         return self._stop.is_set()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        """Wait until the first list has filled the cache; ``False`` on timeout."""
+        """Wait until the first list has filled the cache and its objects were delivered to
+        the handler; ``False`` on timeout."""
         return self._synced.wait(timeout)
 
     @property
@@ -229,18 +230,19 @@ class Informer:
             self._cache = fresh
             self._resource_version = resource_version
             self._needs_list = False
-        first = not self._synced.is_set()
-        self._synced.set()
         self._log.debug(
             "Listed the resource and replaced the cache.",
             objects=len(fresh),
             changes=len(events),
             resource_version=resource_version,
         )
-        if first:
-            self._log.info("The informer's cache is synced.", objects=len(fresh))
         for event_type, obj in events:
             self._deliver(event_type, obj)
+        if not self._synced.is_set():
+            # Synced means the handler has seen every listed object, so a controller that
+            # waits for it has a queue holding every key before its workers start.
+            self._synced.set()
+            self._log.info("The informer's cache is synced.", objects=len(fresh))
 
     def watch_once(self) -> None:
         """One watch session from the cache's resourceVersion, until the server ends it.
