@@ -8,13 +8,41 @@ it needs: impersonating it, allowed requests succeed and everything else is forb
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
+from kubernetes.client import ApiClient
+
+from connector.envtest import Cluster
+from connector.kube.client import KubeClient
+from connector.kube.errors import ConflictError, ForbiddenError, NotFoundError
+from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_API_BINDINGS,
+    CLUSTER_CONNECTIONS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CONFIG_MAPS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    EVENTS,
+    LEASES,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    Resource,
+)
+from connector.run_cli import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "package" / "helm" / "api-connector"
@@ -69,7 +97,12 @@ def only(manifests: Iterable[Manifest], kind: str, name: str | None = None) -> M
 
 
 def connector_args(manifests: list[Manifest]) -> list[str]:
-    deployment = only(manifests, "Deployment", RELEASE)
+    [deployment] = [
+        m
+        for m in manifests
+        if m["kind"] == "Deployment"
+        and m["metadata"]["labels"]["app.kubernetes.io/component"] == "connector"
+    ]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["api-connector", "run"]
     args: list[str] = container["args"]
@@ -194,8 +227,13 @@ def test_leader_election_can_be_forced_with_one_replica(helm: Path) -> None:
     assert "--leader-elect" in args
 
 
-def test_stage_tls_serves_with_certificates_from_the_named_secret(helm: Path) -> None:
-    manifests = render(
+def test_stage_tls_fails_clearly_while_the_connector_cannot_present_client_certificates(
+    helm: Path,
+) -> None:
+    # The stages would serve mutual TLS, but `api-connector run` has no option for a client
+    # certificate yet: refuse at install time rather than deploy a connector that cannot call
+    # its stages.
+    result = _template(
         helm,
         "--set",
         "stages.mode=services",
@@ -204,11 +242,8 @@ def test_stage_tls_serves_with_certificates_from_the_named_secret(helm: Path) ->
         "--set",
         "stages.tls.secretName=stage-certs",
     )
-    pod = only(manifests, "Deployment", f"{RELEASE}-binder")["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert "--tls-certs-dir=/tls" in container["args"]
-    assert "--insecure" not in container["args"]
-    assert {"name": "tls", "secret": {"secretName": "stage-certs"}} in pod["volumes"]
+    assert result.returncode != 0
+    assert "stages.tls.enabled" in result.stderr
 
 
 def test_extra_args_are_appended_to_the_connector_command(helm: Path) -> None:
@@ -324,3 +359,253 @@ def test_bad_values_fail_with_a_message_naming_the_value(
     result = _template(helm, *flags)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["30s", "10m", "1h30m", "1.5h", "500ms", "10", "soon"])
+def test_chart_accepts_exactly_the_poll_intervals_the_connector_parses(
+    helm: Path, value: str
+) -> None:
+    # A value the chart accepts but the connector rejects would crash-loop the pod.
+    chart_accepts = _template(helm, "--set-string", f"pollInterval={value}").returncode == 0
+    try:
+        parse_duration(value)
+        connector_accepts = True
+    except click.BadParameter:
+        connector_accepts = False
+    assert not chart_accepts or connector_accepts
+    # Bare numbers are the one thing the connector takes and the chart does not: the values
+    # file asks for a unit so that "10" cannot be mistaken for minutes.
+    assert chart_accepts or not connector_accepts or value.isdigit()
+
+
+# -- installed into the real consumer API server -------------------------------------------
+
+BOUND = (
+    "--set",
+    "boundAPIs[0].group=nop.example.org",
+    "--set",
+    "boundAPIs[0].resources={nopresources}",
+)
+# The kinds the chart renders by default, and their REST resources.
+CHART_RESOURCES = {
+    r.kind: r
+    for r in (
+        SERVICE_ACCOUNTS,
+        CLUSTER_ROLES,
+        CLUSTER_ROLE_BINDINGS,
+        ROLES,
+        ROLE_BINDINGS,
+        Resource("", "v1", "services", "Service", True),
+        Resource("apps", "v1", "deployments", "Deployment", True),
+    )
+}
+PODS = Resource("", "v1", "pods", "Pod", True)
+NOP_RESOURCES = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
+UNBOUND = Resource("unbound.example.org", "v1", "widgets", "Widget", True)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The chart's objects, created in the consumer; the ServiceAccount's identity."""
+
+    manifests: list[Manifest]
+    namespace: str
+    service_account: str
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+def _kube(api: ApiClient) -> KubeClient:
+    # No client-side rate limit: a test's handful of requests should not wait.
+    return KubeClient(api, name="consumer", qps=None)
+
+
+def _ensure_chart_crds(admin: KubeClient) -> None:
+    """The chart's CRDs, as `helm install` creates them; shared by every test in the session."""
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with contextlib.suppress(ConflictError):
+            admin.create(CUSTOM_RESOURCE_DEFINITIONS, crd)
+        deadline = time.monotonic() + 30
+        while not _established(admin.get(CUSTOM_RESOURCE_DEFINITIONS, crd["metadata"]["name"])):
+            assert time.monotonic() < deadline, f"{path.name} not established within 30s"
+            time.sleep(0.1)
+
+
+def _established(crd: Manifest) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture
+def installed(helm: Path, consumer: Cluster, namespace: str) -> Iterator[Installed]:
+    """The chart, rendered with a bound API, created object by object in the consumer.
+
+    The release name is unique so that its cluster-scoped objects (ClusterRole,
+    ClusterRoleBinding) cannot collide with another installation in the shared cluster.
+    """
+    release = f"ac-{uuid.uuid4().hex[:8]}"
+    manifests = render(helm, *BOUND, release=release, namespace=namespace)
+    with consumer.api_client() as api:
+        admin = _kube(api)
+        _ensure_chart_crds(admin)
+        created: list[Manifest] = []
+        try:
+            for manifest in manifests:
+                admin.create(CHART_RESOURCES[manifest["kind"]], manifest)
+                created.append(manifest)
+            account = only(manifests, "ServiceAccount")["metadata"]["name"]
+            yield Installed(manifests=manifests, namespace=namespace, service_account=account)
+        finally:
+            for manifest in created:
+                resource = CHART_RESOURCES[manifest["kind"]]
+                if not resource.namespaced:
+                    admin.delete(resource, manifest["metadata"]["name"])
+
+
+@contextlib.contextmanager
+def impersonating(consumer: Cluster, user: str) -> Iterator[KubeClient]:
+    """An admin client acting as `user`: the API server authorizes every request as that user
+    (with the groups of a ServiceAccount), so a 403 here is the real RBAC decision."""
+    with consumer.api_client() as api:
+        api.set_default_header("Impersonate-User", user)
+        yield _kube(api)
+
+
+def _forbidden(call: Callable[..., object], *args: Any) -> bool:
+    try:
+        call(*args)
+    except ForbiddenError:
+        return True
+    return False
+
+
+def test_api_server_accepts_every_object_the_chart_renders(
+    consumer: Cluster, installed: Installed
+) -> None:
+    # Created for real, not a dry run: every object reads back as rendered.
+    with consumer.api_client() as api:
+        admin = _kube(api)
+        for manifest in installed.manifests:
+            resource = CHART_RESOURCES[manifest["kind"]]
+            stored = admin.get(
+                resource, manifest["metadata"]["name"], manifest["metadata"].get("namespace")
+            )
+            assert stored["metadata"]["labels"] == manifest["metadata"]["labels"]
+        deployment = admin.get(
+            CHART_RESOURCES["Deployment"], installed.service_account, installed.namespace
+        )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == connector_args(installed.manifests)
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == (
+        installed.service_account
+    )
+
+
+def test_service_account_can_do_its_job(consumer: Cluster, installed: Installed) -> None:
+    ns = installed.namespace
+    with impersonating(consumer, installed.user) as connector:
+        # Its own API, read for real.
+        connector.list(CLUSTER_CONNECTIONS)
+        connector.list(CLUSTER_API_BINDINGS)
+        connector.list(API_BINDINGS, ns)
+        # Credentials in its own namespace; the cluster's identity.
+        connector.list(SECRETS, ns)
+        connector.get(NAMESPACES, "kube-system")
+        # Leader election and Events.
+        connector.create(LEASES, {"metadata": {"name": "api-connector", "namespace": ns}})
+        connector.create(
+            EVENTS,
+            {
+                "metadata": {"generateName": "probe-", "namespace": ns},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "namespace": ns,
+                    "name": installed.service_account,
+                },
+                "reason": "Probe",
+                "message": "The connector may record Events.",
+            },
+        )
+        # A bound API: its objects, their status and finalizers.
+        for verb in ("get", "list", "watch", "update", "patch"):
+            assert connector.self_subject_access_review(
+                verb, NOP_RESOURCES.group, NOP_RESOURCES.plural, "default"
+            ), verb
+        for verb, subresource in (
+            ("patch", "status"),
+            ("update", "status"),
+            ("update", "finalizers"),
+        ):
+            assert connector.self_subject_access_review(
+                verb, NOP_RESOURCES.group, NOP_RESOURCES.plural, "default", subresource=subresource
+            ), f"{verb} {subresource}"
+
+
+def test_service_account_can_install_pulled_crds_but_not_delete_them(
+    consumer: Cluster, installed: Installed
+) -> None:
+    group = f"{installed.namespace}.example.org"
+    crd = {
+        "metadata": {"name": f"probes.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Probe", "plural": "probes"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                }
+            ],
+        },
+    }
+    with consumer.api_client() as api:
+        admin = _kube(api)
+        try:
+            with impersonating(consumer, installed.user) as connector:
+                connector.create(CUSTOM_RESOURCE_DEFINITIONS, crd)
+                assert _forbidden(connector.delete, CUSTOM_RESOURCE_DEFINITIONS, f"probes.{group}")
+        finally:
+            with contextlib.suppress(NotFoundError):
+                admin.delete(CUSTOM_RESOURCE_DEFINITIONS, f"probes.{group}")
+
+
+def test_service_account_is_denied_everything_else(consumer: Cluster, installed: Installed) -> None:
+    ns = installed.namespace
+    with impersonating(consumer, installed.user) as connector:
+        # Secrets only in its own namespace, and only to read.
+        assert _forbidden(connector.list, SECRETS, "default")
+        assert _forbidden(connector.list, SECRETS)
+        assert _forbidden(connector.create, SECRETS, {"metadata": {"name": "x", "namespace": ns}})
+        # An API group it is not bound to: refused before the server even looks the group up.
+        assert _forbidden(connector.list, UNBOUND, "default")
+        # A bound API, but users' objects are theirs to create and delete.
+        for verb in ("create", "delete", "deletecollection"):
+            assert not connector.self_subject_access_review(
+                verb, NOP_RESOURCES.group, NOP_RESOURCES.plural, "default"
+            ), verb
+        # No granting itself more, no workloads, no deleting connections.
+        assert _forbidden(
+            connector.create,
+            CLUSTER_ROLE_BINDINGS,
+            {
+                "metadata": {"name": f"{ns}-escalate"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [{"kind": "User", "name": installed.user}],
+            },
+        )
+        assert _forbidden(connector.list, PODS, ns)
+        assert _forbidden(connector.list, CONFIG_MAPS, ns)
+        assert not connector.self_subject_access_review(
+            "delete", CLUSTER_CONNECTIONS.group, CLUSTER_CONNECTIONS.plural
+        )
