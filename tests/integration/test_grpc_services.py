@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from connector.envtest._certs import CertificateAuthority
 from connector.stages import GrpcStages, InProcessStages, StageCallError, StageInputError
 from functions.binder.grpc_service import SERVICE as BINDER
 from functions.binder.types import AccessRequest, BindRequest
@@ -258,6 +259,35 @@ def test_an_unreachable_stage_is_a_retryable_unavailable_error() -> None:
         remote.sync(sync_request())
     assert caught.value.code == "UNAVAILABLE"
     assert caught.value.retryable
+
+
+def _certs_dir(path: Path, ca: CertificateAuthority, cert_pem: bytes, key_pem: bytes) -> str:
+    path.mkdir()
+    (path / "ca.crt").write_bytes(ca.cert_pem)
+    (path / "tls.crt").write_bytes(cert_pem)
+    (path / "tls.key").write_bytes(key_pem)
+    return str(path)
+
+
+def test_mutual_tls_serves_clients_with_a_certificate_from_the_ca(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("stages-ca")
+    server = ca.issue_server("object-syncer", dns_names=["localhost"], ips=["127.0.0.1"])
+    client = ca.issue_client("connector")
+    server_dir = _certs_dir(tmp_path / "server", ca, server.cert_pem, server.key_pem)
+    client_dir = _certs_dir(tmp_path / "client", ca, client.cert_pem, client.key_pem)
+    stranger = CertificateAuthority.create("someone-else").issue_client("intruder")
+    stranger_dir = _certs_dir(tmp_path / "stranger", ca, stranger.cert_pem, stranger.key_pem)
+    options = ServerOptions(address="127.0.0.1:0", tls_certs_dir=server_dir)
+    with serve_in_background(options, services=[OBJECT_SYNCER]) as port:
+        address = f"127.0.0.1:{port}"
+        with GrpcStages(object_syncer=address, tls_certs_dir=client_dir) as remote:
+            assert remote.sync(sync_request()) == InProcessStages().sync(sync_request())
+        refused = GrpcStages(object_syncer=address, tls_certs_dir=stranger_dir, timeout_seconds=5)
+        with refused, pytest.raises(StageCallError) as caught:
+            refused.sync(sync_request())
+        assert caught.value.code == "UNAVAILABLE"
+        with grpc.insecure_channel(address) as plaintext, pytest.raises(grpc.RpcError):
+            _sync(plaintext, pb.SyncRequest(consumer=b"{}", consumer_cluster="c", now=NOW))
 
 
 # --- health and reflection ---------------------------------------------------------------
