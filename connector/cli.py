@@ -18,11 +18,13 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
+    from connector.demo import demo
     from connector.envtest.cli import clusters
     from connector.run_cli import run
     from connector.serve_cli import serve
 
     main.add_command(clusters)
+    main.add_command(demo)
     main.add_command(run)
     main.add_command(serve)
 

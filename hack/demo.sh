@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up from the project's own files and runs the demo on two local clusters
+# (a consumer and a provider kube-apiserver on 127.0.0.1). Extra arguments go to
+# `api-connector demo` (e.g. --keep to leave the clusters and the connector running).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+hack/setup.sh
+exec .venv/bin/api-connector demo --dir _out/demo "$@"
