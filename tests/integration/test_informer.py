@@ -6,6 +6,8 @@ import contextlib
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -19,7 +21,7 @@ from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
 from connector.kube.errors import ForbiddenError, NotFoundError, UnreachableError
 from connector.kube.informer import Backoff, Informer
-from connector.kube.metrics import Metrics
+from connector.kube.metrics import Metrics, serve
 from connector.kube.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -397,3 +399,41 @@ def test_a_forbidden_list_is_reported_as_the_last_error(
         informer.step()
     assert isinstance(informer.last_error, ForbiddenError)
     assert not informer.healthy
+
+
+def test_readyz_follows_the_health_of_the_informers(
+    client: KubeClient, namespace: str, recorder: Recorder
+) -> None:
+    registry = CollectorRegistry()
+    informer = Informer(
+        client,
+        CONFIG_MAPS,
+        namespace=namespace,
+        handler=recorder,
+        name="ready",
+        metrics=Metrics(registry),
+    )
+    server = serve("127.0.0.1:0", registry=registry, ready=lambda: informer.healthy)
+    base = "http://{}:{}".format(*server.address)
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert status("/readyz") == 503
+        assert status("/healthz") == 200
+        informer.start()
+        assert informer.wait_synced(10)
+        eventually(lambda: status("/readyz") == 200)
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            body = response.read().decode()
+        assert 'api_connector_informer_healthy{informer="ready"} 1.0' in body
+        informer.stop()
+        assert status("/readyz") == 503
+    finally:
+        informer.stop()
+        server.shutdown()
