@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import string
 import threading
 import time
@@ -23,6 +24,7 @@ import click
 import structlog
 import yaml
 
+from connector import logs
 from connector.envtest import Cluster, EnvtestError, start_clusters
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -307,10 +309,11 @@ class Demo:
         self.step("Done: the object is synced and its status came back from the provider.")
 
     def explore(self, *, kubectl: str) -> None:
-        c = f"{kubectl} --kubeconfig {self.out_dir / 'consumer.kubeconfig'}"
-        p = f"{kubectl} --kubeconfig {self.out_dir / 'provider.kubeconfig'}"
+        c = f"kubectl --kubeconfig {self.out_dir / 'consumer.kubeconfig'}"
+        p = f"kubectl --kubeconfig {self.out_dir / 'provider.kubeconfig'}"
         self.echo("")
-        self.echo("Explore (while the demo runs with --keep):")
+        self.echo("Explore (while the demo runs with --keep; kubectl is built into the cache):")
+        self.echo(f'  kubectl() {{ "{kubectl}" "$@"; }}')
         for line in (
             f"{c} get clusterconnection",
             f"{c} get clusterconnection provider-connection "
@@ -359,8 +362,13 @@ def _kubectl_path() -> str:
 @click.option(
     "--keep", is_flag=True, help="Keep the clusters and the connector running until Ctrl-C."
 )
-def demo(out_dir: Path, keep: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, out_dir: Path, keep: bool) -> None:
     """Run the walkthrough on two local clusters, end to end."""
+    debug = bool(ctx.parent and ctx.parent.params.get("debug"))
+    if not debug:
+        # Progress goes to stdout; the components' routine logs would drown it.
+        logs.configure(level=logging.WARNING)
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     d = Demo(out_dir, echo=click.echo)

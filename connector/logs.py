@@ -8,13 +8,17 @@ import sys
 import structlog
 
 
-def configure(*, debug: bool = False, json_output: bool | None = None) -> None:
+def configure(
+    *, debug: bool = False, json_output: bool | None = None, level: int | None = None
+) -> None:
     """Configure structlog and the standard library logging for the whole process.
 
-    ``json_output`` defaults to JSON unless ``debug`` is set.
+    ``json_output`` defaults to JSON unless ``debug`` is set; ``level`` defaults to DEBUG
+    with ``debug`` and INFO otherwise. Calling it again reconfigures.
     """
     use_json = (not debug) if json_output is None else json_output
-    level = logging.DEBUG if debug else logging.INFO
+    if level is None:
+        level = logging.DEBUG if debug else logging.INFO
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -29,6 +33,7 @@ def configure(*, debug: bool = False, json_output: bool | None = None) -> None:
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: a command may reconfigure (the demo turns routine logs down).
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=logging.WARNING if not debug else logging.INFO, stream=sys.stderr)
