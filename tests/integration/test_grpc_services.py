@@ -38,7 +38,13 @@ from functions.object_syncer.fn import ObjectSyncerFunction
 from functions.object_syncer.grpc_service import SERVICE as OBJECT_SYNCER
 from functions.object_syncer.types import SyncRequest
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
-from functions.serving import ServerOptions, StageService, UnaryMethod, serve_in_background
+from functions.serving import (
+    FUNCTION_RUNNER_V1,
+    ServerOptions,
+    StageService,
+    UnaryMethod,
+    serve_in_background,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-23T12:00:00Z"
@@ -364,6 +370,12 @@ def test_serve_stops_gracefully_on_sigterm() -> None:
     )
     try:
         _wait_serving(address, time.monotonic() + 30)
+        # One port: the stage's own service and the Crossplane function service.
+        with grpc.insecure_channel(address) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for service in (OBJECT_SYNCER.full_name, FUNCTION_RUNNER_V1):
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
         with GrpcStages(object_syncer=address, timeout_seconds=5) as remote:
             assert remote.sync(sync_request()) == InProcessStages().sync(sync_request())
         proc.send_signal(signal.SIGTERM)
