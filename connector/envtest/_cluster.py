@@ -67,7 +67,8 @@ class Cluster:
     ``kube-apiserver.log``, minted user kubeconfigs); the admin kubeconfig is
     ``<base_dir>/<name>.kubeconfig`` with a context named ``<name>``. The admin is a client
     certificate in group ``system:masters``. ``stop()`` removes these files unless
-    ``keep_files`` is set; a failed ``start()`` keeps them so that the logs can be read.
+    ``keep_files`` is set; a failed ``start()`` removes only the kubeconfig and keeps the
+    rest, so that the logs can be read.
 
     Use as a context manager, or call ``start()`` and ``stop()``.
     """
@@ -108,6 +109,8 @@ class Cluster:
         self._apiserver: subprocess.Popen[bytes] | None = None
         self._pids: dict[str, int] = {}
         self.port: int | None = None
+        self._last_readiness = ""
+        self._etcd_url = ""
         self._log = log.bind(cluster=name)
 
     # -- public API ---------------------------------------------------------------------
@@ -155,6 +158,8 @@ class Cluster:
             self._start_apiserver(binaries, deadline)
         except BaseException:
             self._stop_processes()
+            # Keep the logs for reading, but not a kubeconfig that points at nothing.
+            self.kubeconfig.unlink(missing_ok=True)
             raise
         atexit.register(self.stop)
         self._log.info("Cluster is ready.", server=self.server, kubeconfig=str(self.kubeconfig))
@@ -333,7 +338,14 @@ class Cluster:
             try:
                 with urllib.request.urlopen(url, timeout=2, context=context) as response:
                     return bool(response.status == 200)
-            except (OSError, urllib.error.URLError, http.client.HTTPException):
+            except urllib.error.HTTPError as e:
+                # The body lists the checks that still fail: the best hint on a timeout.
+                body = e.read().decode(errors="replace")
+                failing = [line for line in body.splitlines() if line.startswith("[-]")]
+                self._last_readiness = f"/readyz answered {e.code}: " + "; ".join(failing)
+                return False
+            except (OSError, http.client.HTTPException) as e:
+                self._last_readiness = f"/readyz: {e}"
                 return False
 
         self._wait(self._apiserver, "kube-apiserver", ready, self.apiserver_log, step, deadline)
@@ -373,10 +385,11 @@ class Cluster:
             if ready():
                 return
             if time.monotonic() >= deadline:
+                last = f" (last answer: {self._last_readiness})" if self._last_readiness else ""
                 raise ClusterStartError(
                     step,
                     f"{role} not ready within the start-up timeout of"
-                    f" {self._startup_timeout:.0f} s",
+                    f" {self._startup_timeout:.0f} s{last}",
                     log_path=log_path,
                 )
             time.sleep(_POLL_INTERVAL)
@@ -404,9 +417,9 @@ def start_clusters(
 ) -> list[Cluster]:
     """Start one cluster per name in parallel; all or nothing.
 
-    Returns the started clusters in the order of ``names``. If any fails (or the caller is
-    interrupted), every other one is stopped and the first failure is raised, with the
-    others attached as notes.
+    Returns the started clusters in the order of ``names``. If any fails, the others are
+    stopped (the failed ones keep their logs) and the first failure is raised, with the
+    others attached as notes. If the caller is interrupted (Ctrl-C), all are stopped.
     """
     if len(set(names)) != len(names):
         raise ValueError(f"cluster names must be unique, got {list(names)}")
@@ -437,8 +450,10 @@ def start_clusters(
                 cluster.stop()
             raise
     if errors:
-        for cluster in clusters:
-            cluster.stop()
+        # A cluster that failed has stopped its processes and keeps its logs for reading.
+        for cluster, future in zip(clusters, futures, strict=True):
+            if future.exception() is None:
+                cluster.stop()
         first = errors[0]
         for other in errors[1:]:
             first.add_note(f"also: {other}")

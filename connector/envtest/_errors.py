@@ -24,7 +24,7 @@ class ClusterStartError(EnvtestError):
         self.step = step
         self.reason = reason
         self.log_path = log_path
-        message = f"step '{step}' failed: {reason}"
+        message = f"{step} failed: {reason}"
         if log_path is not None:
             message += "\n" + log_excerpt(log_path)
         super().__init__(message)
