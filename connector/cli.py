@@ -20,13 +20,16 @@ def main(debug: bool) -> None:
 def _register() -> None:
     from connector.demo import demo
     from connector.envtest.cli import clusters
+    from connector.install_cli import install, uninstall
     from connector.run_cli import run
     from connector.serve_cli import serve
 
     main.add_command(clusters)
+    main.add_command(install)
     main.add_command(demo)
     main.add_command(run)
     main.add_command(serve)
+    main.add_command(uninstall)
 
 
 _register()

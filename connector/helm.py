@@ -1,0 +1,195 @@
+"""A small runner for the ``helm`` binary: find it, list, install or upgrade, uninstall.
+
+Only what ``api-connector install`` / ``uninstall`` need. Every call passes the consumer's
+kubeconfig and context explicitly, so the user's ``KUBECONFIG`` and current context never
+decide which cluster is changed. Values go through a file, never through the command line,
+and hold no secret material (credentials live in the Secret the installer writes itself).
+
+The process runner is injectable (``run=``) so that the argument building is unit-testable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Helm",
+    "HelmError",
+    "Release",
+    "Runner",
+    "find_helm",
+]
+
+#: Runs argv and returns the finished process (stdout and stderr captured as text).
+Runner = Callable[[Sequence[str], float], subprocess.CompletedProcess[str]]
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+_BUILD_SCRIPT = _REPO_ROOT / "tools" / "build.sh"
+
+
+class HelmError(Exception):
+    """helm could not be found or a helm command failed; the message says which and why."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """One Helm release as ``helm list`` reports it."""
+
+    name: str
+    namespace: str
+    status: str  # deployed, failed, pending-install, pending-upgrade, ...
+    chart: str  # <chart>-<version>, e.g. api-connector-0.1.0
+    revision: str
+
+
+def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def find_helm(explicit: str | None = None, *, run: Runner = _run) -> str:
+    """The helm binary: ``explicit``, else ``helm`` on PATH, else the project's cached build.
+
+    The cached build is what ``tools/build.sh helm`` prints; it only exists in a checkout of
+    the repository (and may build helm with Go on its first run).
+    """
+    if explicit:
+        path = shutil.which(explicit) or explicit
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise HelmError(f"--helm {explicit}: no executable file there.")
+        return path
+    on_path = shutil.which("helm")
+    if on_path:
+        return on_path
+    if _BUILD_SCRIPT.is_file():
+        try:
+            done = run([str(_BUILD_SCRIPT), "helm"], 1800.0)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise HelmError(f"helm is not on PATH and {_BUILD_SCRIPT} failed: {e}") from e
+        for line in done.stdout.splitlines():
+            tool, _, path = line.partition(" ")
+            if tool == "helm" and path:
+                return path
+        raise HelmError(
+            f"helm is not on PATH and '{_BUILD_SCRIPT} helm' did not provide it: "
+            f"{_tail(done.stderr)}"
+        )
+    raise HelmError(
+        "helm is not on PATH; install Helm 3 (https://helm.sh/docs/intro/install/) or pass "
+        "--helm /path/to/helm."
+    )
+
+
+class Helm:
+    """helm commands against one cluster: the given kubeconfig file and context."""
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        kubeconfig: Path,
+        context: str | None = None,
+        run: Runner = _run,
+        timeout: float = 300.0,
+    ) -> None:
+        self.binary = binary
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._run = run
+        self._timeout = timeout
+
+    def _cluster_flags(self) -> list[str]:
+        flags = ["--kubeconfig", str(self._kubeconfig)]
+        if self._context:
+            flags += ["--kube-context", self._context]
+        return flags
+
+    def _call(self, what: str, args: Sequence[str]) -> str:
+        argv = [self.binary, *args, *self._cluster_flags()]
+        try:
+            done = self._run(argv, self._timeout + 30.0)
+        except subprocess.TimeoutExpired as e:
+            raise HelmError(f"{what} did not finish within {self._timeout + 30.0:.0f}s.") from e
+        except OSError as e:
+            raise HelmError(f"{what}: cannot run {self.binary}: {e.strerror or e}.") from e
+        if done.returncode != 0:
+            raise HelmError(f"{what} failed: {_tail(done.stderr or done.stdout)}")
+        return done.stdout
+
+    def release(self, name: str, namespace: str) -> Release | None:
+        """The release ``name`` in ``namespace`` in any state, or None if there is none."""
+        out = self._call(
+            f"helm list -n {namespace}",
+            ["list", "--namespace", namespace, "--all", "--filter", f"^{name}$", "-o", "json"],
+        )
+        try:
+            entries = json.loads(out or "[]")
+        except ValueError as e:
+            raise HelmError(f"helm list printed something that is not JSON: {_tail(out)}") from e
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                return Release(
+                    name=name,
+                    namespace=str(entry.get("namespace") or namespace),
+                    status=str(entry.get("status") or ""),
+                    chart=str(entry.get("chart") or ""),
+                    revision=str(entry.get("revision") or ""),
+                )
+        return None
+
+    def values(self, name: str, namespace: str) -> dict[str, Any]:
+        """The user-supplied values of the release (what ``-f``/``--set`` gave it)."""
+        out = self._call(
+            f"helm get values {name}",
+            ["get", "values", name, "--namespace", namespace, "-o", "json"],
+        )
+        try:
+            values = json.loads(out or "{}")
+        except ValueError as e:
+            raise HelmError(f"helm get values printed something that is not JSON: {e}") from e
+        return values if isinstance(values, dict) else {}
+
+    def install(
+        self,
+        name: str,
+        chart: str,
+        namespace: str,
+        values: Mapping[str, Any],
+        *,
+        upgrade: bool = False,
+        version: str | None = None,
+        skip_crds: bool = True,
+    ) -> None:
+        """``helm install`` (or ``helm upgrade --install`` with ``upgrade``) with ``values``."""
+        with tempfile.TemporaryDirectory(prefix="api-connector-helm-") as tmp:
+            values_file = Path(tmp) / "values.yaml"
+            values_file.write_text(yaml.safe_dump(dict(values), sort_keys=True))
+            args = ["upgrade", "--install"] if upgrade else ["install"]
+            args += [name, chart, "--namespace", namespace, "--values", str(values_file)]
+            args += ["--timeout", f"{int(self._timeout)}s"]
+            if version:
+                args += ["--version", version]
+            if skip_crds:
+                args.append("--skip-crds")
+            verb = "helm upgrade --install" if upgrade else "helm install"
+            self._call(f"{verb} {name}", args)
+
+    def uninstall(self, name: str, namespace: str) -> None:
+        self._call(
+            f"helm uninstall {name}",
+            ["uninstall", name, "--namespace", namespace, "--timeout", f"{int(self._timeout)}s"],
+        )
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [line for line in (text or "").strip().splitlines() if line.strip()][-lines:]
+    return " ".join(kept) if kept else "(no output)"

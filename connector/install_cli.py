@@ -1,0 +1,289 @@
+"""``api-connector install`` / ``uninstall``: only wiring; the logic is :mod:`connector.install`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+_CONSUMER_KUBECONFIG = click.option(
+    "--consumer-kubeconfig",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Kubeconfig of the consumer cluster to install into.",
+)
+_CONSUMER_CONTEXT = click.option(
+    "--consumer-context", help="Context in --consumer-kubeconfig (default: its current context)."
+)
+_NAMESPACE = click.option(
+    "--namespace",
+    default="upbound-system",
+    show_default=True,
+    help="Namespace of the Helm release and the credentials Secret.",
+)
+_HELM = click.option("--helm", metavar="PATH", help="The helm binary (default: helm on PATH).")
+_TIMEOUT = click.option(
+    "--timeout",
+    default="5m",
+    show_default=True,
+    help="How long helm may take, and how long to wait for the connection to become Ready.",
+)
+
+
+def _seconds(value: str, flag: str) -> float:
+    from connector.run_cli import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except click.BadParameter as e:
+        raise click.BadParameter(str(e.message), param_hint=flag) from e
+    if seconds <= 0:
+        raise click.BadParameter("must be positive.", param_hint=flag)
+    return seconds
+
+
+def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
+    from connector.install import merge_values
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise click.BadParameter(
+                f"cannot read {path}: {e.strerror}", param_hint="--values"
+            ) from e
+        except yaml.YAMLError:
+            raise click.BadParameter(f"{path} is not valid YAML.", param_hint="--values") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{path} is not a YAML mapping.", param_hint="--values")
+        merged = merge_values(merged, loaded)
+    return merged
+
+
+@click.command("install")
+@_CONSUMER_KUBECONFIG
+@_CONSUMER_CONTEXT
+@click.option(
+    "--name",
+    "connection_name",
+    default="provider-connection",
+    show_default=True,
+    help="Name of the ClusterConnection to create.",
+)
+@click.option(
+    "--provider-kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An admin's kubeconfig of the provider. Used once, to create a scoped identity "
+    "for this consumer; the consumer only ever gets that identity's credentials.",
+)
+@click.option("--provider-context", help="Context in --provider-kubeconfig.")
+@click.option(
+    "--upbound-token",
+    envvar="UPBOUND_TOKEN",
+    help="Upbound robot token (or the UPBOUND_TOKEN environment variable), instead of "
+    "--provider-kubeconfig.",
+)
+@click.option("--organization", help="Upbound organization (with --upbound-token).")
+@click.option("--spaces-base-url", help="Spaces base URL (with --upbound-token).")
+@click.option("--control-plane-group", help="Control plane group (with --upbound-token).")
+@click.option("--control-plane", help="Control plane name (with --upbound-token).")
+@click.option(
+    "--bound-api",
+    "bound_apis",
+    multiple=True,
+    metavar="GROUP[/PLURAL]",
+    help="Bind only these of the offered APIs (repeatable). With --upbound-token, "
+    "GROUP/PLURAL entries are bound without listing the provider's APIs.",
+)
+@click.option(
+    "--secret-name",
+    help="Name of the credentials Secret (default: <name without -connection>-kubeconfig, "
+    "or -robot-token).",
+)
+@click.option("--upgrade", is_flag=True, help="Upgrade the Helm release if it exists.")
+@click.option("--version", "chart_version", help="Chart version to install.")
+@click.option(
+    "--chart",
+    help="Chart directory or reference (repo/chart, oci://...). Default: the chart shipped "
+    "with api-connector.",
+)
+@_NAMESPACE
+@click.option(
+    "--consumer-cluster-name",
+    help="This consumer's name in the provider (consumerClusterDisplayName). Default: "
+    "derived from the uid of the consumer's kube-system namespace.",
+)
+@click.option(
+    "--poll-interval",
+    default="10m",
+    show_default=True,
+    help="The connector's safety-net resync period (pollInterval).",
+)
+@click.option(
+    "--values",
+    "-f",
+    "values_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra Helm values file (repeatable).",
+)
+@click.option(
+    "--set",
+    "set_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra Helm value, like helm --set (repeatable).",
+)
+@_HELM
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until the ClusterConnection is Ready.",
+)
+@_TIMEOUT
+def install(
+    consumer_kubeconfig: Path,
+    consumer_context: str | None,
+    connection_name: str,
+    provider_kubeconfig: Path | None,
+    provider_context: str | None,
+    upbound_token: str | None,
+    organization: str | None,
+    spaces_base_url: str | None,
+    control_plane_group: str | None,
+    control_plane: str | None,
+    bound_apis: tuple[str, ...],
+    secret_name: str | None,
+    upgrade: bool,
+    chart_version: str | None,
+    chart: str | None,
+    namespace: str,
+    consumer_cluster_name: str | None,
+    poll_interval: str,
+    values_files: tuple[Path, ...],
+    set_values: tuple[str, ...],
+    helm: str | None,
+    wait: bool,
+    timeout: str,
+) -> None:
+    """Install the connector into a consumer cluster and connect it to a provider.
+
+    Creates the provider credentials Secret, the Helm release api-connector and the
+    ClusterConnection, then waits until the connection is Ready. Rerunning with the same
+    arguments is safe and completes an interrupted install.
+    """
+    from connector.install import (
+        ClusterAccess,
+        InstallError,
+        InstallOptions,
+        RobotToken,
+        merge_values,
+        parse_set,
+    )
+
+    robot_flags = {
+        "--organization": organization,
+        "--spaces-base-url": spaces_base_url,
+        "--control-plane-group": control_plane_group,
+        "--control-plane": control_plane,
+    }
+    if provider_kubeconfig is not None and upbound_token:
+        raise click.UsageError("pass either --provider-kubeconfig or --upbound-token, not both.")
+    if provider_kubeconfig is None and not upbound_token:
+        raise click.UsageError("pass --provider-kubeconfig (or --upbound-token with its flags).")
+    if provider_context and provider_kubeconfig is None:
+        raise click.UsageError("--provider-context needs --provider-kubeconfig.")
+    robot: RobotToken | None = None
+    if upbound_token:
+        missing = [flag for flag, value in robot_flags.items() if not value]
+        if missing:
+            raise click.UsageError(f"--upbound-token needs {', '.join(missing)}.")
+        robot = RobotToken(
+            token=upbound_token,
+            organization=str(organization),
+            spaces_base_url=str(spaces_base_url),
+            control_plane_group=str(control_plane_group),
+            control_plane=str(control_plane),
+        )
+    elif any(robot_flags.values()):
+        given = [flag for flag, value in robot_flags.items() if value]
+        raise click.UsageError(f"{', '.join(given)} only go with --upbound-token.")
+    _seconds(poll_interval, "--poll-interval")
+    try:
+        extra = merge_values(_values_files(values_files), parse_set(set_values))
+    except InstallError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from e
+    options = InstallOptions(
+        consumer=ClusterAccess(kubeconfig=consumer_kubeconfig, context=consumer_context),
+        provider=(
+            ClusterAccess(kubeconfig=provider_kubeconfig, context=provider_context)
+            if provider_kubeconfig is not None
+            else None
+        ),
+        robot=robot,
+        connection_name=connection_name,
+        namespace=namespace,
+        secret_name=secret_name,
+        consumer_cluster_name=consumer_cluster_name,
+        poll_interval=poll_interval,
+        bound_apis=bound_apis,
+        values=extra,
+        chart=chart,
+        chart_version=chart_version,
+        helm=helm,
+        upgrade=upgrade,
+        wait=wait,
+        timeout=_seconds(timeout, "--timeout"),
+    )
+    from connector.install import install as run_install
+
+    try:
+        run_install(options, report=click.echo)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command("uninstall")
+@_CONSUMER_KUBECONFIG
+@_CONSUMER_CONTEXT
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Also delete the ClusterConnections and Secrets that install created.",
+)
+@_NAMESPACE
+@_HELM
+@_TIMEOUT
+def uninstall(
+    consumer_kubeconfig: Path,
+    consumer_context: str | None,
+    all_: bool,
+    namespace: str,
+    helm: str | None,
+    timeout: str,
+) -> None:
+    """Remove the connector from a consumer cluster. Never deletes anything in a provider.
+
+    Uninstalls the Helm release and removes the connector's finalizer from bound objects so
+    that none stays stuck in deletion; with --all also deletes the ClusterConnections and
+    Secrets created by install. CRDs and bound objects are kept.
+    """
+    from connector.install import ClusterAccess, InstallError, UninstallOptions
+    from connector.install import uninstall as run_uninstall
+
+    options = UninstallOptions(
+        consumer=ClusterAccess(kubeconfig=consumer_kubeconfig, context=consumer_context),
+        namespace=namespace,
+        all_=all_,
+        helm=helm,
+        timeout=_seconds(timeout, "--timeout"),
+    )
+    try:
+        run_uninstall(options, report=click.echo)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from e
