@@ -53,7 +53,7 @@ def _run_build_script(timeout: float) -> Binaries:
         if assets:
             return _from_assets(Path(assets), step)
         raise BinariesError(
-            f"step '{step}' failed: {BUILD_SCRIPT} does not exist (not running from a source "
+            f"{step} failed: {BUILD_SCRIPT} does not exist (not running from a source "
             "checkout); set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd"
         )
     try:
@@ -68,14 +68,14 @@ def _run_build_script(timeout: float) -> Binaries:
         )
     except subprocess.TimeoutExpired as e:
         raise BinariesError(
-            f"step '{step}' failed: no result after {timeout:.0f} s;"
+            f"{step} failed: no result after {timeout:.0f} s;"
             f" stderr tail:\n{_tail(_text(e.stderr))}"
         ) from e
     except OSError as e:
-        raise BinariesError(f"step '{step}' failed: cannot run {BUILD_SCRIPT}: {e}") from e
+        raise BinariesError(f"{step} failed: cannot run {BUILD_SCRIPT}: {e}") from e
     if result.returncode != 0:
         raise BinariesError(
-            f"step '{step}' failed with exit code {result.returncode}; stderr tail:\n"
+            f"{step} failed with exit code {result.returncode}; stderr tail:\n"
             f"{_tail(result.stderr)}"
         )
     paths: dict[str, Path] = {}
@@ -86,12 +86,12 @@ def _run_build_script(timeout: float) -> Binaries:
     missing = [t for t in ("etcd", "kube-apiserver") if t not in paths]
     if missing:
         raise BinariesError(
-            f"step '{step}' failed: no path printed for {', '.join(missing)}; stdout was:\n"
+            f"{step} failed: no path printed for {', '.join(missing)}; stdout was:\n"
             f"{_tail(result.stdout)}\nstderr tail:\n{_tail(result.stderr)}"
         )
     for tool, path in paths.items():
         if not os.access(path, os.X_OK):
-            raise BinariesError(f"step '{step}' failed: {tool} at {path} is not executable")
+            raise BinariesError(f"{step} failed: {tool} at {path} is not executable")
     return Binaries(etcd=paths["etcd"], kube_apiserver=paths["kube-apiserver"])
 
 
@@ -100,7 +100,7 @@ def _from_assets(assets: Path, step: str) -> Binaries:
     for path in (binaries.etcd, binaries.kube_apiserver):
         if not os.access(path, os.X_OK):
             raise BinariesError(
-                f"step '{step}' failed: KUBEBUILDER_ASSETS={assets} has no executable {path.name}"
+                f"{step} failed: KUBEBUILDER_ASSETS={assets} has no executable {path.name}"
             )
     return binaries
 

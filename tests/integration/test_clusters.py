@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -428,3 +430,34 @@ def test_cli_up_failure_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None
     # The logs stay for reading; the kubeconfigs of clusters that never ran do not.
     assert not (tmp_path / "consumer.kubeconfig").exists()
     assert (tmp_path / "consumer" / "etcd.log").exists()
+
+
+def test_cli_without_go_or_binaries_says_what_to_install(tmp_path: Path) -> None:
+    # A PATH with only what tools/build.sh needs besides Go, and an empty binary cache.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "find", "sort", "xargs", "cat", "sha256sum", "cut"):
+        found = shutil.which(tool)
+        assert found, f"{tool} is needed by tools/build.sh"
+        (bin_dir / tool).symlink_to(found)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KUBEBUILDER_ASSETS", "API_CONNECTOR_CACHE")
+    }
+    env.update(PATH=str(bin_dir), API_CONNECTOR_CACHE=str(tmp_path / "cache"))
+
+    up = subprocess.run(
+        [str(CLI), "clusters", "up", "--dir", str(tmp_path / "clusters"), "--detach"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+    assert up.returncode == 1
+    assert "Traceback" not in up.stderr
+    assert "find kube-apiserver and etcd" in up.stderr
+    assert "no Go toolchain on PATH" in up.stderr
+    assert "KUBEBUILDER_ASSETS" in up.stderr
