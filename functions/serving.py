@@ -44,14 +44,25 @@ from functions.common import InvalidInputError, Obj
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "FUNCTION_RUNNER_V1",
+    "FUNCTION_RUNNER_V1BETA1",
     "RunningServer",
     "ServerOptions",
     "StageFunction",
     "StageService",
     "UnaryMethod",
+    "fields_renamed",
+    "function_input",
+    "observed_composite",
+    "plain",
+    "report_condition",
+    "required_resources",
     "serve_forever",
     "serve_in_background",
+    "set_composed",
+    "set_composite_status",
     "start_server",
+    "utc_now",
 ]
 
 log = structlog.get_logger(__name__)
