@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import structlog
+
+if TYPE_CHECKING:
+    from connector.manager import Manager
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +79,23 @@ def parse_duration(text: str) -> float:
     show_default=True,
     help="host:port serving /metrics, /healthz and /readyz; empty disables it.",
 )
+@click.option(
+    "--leader-elect",
+    is_flag=True,
+    help="Reconcile only while holding a Lease, so that replicas never both write.",
+)
+@click.option(
+    "--leader-election-namespace",
+    default="upbound-system",
+    show_default=True,
+    help="Namespace of the leader-election Lease.",
+)
+@click.option(
+    "--leader-election-id",
+    default="api-connector",
+    show_default=True,
+    help="Name of the leader-election Lease.",
+)
 def run(
     kubeconfig: Path | None,
     context: str | None,
@@ -84,12 +106,16 @@ def run(
     binder: str | None,
     object_syncer: str | None,
     metrics_address: str,
+    leader_elect: bool,
+    leader_election_namespace: str,
+    leader_election_id: str,
 ) -> None:
     """Run the connector: pull bindable CRDs, bind APIs, sync objects both ways."""
     from connector.kube.config import ConfigError, client_from_kubeconfig_file, client_in_cluster
     from connector.kube.metrics import Metrics, serve
+    from connector.leader import LeaderElector, default_identity
     from connector.manager import Manager, default_consumer_cluster_name
-    from connector.stages import GrpcStages, InProcessStages, Stages
+    from connector.stages import GrpcStages, InProcessStages
 
     resync = parse_duration(poll_interval)
     metrics = Metrics()
@@ -105,7 +131,7 @@ def run(
     except ConfigError as exc:
         raise click.ClickException(f"Cannot use the consumer's credentials: {exc}") from exc
 
-    stages: Stages
+    stages: InProcessStages | GrpcStages
     if crd_puller or binder or object_syncer:
         stages = GrpcStages(crd_puller=crd_puller, binder=binder, object_syncer=object_syncer)
     else:
@@ -119,13 +145,39 @@ def run(
         workers=workers,
         metrics=metrics,
     )
-    server = (
-        serve(metrics_address, registry=metrics.registry, ready=manager.ready)
-        if metrics_address
-        else None
-    )
-
     stop = threading.Event()
+    lost_leadership = threading.Event()
+    elector: LeaderElector | None = None
+    if leader_elect:
+
+        def start_leading() -> None:
+            # The elector's callback must return promptly: start in a thread of our own.
+            threading.Thread(target=_start_or_stop, args=(manager, stop), daemon=True).start()
+
+        def stop_leading() -> None:
+            if not stop.is_set():
+                log.error("Lost the leader election; exiting so that another replica leads.")
+                lost_leadership.set()
+                stop.set()
+
+        elector = LeaderElector(
+            consumer,
+            namespace=leader_election_namespace,
+            name=leader_election_id,
+            identity=default_identity(),
+            on_started_leading=start_leading,
+            on_stopped_leading=stop_leading,
+        )
+
+    def ready() -> bool:
+        # A standby replica is healthy and ready to take over; only a leader has caches.
+        if elector is not None and not elector.is_leader:
+            return True
+        return manager.ready()
+
+    server = (
+        serve(metrics_address, registry=metrics.registry, ready=ready) if metrics_address else None
+    )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("Received a signal; shutting down.", signal=signal.Signals(signum).name)
@@ -134,9 +186,26 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        manager.start()
+        if elector is not None:
+            threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
+        else:
+            _start_or_stop(manager, stop)
         stop.wait()
     finally:
         manager.stop()
+        if elector is not None:
+            elector.stop()
+        stages.close()
         if server is not None:
             server.shutdown()
+    if lost_leadership.is_set():
+        sys.exit(1)
+
+
+def _start_or_stop(manager: Manager, stop: threading.Event) -> None:
+    """Start the manager; if it cannot start, log why and stop the process."""
+    try:
+        manager.start()
+    except Exception as exc:
+        log.error("The connector could not start.", error=str(exc))
+        stop.set()

@@ -2,7 +2,8 @@
 token through a Spaces-like endpoint, and the ``api-connector run`` command itself.
 
 The extra clusters (a second provider and a second consumer) start once for this module.
-The second consumer runs the connector as a subprocess, the way users run it.
+The second consumer runs the connector as a subprocess, the way users run it, with leader
+election and with its three stages as separate gRPC services (``api-connector serve``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -73,12 +75,32 @@ def extra(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ex
     provider_b, consumer_b = start_clusters(["provider-b", "consumer-b"], base)
     consumer_b_kube = client(consumer_b.kubeconfig)
     install_connector_crds(consumer_b_kube)
+    apply_file(consumer_b_kube, "consumer/00-namespace.yaml")  # the Lease lives there
+    cli = str(Path(sys.executable).parent / "api-connector")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: list[subprocess.Popen[bytes]] = []
+    stage_flags: list[str] = []
+    for stage in ("crd-puller", "binder", "object-syncer"):
+        address = f"127.0.0.1:{free_port()}"
+        with (base / f"{stage}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [cli, "serve", stage, "--address", address, "--insecure"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
+        stage_flags.append(f"--{stage}={address}")
+    for flag in stage_flags:
+        host, port_text = flag.split("=", 1)[1].split(":")
+        eventually(lambda h=host, p=int(port_text): _listening(h, p), timeout=30)
     port = free_port()
     log = base / "connector-b.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "api-connector"),
+                cli,
                 "run",
                 "--kubeconfig",
                 str(consumer_b.kubeconfig),
@@ -90,11 +112,13 @@ def extra(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ex
                 "2",
                 "--metrics-address",
                 f"127.0.0.1:{port}",
+                "--leader-elect",
+                *stage_flags,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
         )
     try:
         yield Extra(
@@ -114,8 +138,19 @@ def extra(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ex
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for stage_proc in procs:
+            stage_proc.terminate()
+            stage_proc.wait(timeout=20)
         provider_b.stop()
         consumer_b.stop()
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _http(url: str) -> tuple[int, str]:
