@@ -9,7 +9,10 @@ it needs: impersonating it, allowed requests succeed and everything else is forb
 from __future__ import annotations
 
 import contextlib
+import re
+import shlex
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +50,8 @@ from connector.run_cli import parse_duration
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "package" / "helm" / "api-connector"
 PACKAGE_CRDS = ROOT / "package" / "crds"
+# The console script of this virtualenv: the program the image's entrypoint runs.
+API_CONNECTOR = Path(sys.executable).parent / "api-connector"
 RELEASE = "api-connector"
 NAMESPACE = "upbound-system"
 
@@ -203,6 +208,16 @@ def test_services_mode_with_two_replicas_elects_a_leader_and_calls_the_stage_ser
     args = connector_args(manifests)
     assert "--leader-elect" in args
     assert only(manifests, "Deployment", RELEASE)["spec"]["replicas"] == 2
+    # The replicas campaign for one Lease, in the namespace whose Role lets them write it.
+    assert flag(args, "leader-election-namespace") == NAMESPACE
+    assert flag(args, "leader-election-id") == RELEASE
+    role = only(manifests, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    } in role["rules"]
     for stage in ("crd-puller", "binder", "object-syncer"):
         service = only(manifests, "Service", f"{RELEASE}-{stage}")
         port = service["spec"]["ports"][0]["port"]
@@ -220,6 +235,29 @@ def test_services_mode_with_two_replicas_elects_a_leader_and_calls_the_stage_ser
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
         assert labels["app.kubernetes.io/component"] == stage
+
+
+def _accepted_options(*command: str) -> set[str]:
+    """The long options `api-connector <command> --help` lists."""
+    help_text = subprocess.run(
+        [str(API_CONNECTOR), *command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
+
+
+def test_every_rendered_flag_is_one_the_program_accepts(helm: Path) -> None:
+    # A flag the program does not know makes the pod crash-loop after a "successful" install.
+    manifests = render(helm, *SERVICES_MODE, "--set", "consumerClusterDisplayName=team-a")
+    for deployment in (m for m in manifests if m["kind"] == "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"][0] == "api-connector"
+        used = {arg.split("=", 1)[0] for arg in container["args"] if arg.startswith("--")}
+        missing = used - _accepted_options(*container["command"][1:])
+        assert not missing, f"{shlex.join(container['command'])} does not accept {sorted(missing)}"
 
 
 def test_leader_election_can_be_forced_with_one_replica(helm: Path) -> None:
@@ -515,7 +553,9 @@ def test_service_account_can_do_its_job(consumer: Cluster, installed: Installed)
         connector.list(SECRETS, ns)
         connector.get(NAMESPACES, "kube-system")
         # Leader election and Events.
-        connector.create(LEASES, {"metadata": {"name": "api-connector", "namespace": ns}})
+        lease = {"metadata": {"name": installed.service_account, "namespace": ns}}
+        lease = connector.create(LEASES, lease)
+        connector.update(LEASES, lease)
         connector.create(
             EVENTS,
             {
