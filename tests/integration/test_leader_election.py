@@ -304,23 +304,30 @@ class Writer:
     def __init__(self, kubeconfig: Path, namespace: str, identity: str, out: Path) -> None:
         self.identity = identity
         self.out = out
-        self._file = out.open("wb")
+        # Markers on stdout, logs on stderr: one shared file could interleave their lines.
+        self.err = out.with_suffix(".err")
+        self._files = (out.open("wb"), self.err.open("wb"))
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(kubeconfig), namespace, identity],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
+            stdout=self._files[0],
+            stderr=self._files[1],
         )
 
     def said(self, line: str) -> bool:
+        if self.proc.poll() not in (None, -signal.SIGKILL):
+            raise AssertionError(
+                f"{self.identity} exited with {self.proc.returncode}:\n{self.err.read_text()}"
+            )
         return line in self.out.read_text().splitlines()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=5)
-        self._file.close()
+        for file in self._files:
+            file.close()
 
 
 def test_failover_between_processes_never_interleaves_writers(
