@@ -138,6 +138,9 @@ def _up_foreground(directory: Path, timeout: float) -> None:
     except KeyboardInterrupt:
         click.echo("Stopping the clusters ...")
     finally:
+        # A second Ctrl-C must not cut the orderly stop short; every stop step is bounded.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         for cluster in reversed(started):
             cluster.stop()
         state = _read_state(directory)

@@ -391,7 +391,9 @@ def test_cli_up_detach_then_down_leaves_nothing_running(tmp_path: Path) -> None:
     assert "Nothing is running" in down_again.stdout
 
 
-def test_cli_down_kills_recorded_pids_when_the_supervisor_is_gone(tmp_path: Path) -> None:
+def test_cli_down_never_kills_a_recorded_pid_that_is_no_longer_a_cluster_process(
+    tmp_path: Path,
+) -> None:
     # A stale state file whose supervisor pid is dead and whose cluster pids belong to
     # processes that are not etcd or kube-apiserver: down must not touch them.
     bystander = subprocess.Popen(["sleep", "60"])
