@@ -16,6 +16,7 @@ from tests.e2e.harness import (
     kubeconfig_secret,
     reason_of,
     unique,
+    warning_events,
 )
 
 
@@ -98,6 +99,8 @@ def test_a_missing_secret_is_reported_and_the_connection_recovers_when_it_appear
     name = unique("missing-secret")
     apply(world.consumer, connection(name, name, pull="Manual"))
     eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name) == "SecretNotFound")
+    events = eventually(lambda: warning_events(world.consumer, "default", name))
+    assert [e["reason"] for e in events] == ["SecretNotFound"]
     _secret(world, name, world.provider_kubeconfig)
     eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name) == "Ready")
     world.consumer.delete(CLUSTER_CONNECTIONS, name)

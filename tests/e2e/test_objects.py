@@ -12,6 +12,7 @@ from tests.e2e.harness import (
     apply,
     binding,
     condition,
+    consistently,
     crd,
     eventually,
     get,
@@ -266,3 +267,23 @@ def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
     finally:
         world.provider.delete(VAP_BINDING, policy)
         world.provider.delete(VAP, policy)
+
+
+def test_nothing_is_written_once_an_object_is_in_sync(world: World, namespace: str) -> None:
+    apply(world.consumer, nop(namespace))
+
+    def bound() -> bool:
+        obj = world.consumer.get(NOP, "my-resource", namespace)
+        return condition(obj, "APIBound").get("reason") == "Bound"
+
+    eventually(bound)
+    consumer_rv = world.consumer.get(NOP, "my-resource", namespace)["metadata"]["resourceVersion"]
+    twin_rv = twin(world, namespace)["metadata"]["resourceVersion"]
+    # Level-based and idempotent: the object's own update events reconcile it again, and
+    # each such reconcile must find nothing to write.
+    consistently(
+        lambda: world.consumer.get(NOP, "my-resource", namespace)["metadata"]["resourceVersion"]
+        == consumer_rv
+        and twin(world, namespace)["metadata"]["resourceVersion"] == twin_rv,
+        duration=2.0,
+    )

@@ -1,0 +1,511 @@
+"""``api-connector install`` / ``uninstall`` against real clusters, with the real helm.
+
+These tests hold their own consumer and provider clusters (started once for the module)
+instead of the session's shared ones: the Helm release and its cluster-scoped objects are one
+per cluster, ``uninstall`` removes the connector's finalizer from every bound object, and the
+connector started here to prove Ready reconciles every ClusterConnection in its consumer. On
+the shared clusters all three would reach into other tests' objects.
+
+The local clusters have no kubelet, so the chart's Deployment never runs a pod; to see the
+connection become Ready, ``api-connector run`` runs out of cluster against the consumer with
+the credentials install stored, exactly what the pod would do.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from connector.cli import main
+from connector.envtest import Cluster, start_clusters
+from connector.envtest._cluster import free_port
+from connector.kube import (
+    CLUSTER_CONNECTIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    NAMESPACES,
+    SECRETS,
+    ForbiddenError,
+    KubeClient,
+    NotFoundError,
+    Resource,
+    client_from_kubeconfig,
+)
+from connector.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, SERVICE_ACCOUNTS
+from functions.common import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
+from functions.crd_puller import desired_consumer_crd
+from tests.e2e.harness import NOP, crd, eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_CRD = ROOT / "examples" / "walkthrough" / "provider" / "nopresources.nop.example.org.yaml"
+CONSUMER_NAME = "install-e2e"
+PROVIDER_NAMESPACE = f"connector-{CONSUMER_NAME}"
+RELEASE_NAMESPACE = "upbound-system"
+#: A provider API that is not bindable: the scoped identity must not reach it.
+HIDDEN = Resource("hidden.example.org", "v1alpha1", "secretthings", "SecretThing", True)
+
+
+@dataclass
+class Env:
+    consumer: Cluster
+    provider: Cluster
+    consumer_kube: KubeClient
+    provider_kube: KubeClient
+    helm: str
+    connection: str
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.connection}-kubeconfig"
+
+    def install_args(self, *extra: str) -> list[str]:
+        return [
+            "install",
+            "--consumer-kubeconfig",
+            str(self.consumer.kubeconfig),
+            "--provider-kubeconfig",
+            str(self.provider.kubeconfig),
+            "--name",
+            self.connection,
+            "--consumer-cluster-name",
+            CONSUMER_NAME,
+            "--poll-interval",
+            "1h",
+            "--helm",
+            self.helm,
+            *extra,
+        ]
+
+    def helm_cmd(self, *args: str) -> str:
+        out = subprocess.run(
+            [self.helm, *args, "--kubeconfig", str(self.consumer.kubeconfig)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return out.stdout
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}"
+    return result.output
+
+
+def failed(result: Result) -> str:
+    assert result.exit_code != 0, f"expected a failure, got:\n{result.output}"
+    return " ".join(result.output.split())  # click wraps nothing, but be safe about newlines
+
+
+def exists(kube: KubeClient, res: Resource, name: str, namespace: str | None = None) -> bool:
+    try:
+        kube.get(res, name, namespace)
+    except NotFoundError:
+        return False
+    return True
+
+
+def stored_kubeconfig(env: Env) -> dict[str, Any]:
+    secret = env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    loaded: dict[str, Any] = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
+    return loaded
+
+
+def scoped_client(env: Env) -> KubeClient:
+    return client_from_kubeconfig(yaml.safe_dump(stored_kubeconfig(env)), name="scoped")
+
+
+def provider_objects(provider: KubeClient) -> list[str]:
+    """Everything install created in the provider, as kind/namespace/name."""
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    names = []
+    for res in (NAMESPACES, SERVICE_ACCOUNTS, SECRETS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
+        items, _ = provider.list(res, label_selector=selector)
+        names += [
+            f"{res.kind}/{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
+            for i in items
+        ]
+    return sorted(names)
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    out = subprocess.run(
+        [str(ROOT / "tools" / "build.sh"), "helm"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    ).stdout
+    return next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("helm "))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, helm: str) -> Iterator[Env]:
+    started = start_clusters(("inst-consumer", "inst-provider"), tmp_path_factory.mktemp("inst"))
+    try:
+        consumer, provider = started
+        consumer_kube = client_from_kubeconfig(consumer.kubeconfig.read_text(), name="consumer")
+        provider_kube = client_from_kubeconfig(provider.kubeconfig.read_text(), name="provider")
+        for doc in (
+            yaml.safe_load(PROVIDER_CRD.read_text()),
+            crd("hidden.example.org", "SecretThing", bindable=False),
+        ):
+            provider_kube.apply(CUSTOM_RESOURCE_DEFINITIONS, doc, "install-test")
+        for name in ("nopresources.nop.example.org", "secretthings.hidden.example.org"):
+            eventually(lambda name=name: _established(provider_kube, name))
+        yield Env(
+            consumer=consumer,
+            provider=provider,
+            consumer_kube=consumer_kube,
+            provider_kube=provider_kube,
+            helm=helm,
+            connection=f"inst-{uuid.uuid4().hex[:6]}",
+        )
+    finally:
+        for cluster in started:
+            cluster.stop()
+
+
+def _established(kube: KubeClient, name: str) -> bool:
+    conditions = (kube.get(CUSTOM_RESOURCE_DEFINITIONS, name).get("status") or {}).get(
+        "conditions"
+    ) or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture(scope="module")
+def installed(env: Env) -> str:
+    """install --no-wait has run once; its output."""
+    return ok(cli(*env.install_args("--no-wait")))
+
+
+class Connector:
+    """``api-connector run`` as a subprocess, out of cluster, against the consumer."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "api-connector"),
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--consumer-cluster-name",
+                CONSUMER_NAME,
+                "--poll-interval",
+                "1h",
+                "--metrics-address",
+                "",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+# -- install with an admin's provider kubeconfig ------------------------------------------
+
+
+def test_install_creates_secret_release_and_connection(env: Env, installed: str) -> None:
+    assert "Helm release api-connector installed" in installed
+    assert exists(env.consumer_kube, SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    connection = env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection)
+    assert connection["spec"]["secretRef"] == {
+        "kind": "KubeConfig",
+        "name": env.secret_name,
+        "namespace": RELEASE_NAMESPACE,
+    }
+    assert connection["spec"]["crdManagement"] == {"pullBehavior": "Pull"}
+    assert connection["metadata"]["labels"][LABEL_MANAGED_BY] == MANAGED_BY
+    releases = yaml.safe_load(env.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json"))
+    assert [(r["name"], r["status"]) for r in releases] == [("api-connector", "deployed")]
+    values = yaml.safe_load(
+        env.helm_cmd("get", "values", "api-connector", "-n", RELEASE_NAMESPACE, "-o", "json")
+    )
+    assert values == {
+        "consumerClusterDisplayName": CONSUMER_NAME,
+        "pollInterval": "1h",
+        "boundAPIs": [{"group": "nop.example.org", "resources": ["nopresources"]}],
+    }
+
+
+def test_stored_kubeconfig_holds_a_token_not_the_admin_certificate(
+    env: Env, installed: str
+) -> None:
+    config = stored_kubeconfig(env)
+    (user,) = config["users"]
+    assert set(user["user"]) == {"token"}
+    admin = yaml.safe_load(env.provider.kubeconfig.read_text())
+    admin_user = admin["users"][0]["user"]
+    secret = env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    raw = base64.b64decode(secret["data"]["kubeconfig"]).decode()
+    assert admin_user["client-certificate-data"] not in raw
+    assert admin_user["client-key-data"] not in raw
+    (cluster,) = config["clusters"]
+    assert cluster["cluster"]["server"] == admin["clusters"][0]["cluster"]["server"]
+
+
+def test_scoped_identity_reaches_the_bound_api_and_nothing_else(env: Env, installed: str) -> None:
+    scoped = scoped_client(env)
+    scoped.list(NOP)  # allowed: the bound API
+    scoped.list(CUSTOM_RESOURCE_DEFINITIONS)  # allowed: the connector pulls CRDs
+    with pytest.raises(ForbiddenError):
+        scoped.list(SECRETS)
+    with pytest.raises(ForbiddenError):
+        scoped.list(HIDDEN)
+    with pytest.raises(ForbiddenError):
+        scoped.list(CLUSTER_ROLES)
+
+
+def test_rerun_with_the_same_arguments_changes_nothing(env: Env, installed: str) -> None:
+    before = {
+        "secret": env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE),
+        "connection": env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection),
+    }
+    out = ok(cli(*env.install_args("--no-wait")))
+    assert "already installed with these values" in out
+    after = {
+        "secret": env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE),
+        "connection": env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection),
+    }
+    for what in before:
+        assert (
+            after[what]["metadata"]["resourceVersion"]
+            == before[what]["metadata"]["resourceVersion"]
+        ), f"the rerun rewrote the {what}"
+
+
+def test_changed_values_need_upgrade(env: Env, installed: str) -> None:
+    out = failed(cli(*env.install_args("--no-wait", "--set", "workers=2")))
+    assert "already exists in namespace upbound-system" in out
+    assert "--upgrade" in out
+
+    revision = _revision(env)
+    ok(cli(*env.install_args("--no-wait", "--upgrade", "--set", "workers=2")))
+    assert _revision(env) == revision + 1
+    values = yaml.safe_load(
+        env.helm_cmd("get", "values", "api-connector", "-n", RELEASE_NAMESPACE, "-o", "json")
+    )
+    assert values["workers"] == 2
+    assert values["boundAPIs"] == [{"group": "nop.example.org", "resources": ["nopresources"]}]
+
+
+def _revision(env: Env) -> int:
+    releases = yaml.safe_load(env.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json"))
+    return int(releases[0]["revision"])
+
+
+def test_connection_becomes_ready_with_the_stored_credentials(
+    env: Env, installed: str, tmp_path: Path
+) -> None:
+    connector = Connector(env.consumer.kubeconfig, tmp_path / "connector.log")
+    try:
+        out = ok(cli(*env.install_args("--upgrade", "--set", "workers=2", "--timeout", "60s")))
+    finally:
+        connector.stop()
+    assert f"ClusterConnection {env.connection} is Ready" in out, (
+        out + (tmp_path / "connector.log").read_text()[-3000:]
+    )
+
+
+def test_wait_times_out_with_the_condition_when_no_connector_runs(env: Env, installed: str) -> None:
+    # A second connection (to the same provider) that no connector ever reports on.
+    args = env.install_args("--set", "workers=2", "--timeout", "2s")
+    args[args.index("--name") + 1] = f"{env.connection}-late"
+    out = failed(cli(*args))
+    assert f"waiting for ClusterConnection {env.connection}-late to become Ready" in out
+    assert "did not become Ready within 2s: no status yet" in out
+    assert "rerun install" in out
+    # Nothing is rolled back: the connection and its Secret stay for the rerun.
+    assert exists(env.consumer_kube, CLUSTER_CONNECTIONS, f"{env.connection}-late")
+    assert exists(env.consumer_kube, SECRETS, f"{env.connection}-late-kubeconfig", "upbound-system")
+
+
+# -- bad input: a message naming what to fix, and nothing written -------------------------
+
+
+def assert_nothing_written(env: Env, namespace: str, connection: str) -> None:
+    assert not exists(env.consumer_kube, NAMESPACES, namespace)
+    assert not exists(env.consumer_kube, CLUSTER_CONNECTIONS, connection)
+
+
+def bad_input_args(env: Env, namespace: str, connection: str, *extra: str) -> list[str]:
+    return [
+        "install",
+        "--namespace",
+        namespace,
+        "--name",
+        connection,
+        "--helm",
+        env.helm,
+        "--no-wait",
+        *extra,
+    ]
+
+
+def test_wrong_context_is_named_with_the_available_ones(env: Env, installed: str) -> None:
+    namespace, connection = f"ns-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:6]}"
+    out = failed(
+        cli(
+            *bad_input_args(env, namespace, connection),
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--consumer-context",
+            "no-such-context",
+            "--provider-kubeconfig",
+            str(env.provider.kubeconfig),
+        )
+    )
+    assert f"context 'no-such-context' not found in {env.consumer.kubeconfig}" in out
+    assert "available: inst-consumer" in out
+    assert_nothing_written(env, namespace, connection)
+
+
+def test_unreachable_provider_is_named(env: Env, installed: str, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    config = yaml.safe_load(env.provider.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    closed = tmp_path / "closed.kubeconfig"
+    closed.write_text(yaml.safe_dump(config))
+    namespace, connection = f"ns-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:6]}"
+    out = failed(
+        cli(
+            *bad_input_args(env, namespace, connection),
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--provider-kubeconfig",
+            str(closed),
+        )
+    )
+    assert f"cannot reach the provider cluster at https://127.0.0.1:{port}: connection refused" in (
+        out
+    )
+    assert_nothing_written(env, namespace, connection)
+
+
+def test_installer_without_permissions_is_told_which_and_nothing_is_written(
+    env: Env, installed: str
+) -> None:
+    restricted = env.consumer.mint_kubeconfig(f"nobody-{uuid.uuid4().hex[:6]}")
+    namespace, connection = f"ns-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:6]}"
+    out = failed(
+        cli(
+            *bad_input_args(env, namespace, connection),
+            "--consumer-kubeconfig",
+            str(restricted),
+            "--provider-kubeconfig",
+            str(env.provider.kubeconfig),
+        )
+    )
+    assert "the installer lacks permission to" in out
+    assert "create clusterroles" in out
+    assert "in the consumer cluster; ask an admin" in out
+    assert_nothing_written(env, namespace, connection)
+
+
+def test_provider_user_without_permissions_changes_nothing_in_either_cluster(
+    env: Env, installed: str
+) -> None:
+    restricted = env.provider.mint_kubeconfig(f"reader-{uuid.uuid4().hex[:6]}")
+    namespace, connection = f"ns-{uuid.uuid4().hex[:6]}", f"c-{uuid.uuid4().hex[:6]}"
+    before = provider_objects(env.provider_kube)
+    out = failed(
+        cli(
+            *bad_input_args(env, namespace, connection),
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--provider-kubeconfig",
+            str(restricted),
+        )
+    )
+    assert "lacks permission to list customresourcedefinitions in the provider cluster" in out
+    assert provider_objects(env.provider_kube) == before
+    assert_nothing_written(env, namespace, connection)
+
+
+# -- uninstall (last: it removes what the tests above share) ------------------------------
+
+
+def test_uninstall_all_removes_the_connector_and_frees_bound_objects(
+    env: Env, installed: str
+) -> None:
+    consumer = env.consumer_kube
+    # A bound object deleted while the connector holds its finalizer: stuck until uninstall.
+    provider_crd = env.provider_kube.get(
+        CUSTOM_RESOURCE_DEFINITIONS, "nopresources.nop.example.org"
+    )
+    consumer.apply(
+        CUSTOM_RESOURCE_DEFINITIONS,
+        desired_consumer_crd(provider_crd, connection_name=env.connection),
+        "install-test",
+    )
+    eventually(lambda: _established(consumer, "nopresources.nop.example.org"))
+    stuck = {
+        "apiVersion": NOP.api_version,
+        "kind": NOP.kind,
+        "metadata": {"name": "stuck", "namespace": "default", "finalizers": [FINALIZER]},
+        "spec": {"coolField": "x"},
+    }
+    consumer.apply(NOP, stuck, "install-test")
+    consumer.delete(NOP, "stuck", "default")
+    assert consumer.get(NOP, "stuck", "default")["metadata"]["deletionTimestamp"]
+    provider_before = provider_objects(env.provider_kube)
+    assert provider_before, "install created nothing in the provider?"
+
+    out = ok(
+        cli(
+            "uninstall",
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--all",
+            "--helm",
+            env.helm,
+        )
+    )
+
+    assert "Uninstalled Helm release api-connector" in out
+    assert yaml.safe_load(env.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json")) == []
+    assert not exists(consumer, CLUSTER_CONNECTIONS, env.connection)
+    assert not exists(consumer, SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    eventually(lambda: not exists(consumer, NOP, "stuck", "default"), timeout=10)
+    assert provider_objects(env.provider_kube) == provider_before
+    # The CRDs stay: objects of those APIs may still exist.
+    assert exists(consumer, CUSTOM_RESOURCE_DEFINITIONS, "clusterconnections.connect.upbound.io")
+
+    again = ok(
+        cli(
+            "uninstall",
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--all",
+            "--helm",
+            env.helm,
+        )
+    )
+    assert "Nothing to uninstall" in again
