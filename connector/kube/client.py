@@ -337,6 +337,11 @@ class KubeClient:
         if not field_manager:
             raise ValueError("Server-side apply needs a field manager.")
         body = _with_type(dict(obj), res)
+        metadata = body.get("metadata")
+        if isinstance(metadata, Mapping) and "managedFields" in metadata:
+            # An apply body must not carry managedFields (the server rejects it); objects
+            # read from a cache do, and the intent is clear without them.
+            body["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
         query = {"fieldManager": field_manager, "force": "true" if force else "false"}
         out = self._json(
             "PATCH",

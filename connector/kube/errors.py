@@ -255,11 +255,14 @@ def _is_certificate_failure(exc: BaseException | None) -> bool:
     return False
 
 
+_VERIFY_FAILED = re.compile(r"certificate verify failed: (.+?)(?:\.?\s*\(_ssl\.c:\d+\)|\"\)|'\)|$)")
+
+
 def _tls_message(server: str, detail: str) -> str:
     # urllib3 nests the SSL error inside its own message; keep the innermost reason.
-    match = re.search(r"certificate verify failed: [^()'\"]+", detail)
+    match = _VERIFY_FAILED.search(detail)
     if match:
-        detail = match.group(0).strip().rstrip(".")
+        detail = f"certificate verify failed: {match.group(1).strip()}"
     return (
         f"TLS verification of the API server {server} failed: {detail}. The server's "
         "certificate is not trusted by the configured certificate authority (check the "

@@ -135,7 +135,8 @@ class WorkQueue(Generic[K]):
     def add(self, key: K) -> None:
         """Queue ``key`` now, unless it is already waiting."""
         with self._cond:
-            self._queued_since.setdefault(key, self.clock())
+            if not self._shutting_down:
+                self._queued_since.setdefault(key, self.clock())
             self._add_locked(key)
 
     def _add_locked(self, key: K) -> None:
@@ -256,6 +257,7 @@ class WorkQueue(Generic[K]):
             self._dirty.clear()
             self._heap.clear()
             self._waiting.clear()
+            self._queued_since.clear()
             self._update_depth()
             self._cond.notify_all()
 
@@ -336,6 +338,8 @@ def process_next(
     outcome = "success"
     try:
         result = reconcile(key)
+        if result is not None and not isinstance(result, Result):
+            raise TypeError(f"A reconcile returned {result!r}; return a Result or None.")
     except TerminalError as e:
         outcome = "terminal"
         queue.forget(key)
@@ -400,8 +404,14 @@ def run_workers(
         raise ValueError("A worker pool needs at least one worker.")
 
     def work() -> None:
-        while process_next(queue, reconcile, name, metrics=metrics):
-            pass
+        while True:
+            try:
+                if not process_next(queue, reconcile, name, metrics=metrics):
+                    return
+            except Exception:
+                # Only a bug outside reconcile gets here (reconcile's own errors are
+                # handled); a worker thread that died would silently shrink the pool.
+                log.exception("A worker hit an unexpected error; it carries on.", controller=name)
 
     threads = [
         threading.Thread(target=work, name=f"{name}-worker-{i}", daemon=True) for i in range(n)

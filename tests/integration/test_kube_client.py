@@ -219,6 +219,15 @@ def test_apply_creates_and_an_identical_apply_does_not_write(
     assert third["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"]
 
 
+def test_an_object_read_back_can_be_applied_as_is(
+    client: KubeClient, widgets: Resource, namespace: str
+) -> None:
+    stored = client.apply(widgets, widget("w", namespace, size=3), "connector")
+    assert stored["metadata"]["managedFields"]
+    again = client.apply(widgets, stored, "connector")
+    assert again["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
 def test_apply_without_force_conflicts_on_a_field_another_manager_owns(
     client: KubeClient, widgets: Resource, namespace: str
 ) -> None:

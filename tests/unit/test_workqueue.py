@@ -331,3 +331,10 @@ def test_a_separate_registry_per_metrics_object_lets_components_coexist() -> Non
     first, second = Metrics(), Metrics()
     first.queue_depth.labels("x").set(3)
     assert second.registry.get_sample_value("api_connector_workqueue_depth", {"queue": "x"}) is None
+
+
+def test_a_reconcile_returning_something_else_than_a_result_is_retried_as_an_error() -> None:
+    q: WorkQueue[str] = WorkQueue("t")
+    q.add("a")
+    _one(q, lambda key: True)
+    assert q.num_requeues("a") == 1
