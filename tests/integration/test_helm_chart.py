@@ -649,3 +649,42 @@ def test_service_account_is_denied_everything_else(consumer: Cluster, installed:
         assert not connector.self_subject_access_review(
             "delete", CLUSTER_CONNECTIONS.group, CLUSTER_CONNECTIONS.plural
         )
+
+
+def test_pods_pass_the_restricted_pod_security_standard(
+    helm: Path, consumer: Cluster, namespace: str
+) -> None:
+    # The API server's PodSecurity admission, enforcing "restricted" on the namespace, judges
+    # a Pod made from each Deployment's template (there is no controller to make them here).
+    release = f"ac-{uuid.uuid4().hex[:8]}"
+    manifests = render(helm, *SERVICES_MODE, release=release, namespace=namespace)
+    with consumer.api_client() as api:
+        admin = _kube(api)
+        admin.patch(
+            NAMESPACES,
+            namespace,
+            None,
+            {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        )
+        # The ServiceAccounts a Pod needs to be admitted (a controller-manager would create
+        # "default").
+        admin.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": namespace}})
+        admin.create(SERVICE_ACCOUNTS, only(manifests, "ServiceAccount"))
+        privileged = {
+            "metadata": {"name": "privileged", "namespace": namespace},
+            "spec": {
+                "containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]
+            },
+        }
+        # Guards the check: enforcement is really on.
+        assert _forbidden(admin.create, PODS, privileged)
+        deployments = [m for m in manifests if m["kind"] == "Deployment"]
+        assert len(deployments) == 4
+        for deployment in deployments:
+            template = deployment["spec"]["template"]
+            pod = {
+                "metadata": {**template["metadata"], "name": deployment["metadata"]["name"]},
+                "spec": template["spec"],
+            }
+            pod["metadata"]["namespace"] = namespace
+            admin.create(PODS, pod)
