@@ -139,9 +139,10 @@ SERVICES_MODE = (
 # -- linting and rendering ------------------------------------------------------------------
 
 
-def test_chart_passes_helm_lint_strict(helm: Path) -> None:
+@pytest.mark.parametrize("flags", [(), SERVICES_MODE], ids=["defaults", "services-mode"])
+def test_chart_passes_helm_lint_strict(helm: Path, flags: tuple[str, ...]) -> None:
     result = subprocess.run(
-        [str(helm), "lint", "--strict", str(CHART)],
+        [str(helm), "lint", "--strict", str(CHART), *flags],
         capture_output=True,
         text=True,
         check=False,
