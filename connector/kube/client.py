@@ -288,6 +288,20 @@ class KubeClient:
         out = self._json("POST", path, body=body, query=query)
         return _with_type(out, res)
 
+    def create_subresource(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None,
+        subresource: str,
+        body: Mapping[str, Any],
+    ) -> Object:
+        """POST ``body`` to a subresource, e.g. a ``TokenRequest`` to ``serviceaccounts/token``;
+        returns the server's answer (the body's kind, not ``res``'s)."""
+        return self._json(
+            "POST", res.object_path(name, namespace, subresource=subresource), body=dict(body)
+        )
+
     def update(
         self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
     ) -> Object:

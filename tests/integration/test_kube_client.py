@@ -15,7 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from connector.envtest import Cluster
 from connector.kube.client import KubeClient, WatchEvent
-from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
+from connector.kube.config import (
+    client_from_kubeconfig,
+    client_from_kubeconfig_file,
+    client_from_robot_token,
+)
 from connector.kube.errors import (
     ConflictError,
     ForbiddenError,
@@ -32,6 +36,7 @@ from connector.kube.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
+    SERVICE_ACCOUNTS,
     Resource,
 )
 
@@ -385,6 +390,52 @@ def test_a_closed_port_is_unreachable_quickly(provider: Cluster) -> None:
     assert time.monotonic() - started < 2
     assert f"127.0.0.1:{port}" in str(raised.value)
     assert raised.value.status is None
+
+
+def service_account_token(client: KubeClient, namespace: str, name: str) -> str:
+    client.create(SERVICE_ACCOUNTS, {"metadata": {"name": name, "namespace": namespace}})
+    review = client.create_subresource(
+        SERVICE_ACCOUNTS,
+        name,
+        namespace,
+        "token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    token: str = review["status"]["token"]
+    return token
+
+
+def test_a_robot_token_client_sends_its_token_to_the_spaces_path_over_verified_tls(
+    client: KubeClient, provider: Cluster, namespace: str
+) -> None:
+    # The provider plays the Spaces endpoint: it authenticates the token and authorizes the
+    # request for the control plane's path, which proves the URL, the TLS trust and the
+    # bearer token without a Spaces installation.
+    token = service_account_token(client, namespace, "robot")
+    ca = provider.ca_file.read_text()
+    base = provider.server.removeprefix("https://") + "/"
+    with (
+        client_from_robot_token(token, "acme", base, "group-a", "ctp-1", ca_data=ca) as robot,
+        pytest.raises(ForbiddenError) as raised,
+    ):
+        robot.server_version()
+    message = raised.value.message
+    assert f'User "system:serviceaccount:{namespace}:robot"' in message
+    assert '"controlplanes/k8s"' in message
+    assert 'in the namespace "group-a"' in message
+    assert token not in message
+
+
+def test_a_robot_token_client_rejects_a_server_its_cas_do_not_trust(
+    provider: Cluster, consumer: Cluster
+) -> None:
+    with (
+        client_from_robot_token(
+            "token", "acme", provider.server, "g", "c", ca_data=consumer.ca_file.read_text()
+        ) as robot,
+        pytest.raises(TLSError),
+    ):
+        robot.server_version()
 
 
 def test_failed_requests_are_counted_by_status(provider: Cluster, namespace: str) -> None:
