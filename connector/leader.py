@@ -231,11 +231,14 @@ class LeaderElector:
             return False
 
     def _try_acquire_or_renew(self) -> bool:
+        # The term is counted from before the request: the server may have applied the write
+        # any time after this, so the leader's own deadline must not start later.
+        attempt_started = self._clock()
         now_wall = _now_micro_time()
         try:
             lease = self._client.get(LEASES, self.name, self.namespace)
         except NotFoundError:
-            return self._create(now_wall)
+            return self._create(now_wall, attempt_started)
 
         current = LeaseRecord.from_spec(lease.get("spec"))
         rv = str((lease.get("metadata") or {}).get("resourceVersion") or "")
@@ -282,10 +285,10 @@ class LeaderElector:
             # Another replica wrote between our read and our write; its record wins.
             self._log.debug("Another replica updated the lease first; trying again later.")
             return False
-        self._record_success(updated, record)
+        self._record_success(updated, record, attempt_started)
         return True
 
-    def _create(self, now_wall: str) -> bool:
+    def _create(self, now_wall: str, attempt_started: float) -> bool:
         record = LeaseRecord(
             holder_identity=self.identity,
             lease_duration_seconds=self._lease_seconds(),
@@ -304,16 +307,17 @@ class LeaderElector:
         except ConflictError:
             self._log.debug("Another replica created the lease first; trying again later.")
             return False
-        self._record_success(created, record)
+        self._record_success(created, record, attempt_started)
         return True
 
-    def _record_success(self, lease: Mapping[str, Any], record: LeaseRecord) -> None:
-        now = self._clock()
+    def _record_success(
+        self, lease: Mapping[str, Any], record: LeaseRecord, attempt_started: float
+    ) -> None:
         with self._lock:
             self._observed = record
             self._observed_rv = str((lease.get("metadata") or {}).get("resourceVersion") or "")
-            self._observed_time = now
-            self._last_renew = now
+            self._observed_time = self._clock()
+            self._last_renew = attempt_started
             recovered = self._failing
             self._failing = False
         if recovered:

@@ -28,7 +28,7 @@ from connector.envtest import Cluster
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
 from connector.kube.errors import NotFoundError
-from connector.kube.resources import CONFIG_MAPS, LEASES
+from connector.kube.resources import CONFIG_MAPS, LEASES, ROLE_BINDINGS, ROLES
 from connector.leader import LeaderElector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,6 +258,49 @@ def test_leader_that_cannot_reach_the_api_server_steps_down_within_renew_deadlin
         wait_for("run() returns after stepping down", lambda: not a.thread.is_alive(), timeout=3)
     finally:
         gated.close()
+
+
+def test_leader_whose_lease_writes_become_forbidden_steps_down_within_renew_deadline(
+    consumer: Cluster, namespace: str, replicas: Callable[..., Replica]
+) -> None:
+    user = f"leader-{namespace}"
+    rbac = {"apiGroup": "rbac.authorization.k8s.io"}
+    with client_for(consumer.kubeconfig) as admin:
+        admin.create(
+            ROLES,
+            {
+                "metadata": {"name": "leader-election", "namespace": namespace},
+                "rules": [
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["get", "create", "update"],
+                    }
+                ],
+            },
+        )
+        admin.create(
+            ROLE_BINDINGS,
+            {
+                "metadata": {"name": "leader-election", "namespace": namespace},
+                "roleRef": {**rbac, "kind": "Role", "name": "leader-election"},
+                "subjects": [{**rbac, "kind": "User", "name": user}],
+            },
+        )
+        with client_for(consumer.mint_kubeconfig(user)) as limited:
+            a = replicas("replica-a", client=limited)
+            wait_for("a leads with only the Lease permissions", lambda: a.is_leader)
+
+            admin.delete(ROLE_BINDINGS, "leader-election", namespace)
+            revoked_at = time.monotonic()
+            wait_for("a stops leading", a.stopped.is_set, timeout=RENEW_DEADLINE + 2)
+            stepped_down = time.monotonic() - revoked_at
+
+            assert not a.is_leader
+            # Before the lease can expire for another replica, however the revocation and
+            # the last renewal were timed.
+            assert stepped_down < LEASE_DURATION, stepped_down
+            wait_for("run() returns", lambda: not a.thread.is_alive(), timeout=3)
 
 
 # -- failover between real processes ---------------------------------------------------------
