@@ -285,6 +285,38 @@ def test_stage_tls_fails_clearly_while_the_connector_cannot_present_client_certi
     assert "stages.tls.enabled" in result.stderr
 
 
+def test_scheduling_and_image_values_reach_every_pod_they_should(helm: Path) -> None:
+    manifests = render(
+        helm,
+        *SERVICES_MODE,
+        "--set",
+        "nodeSelector.pool=control",
+        "--set",
+        "tolerations[0].key=dedicated",
+        "--set",
+        "tolerations[0].operator=Exists",
+        "--set",
+        "image.repository=registry.example/api-connector",
+        "--set-string",
+        "image.tag=1.2.3",
+        "--set",
+        "stages.binder.image.repository=registry.example/binder",
+    )
+    images = {}
+    for deployment in (m for m in manifests if m["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"pool": "control"}
+        assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+        images[deployment["metadata"]["name"]] = pod["containers"][0]["image"]
+    # A stage can run another image; an unset field falls back to the top-level image.
+    assert images == {
+        RELEASE: "registry.example/api-connector:1.2.3",
+        f"{RELEASE}-crd-puller": "registry.example/api-connector:1.2.3",
+        f"{RELEASE}-binder": "registry.example/binder:1.2.3",
+        f"{RELEASE}-object-syncer": "registry.example/api-connector:1.2.3",
+    }
+
+
 def test_extra_args_are_appended_to_the_connector_command(helm: Path) -> None:
     args = connector_args(render(helm, "--set", "extraArgs={--example-flag=1}"))
     assert args[-1] == "--example-flag=1"
