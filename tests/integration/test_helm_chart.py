@@ -198,6 +198,14 @@ def test_default_install_runs_one_connector_with_stages_in_process(helm: Path) -
     assert [m["metadata"]["name"] for m in manifests if m["kind"] == "Deployment"] == [RELEASE]
 
 
+def test_display_name_reaches_the_connector_verbatim(helm: Path) -> None:
+    # The connector turns any name into valid label values itself; the chart must not mangle
+    # it on the way (": " and " #" would end a YAML value early if it were not quoted).
+    name = "Team A: prod #1"
+    args = connector_args(render(helm, "--set-string", f"consumerClusterDisplayName={name}"))
+    assert flag(args, "consumer-cluster-name") == name
+
+
 def test_empty_display_name_is_left_to_the_connector(helm: Path) -> None:
     assert flag(connector_args(render(helm)), "consumer-cluster-name") is None
 
