@@ -249,12 +249,15 @@ class Informer:
 
         Raises :class:`GoneError` when the version is too old (the caller relists).
         """
+        # Between 1x and 2x the configured timeout, as client-go's reflector does, so that
+        # informers started together do not all re-watch in the same second.
+        timeout = max(1, round(self.watch_timeout_seconds * (1 + random.random())))
         stream = self.client.watch(
             self.res,
             self.resource_version,
             self.namespace,
             self.label_selector,
-            timeout_seconds=self.watch_timeout_seconds,
+            timeout_seconds=timeout,
         )
         with self._lock:
             self._stream = stream
