@@ -195,7 +195,7 @@ class KubeClient:
                 query["limit"] = str(page_size)
             if token:
                 query["continue"] = token
-            page = self._json("GET", path, query=query)
+            page = self._json("GET", path, query=query, verb="list")
             items.extend(_with_type(item, res) for item in page.get("items") or [])
             meta = page.get("metadata") or {}
             # Every page of a paginated list is served from the first page's snapshot.
@@ -492,7 +492,7 @@ class KubeClient:
 
         The caller reads the body and releases the connection.
         """
-        verb = verb or _verb_of(method, query)
+        verb = verb or _verb_of(method)
         resource_path = path + ("?" + urlencode(query) if query else "")
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -734,7 +734,7 @@ def _with_type(obj: Object, res: Resource) -> Object:
     return obj
 
 
-def _verb_of(method: str, query: Mapping[str, str] | None) -> str:
+def _verb_of(method: str) -> str:
     return {
         "GET": "get",
         "POST": "create",
