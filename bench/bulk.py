@@ -1,0 +1,157 @@
+"""Bulk sync throughput: many objects created at once in the consumer → all in the provider.
+
+The benchmark creates ``--objects`` NopResources in the bound namespace of the consumer, on
+as many threads as the connector has workers, and times from the first create to the moment
+its own watch on the provider has seen every twin. The connector runs as its own process
+(``api-connector run --poll-interval 1h``), as deployed.
+
+Floor, in the same run: a raw create loop of the same number of objects straight into the
+provider, with a client built as the connector builds its own (same library, same QPS
+limit) and the same concurrency. Target: the connector's throughput ≥ 60 % of the floor's.
+
+Run: ``.venv/bin/python bench/bulk.py [--quick] [--objects N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+from _harness import (
+    BOUND_NS,
+    CONNECTOR_WORKERS,
+    FLOOR_NS,
+    NOP,
+    OUT,
+    BenchError,
+    Figure,
+    Report,
+    clusters,
+    connect_and_bind,
+    connector_process,
+    counters_per,
+    machine,
+    nop,
+    run_parallel,
+)
+
+from connector.kube import Informer, KubeClient
+
+TARGET_RATIO = 0.60
+
+
+class Counter:
+    """A provider watch counting distinct objects, noting when the count reaches ``want``."""
+
+    def __init__(self, client: KubeClient, namespace: str, want: int) -> None:
+        self.want = want
+        self._names: set[str] = set()
+        self.done_at: float | None = None
+        self.done = threading.Event()
+        self.informer = Informer(
+            client, NOP, namespace=namespace, handler=self._on_event, name=f"count-{namespace}"
+        )
+
+    def _on_event(self, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED" or self.done.is_set():
+            return
+        self._names.add(obj["metadata"]["name"])
+        if len(self._names) >= self.want:
+            self.done_at = time.perf_counter()
+            self.done.set()
+
+    @property
+    def count(self) -> int:
+        return len(self._names)
+
+
+def create_all(client: KubeClient, namespace: str, n: int, prefix: str, threads: int) -> float:
+    """Create ``n`` objects on ``threads`` threads; the seconds it took."""
+    names = [f"{prefix}-{i}" for i in range(n)]
+    start = time.perf_counter()
+    errors = run_parallel(
+        names,
+        lambda name: client.create(NOP, nop(name, namespace, "bulk")),
+        threads=threads,
+        deadline=time.monotonic() + 600,
+    )
+    if errors:
+        raise BenchError(f"Creating {n} objects failed: {errors[0]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 objects instead of 2,000")
+    parser.add_argument("--objects", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after (s)")
+    args = parser.parse_args()
+    n = args.objects or (200 if args.quick else 2000)
+    threads = CONNECTOR_WORKERS
+
+    report = Report("bulk", args.quick)
+    with clusters(OUT / "clusters-bulk") as env:
+        report.details["machine"] = machine(env)
+        with connector_process(env) as connector:
+            connect_and_bind(env)
+            # Floor, with the connector up and idle: the raw create loop into the provider,
+            # client built like the connector's.
+            floor_client = env.client("provider")
+            floor_seconds = create_all(floor_client, FLOOR_NS, n, "raw", threads)
+            floor_rate = n / floor_seconds
+            counter = Counter(env.provider, BOUND_NS, n)
+            counter.informer.start()
+            try:
+                counter.informer.wait_synced(30)
+                before = connector.counters()
+                start = time.perf_counter()
+                create_seconds = create_all(env.consumer, BOUND_NS, n, "bulk", threads)
+                if not counter.done.wait(args.timeout):
+                    raise BenchError(
+                        f"Only {counter.count} of {n} twins reached the provider within "
+                        f"{args.timeout:.0f} s."
+                    )
+                assert counter.done_at is not None
+                seconds = counter.done_at - start
+                # Let the trailing status writes finish: they are part of the cost per object.
+                time.sleep(min(10.0, seconds))
+                per_object = counters_per(before, connector.counters(), n)
+            finally:
+                counter.informer.stop()
+        rate = n / seconds
+        report.details["bulk"] = {
+            "objects": n,
+            "concurrency": threads,
+            "consumer_create_seconds": round(create_seconds, 2),
+            "connector_seconds": round(seconds, 2),
+            "connector_objects_per_s": round(rate, 1),
+            "floor_seconds": round(floor_seconds, 2),
+            "floor_objects_per_s": round(floor_rate, 1),
+            "connector_per_object": per_object,
+        }
+        report.add(
+            Figure(
+                f"bulk {n} objects: throughput",
+                "obj/s",
+                f">= {TARGET_RATIO:.0%} of floor",
+                rate,
+                floor_rate,
+                passed=rate >= TARGET_RATIO * floor_rate,
+                note=(
+                    f"all twins in the provider {seconds:.1f} s after the first create "
+                    f"(creates took {create_seconds:.1f} s); the raw loop took "
+                    f"{floor_seconds:.1f} s"
+                ),
+            )
+        )
+    report.print_table()
+    print("  connector requests/reconciles per object:")
+    for k, v in report.details["bulk"]["connector_per_object"].items():
+        print(f"      {v:6.2f}  {k}")
+    print(f"  report: {report.save()}")
+
+
+if __name__ == "__main__":
+    main()

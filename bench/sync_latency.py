@@ -1,0 +1,541 @@
+"""Sync latency under a steady load, both directions, against a floor measured in the same run.
+
+- **spec**: a consumer write (half creates of new objects, half spec updates of existing
+  ones) → the provider twin carries the new spec.
+- **status**: a write of the twin's status subresource in the provider → the consumer
+  object carries the new status.
+
+Each write puts a unique marker (``m-<n>``, n increasing) into ``spec.coolField`` or into
+the ``Ready`` condition's message. The latency of a write is from the moment the write call
+returned to the moment a watch, opened by this process on the other cluster, first shows
+that object with that marker or a later one (a level-based syncer may fold two quick writes
+of one object into one). Writes are paced at ``--rate`` per second for ``--seconds``.
+
+The connector runs in this process (as the demo runs it) with a 1 h poll interval, so only
+watches move data. The floor is the smallest relay written with the same client library —
+an Informer whose handler queues the key, the same number of workers, one server-side apply
+per change — copying spec consumer → provider (or status provider → consumer) in a namespace
+the connector does not sync, with the same load, in the same run.
+
+Targets: p50 ≤ 30 ms, p99 ≤ 150 ms, p99 ≤ 2x the floor's p99.
+
+Run: ``.venv/bin/python bench/sync_latency.py [--quick] [--direction spec|status|both]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from _harness import (
+    BOUND_NS,
+    CONNECTION,
+    CONNECTOR_WORKERS,
+    FLOOR_NS,
+    NOP,
+    OUT,
+    BenchError,
+    Env,
+    Figure,
+    Report,
+    clusters,
+    condition_status,
+    connect_and_bind,
+    connector_in_process,
+    counters,
+    counters_per,
+    eventually,
+    machine,
+    nop,
+    percentile,
+    run_parallel,
+)
+from _trace import Request, Trace
+
+from connector.kube import Informer, KubeClient, WorkQueue, run_workers
+from connector.kube.metrics import Metrics
+
+P50_TARGET_MS = 30.0
+P99_TARGET_MS = 150.0
+FLOOR_FACTOR = 2.0
+#: Objects updated round-robin: at 20 writes/s each is written about once a second, so
+#: writes to one object rarely overlap and most markers are seen individually.
+POOL = 20
+RELAY_MANAGER = "bench-relay"
+
+
+# -- observing markers --------------------------------------------------------------------
+
+
+def marker_index(value: object) -> int | None:
+    if isinstance(value, str) and value.startswith("m-"):
+        with contextlib.suppress(ValueError):
+            return int(value[2:])
+    return None
+
+
+def spec_marker(obj: dict[str, Any]) -> int | None:
+    return marker_index((obj.get("spec") or {}).get("coolField"))
+
+
+def status_marker(obj: dict[str, Any]) -> int | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return marker_index(cond.get("message"))
+    return None
+
+
+class MarkerWatch:
+    """A watch (an Informer) on one namespace that records, per object, when each marker
+    was first seen."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        extract: Callable[[dict[str, Any]], int | None],
+        name: str,
+    ) -> None:
+        self._extract = extract
+        self._lock = threading.Lock()
+        self.seen: dict[str, list[tuple[int, float]]] = {}
+        self.informer = Informer(
+            client, NOP, namespace=namespace, handler=self._on_event, name=name
+        )
+
+    def _on_event(self, event: str, obj: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if event == "DELETED":
+            return
+        index = self._extract(obj)
+        if index is None:
+            return
+        with self._lock:
+            self.seen.setdefault(obj["metadata"]["name"], []).append((index, now))
+
+    def first_at_or_after(self, name: str, index: int) -> float | None:
+        """When the object first showed marker ``index`` or a later one."""
+        with self._lock:
+            times = [t for i, t in self.seen.get(name, ()) if i >= index]
+        return min(times) if times else None
+
+    def __enter__(self) -> MarkerWatch:
+        self.informer.start()
+        if not self.informer.wait_synced(30):
+            raise BenchError(f"The watch {self.informer.name} did not sync.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.informer.stop()
+
+
+@dataclass
+class Write:
+    name: str
+    index: int
+    returned_at: float
+
+
+@dataclass
+class Run:
+    """The outcome of one paced run."""
+
+    label: str
+    writes: list[Write] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    #: Each seen write with its latency.
+    pairs: list[tuple[Write, float]] = field(default_factory=list)
+    #: What the connector's request and reconcile counters grew by, per write.
+    per_write: dict[str, float] = field(default_factory=dict)
+    #: Where the time went (``--trace``).
+    phases: dict[str, Any] = field(default_factory=dict)
+    missing: int = 0
+    achieved_rate: float = 0.0
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "writes": len(self.writes),
+            "achieved_rate_per_s": round(self.achieved_rate, 2),
+            "missing": self.missing,
+            "errors": self.errors[:5],
+            "p50_ms": round(self.p(50), 2),
+            "p90_ms": round(self.p(90), 2),
+            "p99_ms": round(self.p(99), 2),
+            "max_ms": round(max(self.latencies_ms), 2) if self.latencies_ms else None,
+            "connector_per_write": self.per_write,
+            "phases": self.phases,
+        }
+
+
+def paced_run(
+    label: str,
+    write: Callable[[int, str], str],
+    watch: MarkerWatch,
+    *,
+    rate: float,
+    seconds: float,
+    settle: float = 15.0,
+    run: Run | None = None,
+) -> Run:
+    """``write(index, marker)`` (returning the object's name) ``rate`` times a second for
+    ``seconds``; then wait up to ``settle`` s for the watch to show every marker. Fills in
+    and returns ``run`` (a new one if not given)."""
+    run = run or Run(label)
+    start = time.perf_counter()
+    end = start + seconds
+    index = 0
+    while True:
+        due = start + index / rate
+        if due >= end:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            name = write(index, f"m-{index}")
+            run.writes.append(Write(name, index, time.perf_counter()))
+        except Exception as e:  # a failed write is reported, the run goes on
+            run.errors.append(f"{type(e).__name__}: {e}")
+        index += 1
+    run.achieved_rate = len(run.writes) / max(1e-9, time.perf_counter() - start)
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        if all(watch.first_at_or_after(w.name, w.index) is not None for w in run.writes):
+            break
+        time.sleep(0.1)
+    for w in run.writes:
+        seen = watch.first_at_or_after(w.name, w.index)
+        if seen is None:
+            run.missing += 1
+        else:
+            run.latencies_ms.append((seen - w.returned_at) * 1000)
+            run.pairs.append((w, (seen - w.returned_at) * 1000))
+    return run
+
+
+@contextlib.contextmanager
+def observed(run_label: str, probe: Probe, carrier: Callable[[Request], bool]) -> Iterator[Run]:
+    """Snapshot the connector's counters (and trace it, if asked) around a run; the yielded
+    run is filled in when the block ends."""
+    holder = Run(run_label)
+    before = counters(probe.metrics)
+    if probe.trace is not None:
+        probe.trace.reset()
+    yield holder
+    holder.per_write = counters_per(before, counters(probe.metrics), len(holder.writes))
+    if probe.trace is not None:
+        samples = [(w.name, w.returned_at, w.returned_at + ms / 1000) for w, ms in holder.pairs]
+        holder.phases = probe.trace.breakdown(samples, carrier=carrier)
+
+
+@dataclass
+class Probe:
+    metrics: Metrics
+    trace: Trace | None
+
+
+# -- the floor: a minimal relay with the same client library --------------------------------
+
+
+@contextlib.contextmanager
+def relay(
+    source: KubeClient,
+    target: KubeClient,
+    namespace: str,
+    part: str,
+    *,
+    workers: int = CONNECTOR_WORKERS,
+) -> Iterator[None]:
+    """Copy ``part`` ("spec" or "status") of every NopResource in ``namespace`` from
+    ``source`` to ``target``: Informer → WorkQueue → workers → server-side apply."""
+    queue: WorkQueue[tuple[str, str]] = WorkQueue(name=f"relay-{part}")
+
+    def on_event(event: str, obj: dict[str, Any]) -> None:
+        if event != "DELETED":
+            queue.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+    informer = Informer(source, NOP, namespace=namespace, handler=on_event, name=f"relay-{part}")
+
+    def copy_one(key: tuple[str, str]) -> None:
+        obj = informer.get(key[0], key[1])
+        if obj is None or part not in obj:
+            return
+        out = {
+            "apiVersion": NOP.api_version,
+            "kind": NOP.kind,
+            "metadata": {"name": key[1], "namespace": key[0]},
+            part: obj[part],
+        }
+        if part == "spec":
+            target.apply(NOP, out, RELAY_MANAGER)
+        else:
+            target.apply_status(NOP, out, RELAY_MANAGER)
+
+    informer.start()
+    pool = run_workers(queue, workers, copy_one, f"relay-{part}")
+    try:
+        if not informer.wait_synced(30):
+            raise BenchError("The relay's informer did not sync.")
+        yield
+    finally:
+        pool.stop()
+        informer.stop()
+
+
+# -- the workloads ------------------------------------------------------------------------
+
+
+def spec_writer(client: KubeClient, namespace: str, prefix: str) -> Callable[[int, str], str]:
+    """Even writes create a new object; odd writes update the spec of a pool object."""
+
+    def write(index: int, marker: str) -> str:
+        if index % 2 == 0:
+            name = f"{prefix}-new-{index}"
+            client.create(NOP, nop(name, namespace, marker))
+        else:
+            name = f"{prefix}-pool-{(index // 2) % POOL}"
+            client.patch(NOP, name, namespace, {"spec": {"coolField": marker}})
+        return name
+
+    return write
+
+
+def status_writer(client: KubeClient, namespace: str, prefix: str) -> Callable[[int, str], str]:
+    """Each write replaces the twin's conditions (merge patch of the status subresource)."""
+
+    def write(index: int, marker: str) -> str:
+        name = f"{prefix}-pool-{index % POOL}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conditions = [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Available",
+                "message": marker,
+                "lastTransitionTime": now,
+            },
+            {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"},
+        ]
+        client.patch(
+            NOP, name, namespace, {"status": {"conditions": conditions}}, subresource="status"
+        )
+        return name
+
+    return write
+
+
+def spec_carrier(r: Request) -> bool:
+    """A request that can carry a spec to the provider: an apply of the twin."""
+    return r.client == CONNECTION and r.method == "PATCH" and not r.path.endswith("/status")
+
+
+def status_carrier(r: Request) -> bool:
+    """A request that can carry a status to the consumer: a write of its status."""
+    return (
+        r.client == "consumer-bench" and r.method in ("PUT", "PATCH") and r.path.endswith("/status")
+    )
+
+
+def create_pool(client: KubeClient, namespace: str, prefix: str) -> list[str]:
+    names = [f"{prefix}-pool-{i}" for i in range(POOL)]
+    errors = run_parallel(
+        names,
+        lambda n: client.create(NOP, nop(n, namespace, "initial")),
+        threads=4,
+        deadline=time.monotonic() + 60,
+    )
+    if errors:
+        raise BenchError(f"Creating the object pool failed: {errors[0]}")
+    return names
+
+
+def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
+    # Floor: the relay copies consumer floor/* → provider floor/*.
+    create_pool(env.consumer, FLOOR_NS, "sf")
+    with (
+        relay(env.client("consumer"), env.client("provider"), FLOOR_NS, "spec"),
+        MarkerWatch(env.provider, FLOOR_NS, spec_marker, "bench-provider-floor") as watch,
+    ):
+        eventually(
+            "the floor relay to copy its pool",
+            lambda: len(env.provider.list(NOP, FLOOR_NS)[0]) >= POOL,
+        )
+        floor = paced_run(
+            "spec floor",
+            spec_writer(env.consumer, FLOOR_NS, "sf"),
+            watch,
+            rate=args.rate,
+            seconds=args.seconds,
+        )
+    # The connector: consumer bench/* → provider bench/*.
+    pool = create_pool(env.consumer, BOUND_NS, "sc")
+    with MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider") as watch:
+        eventually(
+            "the connector to sync the pool",
+            lambda: all(
+                condition_status(o, "APIBound") == "True"
+                for o in env.consumer.list(NOP, BOUND_NS)[0]
+                if o["metadata"]["name"] in pool
+            )
+            and len(env.provider.list(NOP, BOUND_NS)[0]) >= len(pool),
+            timeout=60,
+        )
+        with observed("spec connector", probe, spec_carrier) as measured:
+            paced_run(
+                "spec connector",
+                spec_writer(env.consumer, BOUND_NS, "sc"),
+                watch,
+                rate=args.rate,
+                seconds=args.seconds,
+                run=measured,
+            )
+    add_figures(report, "spec", measured, floor)
+    creates = Run("creates", latencies_ms=[x for w, x in measured.pairs if w.index % 2 == 0])
+    updates = Run("updates", latencies_ms=[x for w, x in measured.pairs if w.index % 2 == 1])
+    report.details["spec"]["connector_creates"] = creates.summary()
+    report.details["spec"]["connector_updates"] = updates.summary()
+
+
+def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
+    # Floor: objects exist on both sides; the relay copies provider floor/* status → consumer.
+    pool = create_pool(env.consumer, FLOOR_NS, "tf")
+    for name in pool:
+        env.provider.create(NOP, nop(name, FLOOR_NS, "initial"))
+    with (
+        relay(env.client("provider"), env.client("consumer"), FLOOR_NS, "status"),
+        MarkerWatch(env.consumer, FLOOR_NS, status_marker, "bench-consumer-floor") as watch,
+    ):
+        floor = paced_run(
+            "status floor",
+            status_writer(env.provider, FLOOR_NS, "tf"),
+            watch,
+            rate=args.rate,
+            seconds=args.seconds,
+        )
+    # The connector: twin status in provider bench/* → consumer bench/*.
+    pool = create_pool(env.consumer, BOUND_NS, "tc")
+    eventually(
+        "the connector to bind the status pool",
+        lambda: sum(
+            1
+            for o in env.consumer.list(NOP, BOUND_NS)[0]
+            if o["metadata"]["name"] in pool and condition_status(o, "APIBound") == "True"
+        )
+        == len(pool),
+        timeout=60,
+    )
+    with (
+        MarkerWatch(env.consumer, BOUND_NS, status_marker, "bench-consumer") as watch,
+        observed("status connector", probe, status_carrier) as measured,
+    ):
+        paced_run(
+            "status connector",
+            status_writer(env.provider, BOUND_NS, "tc"),
+            watch,
+            rate=args.rate,
+            seconds=args.seconds,
+            run=measured,
+        )
+    add_figures(report, "status", measured, floor)
+
+
+def add_figures(report: Report, direction: str, measured: Run, floor: Run) -> None:
+    report.details[direction] = {"connector": measured.summary(), "floor": floor.summary()}
+    note = (
+        f"{len(measured.writes)} writes at {measured.achieved_rate:.1f}/s, "
+        f"{measured.missing} never seen, {len(measured.errors)} failed"
+    )
+    report.add(
+        Figure(
+            f"{direction} p50",
+            "ms",
+            f"<= {P50_TARGET_MS:.0f} ms",
+            measured.p(50),
+            floor.p(50),
+            passed=measured.p(50) <= P50_TARGET_MS,
+            note=note,
+        )
+    )
+    report.add(
+        Figure(
+            f"{direction} p99",
+            "ms",
+            f"<= {P99_TARGET_MS:.0f} ms",
+            measured.p(99),
+            floor.p(99),
+            passed=measured.p(99) <= P99_TARGET_MS and measured.missing == 0,
+        )
+    )
+    report.add(
+        Figure(
+            f"{direction} p99 vs floor",
+            "ms",
+            f"<= {FLOOR_FACTOR:.0f}x floor p99",
+            measured.p(99),
+            floor.p(99),
+            passed=measured.p(99) <= FLOOR_FACTOR * floor.p(99),
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 s per run instead of 60 s")
+    parser.add_argument("--rate", type=float, default=20.0, help="writes per second")
+    parser.add_argument("--seconds", type=float, default=None, help="length of each run")
+    parser.add_argument("--direction", choices=["spec", "status", "both"], default="both")
+    parser.add_argument(
+        "--trace", action="store_true", help="time the connector's steps (diagnosis)"
+    )
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 10.0 if args.quick else 60.0
+
+    report = Report("sync_latency", args.quick)
+    with clusters(OUT / "clusters-latency") as env:
+        report.details["machine"] = machine(env)
+        report.details["load"] = {"rate_per_s": args.rate, "seconds": args.seconds}
+        trace = Trace() if args.trace else None
+        if trace is not None:
+            # Before the connector starts: its informers bind their handlers at creation.
+            trace.install()
+        with connector_in_process(env) as metrics:
+            probe = Probe(metrics, trace)
+            connect_and_bind(env)
+            if args.direction in ("spec", "both"):
+                measure_spec(env, args, report, probe)
+            if args.direction in ("status", "both"):
+                measure_status(env, args, report, probe)
+    report.print_table()
+    print_details(report)
+    print(f"  report: {report.save()}")
+
+
+def print_details(report: Report) -> None:
+    for direction in ("spec", "status"):
+        details = report.details.get(direction)
+        if not details:
+            continue
+        for part in ("connector_creates", "connector_updates"):
+            if part in details:
+                d = details[part]
+                print(f"  {direction} {part}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
+        connector = details["connector"]
+        print(f"  {direction}: connector requests/reconciles per write:")
+        for k, v in connector["connector_per_write"].items():
+            print(f"      {v:6.2f}  {k}")
+        if connector["phases"]:
+            print(f"  {direction}: where the time goes: {connector['phases']}")
+
+
+if __name__ == "__main__":
+    main()
