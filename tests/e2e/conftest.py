@@ -1,4 +1,4 @@
-"""The walkthrough, set up once per session on the shared consumer and provider clusters.
+"""The walkthrough, set up once for the e2e tests on the shared consumer and provider clusters.
 
 The connector runs in this process (``Manager``) with a one-hour poll interval, so every
 behaviour a test observes arrived through a watch.
@@ -38,7 +38,9 @@ class World:
     provider_kubeconfig: str
 
 
-@pytest.fixture(scope="session")
+# Package scope: the connector stops when the e2e tests are done, so that its threads and
+# logs do not run on into other test directories.
+@pytest.fixture(scope="package")
 def world(clusters: dict[str, Cluster]) -> Iterator[World]:
     consumer, provider = clusters["consumer"], clusters["provider"]
     consumer_kube = client(consumer.kubeconfig)

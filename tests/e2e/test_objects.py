@@ -62,6 +62,10 @@ def test_the_namespace_is_created_in_the_provider(world: World, namespace: str) 
     apply(world.consumer, nop(ns))
     eventually(lambda: twin(world, ns))
     assert get(world.provider, NAMESPACES, ns) is not None
+    # Clean up while the connector runs: the object's finalizer waits for the twin.
+    world.consumer.delete(NOP, "my-resource", ns)
+    eventually(lambda: get(world.consumer, NOP, "my-resource", ns) is None)
+    world.consumer.delete(NAMESPACES, ns)
 
 
 def test_spec_labels_and_annotations_changes_follow_in_the_provider(
