@@ -191,6 +191,16 @@ class LeaderElector:
         self._done.set()
         self._run_thread: threading.Thread | None = None
         self._log = log.bind(lease=f"{namespace}/{name}", identity=identity)
+        if client.connect_timeout + client.read_timeout >= renew_deadline:
+            # Not fatal (the watchdog still steps down on time), but one hung request can
+            # then use up a whole term, and a replica that could have renewed loses the lease.
+            self._log.warning(
+                "The leader-election client's request timeouts are longer than the renew "
+                "deadline; give leader election its own client with shorter timeouts.",
+                connect_timeout=client.connect_timeout,
+                read_timeout=client.read_timeout,
+                renew_deadline=renew_deadline,
+            )
 
     # -- state ---------------------------------------------------------------------------
 
