@@ -161,12 +161,16 @@ class KubeClient:
         *,
         field_selector: str | None = None,
         page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        resource_version: str | None = None,
+        resource_version_match: Literal["NotOlderThan", "Exact"] | None = None,
     ) -> tuple[_Objects, str]:
         """List objects (all namespaces when ``namespace`` is None), following pagination.
 
         Returns the items (with ``apiVersion`` and ``kind`` filled in) and the list's
         resourceVersion, from which a watch continues. If a continue token expires while
         paging, the list restarts once without pagination, like client-go's pager.
+        ``resource_version`` (with ``resource_version_match``) relaxes or pins consistency;
+        the default is a consistent read of the latest state.
         """
         path = res.collection_path(namespace)
         base: dict[str, str] = {}
@@ -174,6 +178,10 @@ class KubeClient:
             base["labelSelector"] = label_selector
         if field_selector:
             base["fieldSelector"] = field_selector
+        if resource_version is not None:
+            base["resourceVersion"] = resource_version
+            if resource_version_match:
+                base["resourceVersionMatch"] = resource_version_match
         try:
             return self._list_pages(res, path, base, page_size)
         except GoneError:
@@ -194,6 +202,9 @@ class KubeClient:
             if page_size > 0:
                 query["limit"] = str(page_size)
             if token:
+                # The continue token carries the snapshot's version; the server rejects both.
+                query.pop("resourceVersion", None)
+                query.pop("resourceVersionMatch", None)
                 query["continue"] = token
             page = self._json("GET", path, query=query, verb="list")
             items.extend(_with_type(item, res) for item in page.get("items") or [])

@@ -204,6 +204,7 @@ def _client_kwargs(
     read_timeout: float,
     qps: float | None,
     burst: int,
+    max_retries: int,
     metrics: Metrics | None,
 ) -> dict[str, Any]:
     return {
@@ -212,6 +213,7 @@ def _client_kwargs(
         "read_timeout": read_timeout,
         "qps": qps,
         "burst": burst,
+        "max_retries": max_retries,
         "metrics": metrics,
     }
 
@@ -225,6 +227,7 @@ def client_from_kubeconfig(
     read_timeout: float = 30.0,
     qps: float | None = 50.0,
     burst: int = 100,
+    max_retries: int = 3,
     metrics: Metrics | None = None,
     base_path: str | None = None,
 ) -> KubeClient:
@@ -238,6 +241,7 @@ def client_from_kubeconfig(
             read_timeout=read_timeout,
             qps=qps,
             burst=burst,
+            max_retries=max_retries,
             metrics=metrics,
         ),
     )
@@ -252,6 +256,7 @@ def client_from_kubeconfig_file(
     read_timeout: float = 30.0,
     qps: float | None = 50.0,
     burst: int = 100,
+    max_retries: int = 3,
     metrics: Metrics | None = None,
 ) -> KubeClient:
     """Like :func:`client_from_kubeconfig`, reading a file (relative paths resolve next to it)."""
@@ -268,6 +273,7 @@ def client_from_kubeconfig_file(
         read_timeout=read_timeout,
         qps=qps,
         burst=burst,
+        max_retries=max_retries,
         metrics=metrics,
         base_path=str(file.resolve().parent),
     )
@@ -280,6 +286,7 @@ def client_in_cluster(
     read_timeout: float = 30.0,
     qps: float | None = 50.0,
     burst: int = 100,
+    max_retries: int = 3,
     metrics: Metrics | None = None,
 ) -> KubeClient:
     """A client for the cluster this Pod runs in, as its ServiceAccount (token re-read)."""
@@ -302,6 +309,7 @@ def client_in_cluster(
             read_timeout=read_timeout,
             qps=qps,
             burst=burst,
+            max_retries=max_retries,
             metrics=metrics,
         ),
     )
@@ -360,6 +368,7 @@ def client_from_robot_token(
     read_timeout: float = 30.0,
     qps: float | None = 50.0,
     burst: int = 100,
+    max_retries: int = 3,
     metrics: Metrics | None = None,
 ) -> KubeClient:
     """A client for an Upbound Spaces control plane, authenticating with a robot token.
@@ -391,6 +400,7 @@ def client_from_robot_token(
             read_timeout=read_timeout,
             qps=qps,
             burst=burst,
+            max_retries=max_retries,
             metrics=metrics,
         ),
     )

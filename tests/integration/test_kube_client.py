@@ -26,6 +26,7 @@ from connector.kube.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    ServerError,
     TLSError,
     UnauthorizedError,
     UnreachableError,
@@ -448,6 +449,29 @@ def test_failed_requests_are_counted_by_status(provider: Cluster, namespace: str
     assert registry.get_sample_value("api_connector_kube_api_request_errors_total", labels) == 1
     ok = {"cluster": "provider", "verb": "get", "status": "200"}
     assert registry.get_sample_value("api_connector_kube_api_requests_total", ok) == 1
+
+
+def test_an_answer_with_retry_after_is_retried_before_the_error_is_raised(
+    provider: Cluster, namespace: str
+) -> None:
+    # A version from the future makes the API server wait about 3 s, then answer 504 with
+    # Retry-After: 1: the one real answer that asks a client to come back.
+    registry = CollectorRegistry()
+    with kube(provider, metrics=Metrics(registry), max_retries=1) as patient:
+        started = time.monotonic()
+        with pytest.raises(ServerError) as raised:
+            patient.list(
+                CONFIG_MAPS,
+                namespace,
+                resource_version="999999999",
+                resource_version_match="NotOlderThan",
+            )
+    assert raised.value.status == 504
+    assert raised.value.retry_after == 1.0
+    assert "Too large resource version" in raised.value.message
+    assert time.monotonic() - started >= 1.0
+    labels = {"cluster": "provider", "verb": "list", "status": "504"}
+    assert registry.get_sample_value("api_connector_kube_api_requests_total", labels) == 2
 
 
 # -- watches --------------------------------------------------------------------------------
