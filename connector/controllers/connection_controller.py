@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 FIELD_MANAGER = "api-connector"
 #: How long a reconcile waits for a new provider informer's first list before requeueing.
 FIRST_LIST_WAIT = 5.0
+#: How often a provider session checks whether its watch started or stopped failing.
+HEALTH_CHECK_PERIOD = 1.0
 
 
 class ProviderSession:
@@ -69,11 +71,31 @@ class ProviderSession:
             metrics=self._metrics,
         )
 
+        self._on_change = on_change
+        self._stop = threading.Event()
+        self._health_thread = threading.Thread(
+            target=self._watch_health, name=f"provider-health-{connection}", daemon=True
+        )
+
     def start(self) -> None:
         self.informer.start()
+        self._health_thread.start()
 
     def stop(self) -> None:
+        self._stop.set()
         self.informer.stop()
+        if self._health_thread.is_alive():
+            self._health_thread.join(timeout=5)
+
+    def _watch_health(self) -> None:
+        # An informer reports objects, not outages: when its list or watch starts failing
+        # (or recovers) nothing else would wake the connection, so look every second.
+        failing = False
+        while not self._stop.wait(HEALTH_CHECK_PERIOD):
+            now_failing = self.informer.last_error is not None
+            if now_failing != failing:
+                failing = now_failing
+                self._on_change()
 
     def bindable_crds(self) -> list[Obj] | None:
         """The cached bindable CRDs; raises the informer's error while it cannot list or

@@ -227,12 +227,13 @@ class ObjectSyncer:
         meta = obj["metadata"]
         # The resourceVersion makes the merge patch conditional: the finalizer list is
         # replaced as a whole, so a concurrent change must not be overwritten.
-        self._consumer.patch(
+        written = self._consumer.patch(
             self._res,
             meta["name"],
             meta.get("namespace"),
             {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
         )
+        _follow_write(obj, written)
 
     def _add_finalizer(self, obj: Obj) -> None:
         current = list(obj["metadata"].get("finalizers") or [])
@@ -247,7 +248,8 @@ class ObjectSyncer:
     def _write_status(self, obj: Obj, status: Obj) -> None:
         updated = copy.deepcopy(obj)
         updated["status"] = status
-        self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
+        written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
+        _follow_write(obj, written)
 
     def _reconcile(self, key: ObjectKey) -> Result:
         deps = SyncDeps(
@@ -265,6 +267,18 @@ class ObjectSyncer:
             now=now_rfc3339,
         )
         return reconcile_object(key, deps)
+
+
+def _follow_write(obj: Obj, written: Obj) -> None:
+    """Carry a write's new resourceVersion (and finalizers) into the object the reconcile
+    holds, so that its next conditional write in the same reconcile (the status after the
+    finalizer, the finalizer after the status) is not refused with a 409 Conflict and
+    retried from a cache that has not yet seen our own write."""
+    meta, new = obj["metadata"], written.get("metadata") or {}
+    if new.get("resourceVersion"):
+        meta["resourceVersion"] = new["resourceVersion"]
+    if "finalizers" in new or "finalizers" in meta:
+        meta["finalizers"] = list(new.get("finalizers") or [])
 
 
 class SyncSupervisor:

@@ -29,6 +29,7 @@ from connector.kube.client import KubeClient
 from connector.kube.resources import (
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
+    CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
     SECRETS,
     Resource,
@@ -311,6 +312,30 @@ def test_a_robot_token_connection_reaches_the_provider_through_spaces(
     finally:
         world.consumer.delete(CLUSTER_CONNECTIONS, name)
         proxy.stop()
+
+
+def test_a_provider_that_goes_down_is_reported_unreachable_and_nothing_is_deleted(
+    world: World, extra: Extra
+) -> None:
+    group = f"{unique('down')}.example.org"
+    apply(extra.provider_b_kube, crd(group, "Gear"))
+    name = unique("going-down")
+    apply(world.consumer, kubeconfig_secret(name, extra.provider_b.kubeconfig.read_text()))
+    apply(world.consumer, connection(name, name))
+    eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name) == "Ready")
+    offered = world.consumer.get(CLUSTER_CONNECTIONS, name)["status"]["offeredAPIs"]
+    assert f"gears.{group}" in [o["name"] for o in offered]
+
+    # A real outage: the provider's API server and etcd stop. No Secret changes, so only
+    # the broken watch can tell the connector.
+    extra.provider_b.stop()
+    eventually(
+        lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name) == "ProviderUnreachable"
+    )
+    after = world.consumer.get(CLUSTER_CONNECTIONS, name)["status"]["offeredAPIs"]
+    assert after == offered
+    assert get(world.consumer, CUSTOM_RESOURCE_DEFINITIONS, f"gears.{group}") is not None
+    world.consumer.delete(CLUSTER_CONNECTIONS, name)
 
 
 def test_the_run_command_stops_cleanly_on_sigterm(extra: Extra) -> None:
