@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from connector.envtest import Cluster
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
 from tests.e2e.conftest import CONNECTION, World
 from tests.e2e.harness import (
@@ -136,3 +138,26 @@ def test_an_unreachable_provider_is_reported_and_nothing_is_deleted(world: World
     _secret(world, name, world.provider_kubeconfig)
     eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name) == "Ready")
     world.consumer.delete(CLUSTER_CONNECTIONS, name)
+
+
+def test_kubectl_get_shows_status_and_message_columns(
+    world: World, clusters: dict[str, Cluster]
+) -> None:
+    # What `kubectl get clusterconnection` prints: the server renders the CRD's printer
+    # columns as a Table.
+    with clusters["consumer"].api_client() as api:
+        response = api.call_api(
+            "GET",
+            f"{api.configuration.host}/apis/connect.upbound.io/v1alpha1/clusterconnections/"
+            f"{CONNECTION}",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        )
+        response.read()
+        table = json.loads(response.data)
+    columns = [c["name"] for c in table["columnDefinitions"] if c.get("priority", 0) == 0]
+    assert columns == ["Name", "STATUS", "MESSAGE"]
+    assert table["rows"][0]["cells"][:3] == [
+        CONNECTION,
+        "Ready",
+        "Provider controlplane is available",
+    ]

@@ -347,6 +347,77 @@ def test_wait_times_out_with_the_condition_when_no_connector_runs(env: Env, inst
     assert exists(env.consumer_kube, SECRETS, f"{env.connection}-late-kubeconfig", "upbound-system")
 
 
+# -- install with an Upbound robot token -------------------------------------------------
+
+
+def robot_args(env: Env, connection: str, *extra: str) -> list[str]:
+    return [
+        "install",
+        "--consumer-kubeconfig",
+        str(env.consumer.kubeconfig),
+        "--name",
+        connection,
+        "--upbound-token",
+        "robot-s3cr3t",
+        "--organization",
+        "acme",
+        "--control-plane-group",
+        "default",
+        "--control-plane",
+        "ctp",
+        "--consumer-cluster-name",
+        CONSUMER_NAME,
+        "--poll-interval",
+        "1h",
+        "--helm",
+        env.helm,
+        "--no-wait",
+        *extra,
+    ]
+
+
+def test_robot_token_install_stores_the_spaces_secret(env: Env, installed: str) -> None:
+    connection = f"{env.connection}-robot"
+    out = ok(
+        cli(
+            *robot_args(env, connection, "--spaces-base-url", "spaces.example.org"),
+            "--bound-api",
+            "nop.example.org/nopresources",
+            "--set",
+            "workers=2",
+        )
+    )
+    assert "robot-s3cr3t" not in out
+    secret = env.consumer_kube.get(SECRETS, f"{connection}-robot-token", RELEASE_NAMESPACE)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "token": "robot-s3cr3t",
+        "organization": "acme",
+        "spacesBaseURL": "spaces.example.org",
+        "controlPlaneGroupName": "default",
+        "controlPlaneName": "ctp",
+    }
+    spec = env.consumer_kube.get(CLUSTER_CONNECTIONS, connection)["spec"]
+    assert spec["secretRef"] == {
+        "kind": "UpboundRobotToken",
+        "name": f"{connection}-robot-token",
+        "namespace": RELEASE_NAMESPACE,
+    }
+
+
+def test_robot_token_without_bound_apis_needs_a_reachable_provider(
+    env: Env, installed: str
+) -> None:
+    connection = f"c-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    out = failed(cli(*robot_args(env, connection, "--spaces-base-url", f"127.0.0.1:{port}")))
+    assert "cannot list the provider's APIs through the robot token" in out
+    assert "connection refused" in out
+    assert "--bound-api GROUP/PLURAL" in out
+    assert "robot-s3cr3t" not in out
+    assert not exists(env.consumer_kube, CLUSTER_CONNECTIONS, connection)
+
+
 # -- bad input: a message naming what to fix, and nothing written -------------------------
 
 
