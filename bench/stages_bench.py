@@ -1,16 +1,23 @@
-"""Latency of one object-syncer call, in-process and over loopback gRPC.
+"""Latency of one call of each stage, in-process and over loopback gRPC.
 
-The call is the steady state of a bound object: a ~2 KB consumer object and its in-sync
-provider twin with status, so the stage compares, merges status and sets APIBound. The gRPC
-figures include the codec on both sides (dataclass → proto → JSON and back) and run against
-``api-connector serve object-syncer`` in its own process, as deployed. Target: p50 ≤ 1 ms.
+The object-syncer call is the steady state of a bound object: a ~2 KB consumer object and its
+in-sync provider twin with status, so the stage compares, merges status and sets APIBound
+(target: p50 ≤ 1 ms over gRPC). The CRD-puller call selects the bindable CRDs of a provider
+offering ten CRDs (five bindable, shaped like the walkthrough's) and composes them for the
+consumer; the binder calls bind a ClusterAPIBinding to an offered group and compute one
+consumer's provider-side access. The gRPC figures include the codec on both sides
+(dataclass → proto → JSON and back) and run against ``api-connector serve <stage>`` in its
+own process, as deployed; the in-process call is each stage's floor.
 
-Run: ``.venv/bin/python bench/stages_bench.py [--calls N]``.
+Run: ``.venv/bin/python bench/stages_bench.py [--calls N] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
+import json
 import os
 import socket
 import statistics
@@ -23,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from connector.stages import GrpcStages, InProcessStages
+from functions.binder.types import AccessRequest, BindRequest, BoundResource
+from functions.crd_puller.types import PullRequest
 from functions.object_syncer.logic import desired_twin
-from functions.object_syncer.types import SyncRequest, SyncResult
+from functions.object_syncer.types import SyncRequest
 from functions.proto.codec import encode_object
 
 NOW = "2026-11-23T12:00:00Z"
@@ -77,7 +87,90 @@ def steady_state_request() -> SyncRequest:
     return SyncRequest(consumer=consumer, provider=twin, consumer_cluster="consumer-a", now=NOW)
 
 
-def percentiles(call: Callable[[], SyncResult], calls: int) -> tuple[float, float]:
+AnyStages = GrpcStages | InProcessStages
+REPO = Path(__file__).resolve().parents[1]
+NOP_CRD = REPO / "examples" / "walkthrough" / "provider" / "nopresources.nop.example.org.yaml"
+
+
+def provider_crds(count: int = 10, bindable: int = 5) -> list[dict[str, Any]]:
+    """``count`` CRDs shaped like the walkthrough's, the first ``bindable`` of them bindable."""
+    base = yaml.safe_load(NOP_CRD.read_text())
+    crds = []
+    for i in range(count):
+        crd = copy.deepcopy(base)
+        group = f"g{i}.example.org"
+        crd["metadata"] = {
+            "name": f"nopresources.{group}",
+            "uid": f"00000000-0000-0000-0000-{i:012d}",
+            "resourceVersion": str(1000 + i),
+            "labels": {"connect.upbound.io/bindable": "true"} if i < bindable else {},
+        }
+        crd["spec"]["group"] = group
+        crds.append(crd)
+    return crds
+
+
+def pull_request() -> PullRequest:
+    return PullRequest(
+        connection_name="provider-connection",
+        provider_crds=provider_crds(),
+        consumer_crds=[],
+        now=NOW,
+    )
+
+
+NOP_OFFERED = {
+    "name": "nopresources.nop.example.org",
+    "group": "nop.example.org",
+    "kind": "NopResource",
+    "plural": "nopresources",
+    "scope": "Namespaced",
+    "versions": ["v1alpha1"],
+    "storageVersion": "v1alpha1",
+}
+
+
+def bind_request() -> BindRequest:
+    connection = {
+        "apiVersion": "connect.upbound.io/v1alpha1",
+        "kind": "ClusterConnection",
+        "metadata": {"name": "provider-connection"},
+        "spec": {"secretRef": {"kind": "KubeConfig", "name": "provider-kubeconfig"}},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "message": "Provider controlplane is available",
+                    "lastTransitionTime": NOW,
+                }
+            ],
+            "offeredAPIs": [NOP_OFFERED],
+        },
+    }
+    binding = {
+        "apiVersion": "connect.upbound.io/v1alpha1",
+        "kind": "ClusterAPIBinding",
+        "metadata": {"name": "nop.example.org", "generation": 1},
+        "spec": {"connectionRef": {"kind": "ClusterConnection", "name": "provider-connection"}},
+    }
+    return BindRequest(binding=binding, connection=connection, now=NOW)
+
+
+def access_request() -> AccessRequest:
+    resource = BoundResource(
+        crd_name="nopresources.nop.example.org",
+        group="nop.example.org",
+        kind="NopResource",
+        plural="nopresources",
+        scope="Namespaced",
+        version="v1alpha1",
+    )
+    return AccessRequest(consumer_name="consumer-a", resources=[resource])
+
+
+def percentiles(call: Callable[[], object], calls: int) -> tuple[float, float]:
     """p50 and p99 in milliseconds."""
     for _ in range(min(200, calls)):  # warm up: connections, caches
         call()
@@ -100,10 +193,17 @@ def _free_port() -> int:
 @contextmanager
 def served_object_syncer() -> Iterator[str]:
     """``api-connector serve object-syncer`` on a free loopback port, until the block ends."""
+    with served_stage("object-syncer") as address:
+        yield address
+
+
+@contextmanager
+def served_stage(stage: str) -> Iterator[str]:
+    """``api-connector serve <stage>`` on a free loopback port, until the block ends."""
     address = f"127.0.0.1:{_free_port()}"
     exe = Path(sys.executable).with_name("api-connector")
     proc = subprocess.Popen(
-        [str(exe), "serve", "object-syncer", "--address", address, "--insecure"],
+        [str(exe), "serve", stage, "--address", address, "--insecure"],
         stderr=subprocess.DEVNULL,
         env={**os.environ},
     )
@@ -127,21 +227,87 @@ def served_object_syncer() -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--calls", type=int, default=None, help="calls per figure")
+    parser.add_argument("--quick", action="store_true", help="1,000 calls instead of 5,000")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    calls = args.calls or (1000 if args.quick else 5000)
 
     req = steady_state_request()
     size = len(encode_object(req.consumer))
     local = InProcessStages()
-    want = local.sync(req)
-    p50, p99 = percentiles(lambda: local.sync(req), args.calls)
-    print(f"object-syncer, {size}-byte consumer object + twin, {args.calls} calls")
-    print(f"in-process       p50 {p50:6.3f} ms   p99 {p99:6.3f} ms")
-    with served_object_syncer() as address, GrpcStages(object_syncer=address) as remote:
-        assert remote.sync(req) == want, "gRPC must return what the function returns"
-        p50, p99 = percentiles(lambda: remote.sync(req), args.calls)
-    verdict = "meets" if p50 <= 1.0 else "misses"
-    print(f"loopback gRPC    p50 {p50:6.3f} ms   p99 {p99:6.3f} ms   ({verdict} p50 ≤ 1 ms)")
+    pull_req, bind_req, access_req = pull_request(), bind_request(), access_request()
+
+    def sync(st: AnyStages) -> object:
+        return st.sync(req)
+
+    def pull(st: AnyStages) -> object:
+        return st.pull(pull_req)
+
+    def bind(st: AnyStages) -> object:
+        return st.bind(bind_req)
+
+    def access(st: AnyStages) -> object:
+        return st.provider_access(access_req)
+
+    cases = [
+        ("object-syncer", "Sync", sync),
+        ("crd-puller", "Pull", pull),
+        ("binder", "Bind", bind),
+        ("binder", "ProviderAccess", access),
+    ]
+    print(f"each stage, {calls} calls per figure (object-syncer: {size}-byte consumer object)")
+    print(f"{'stage/method':<28}{'in-process p50':>16}{'p99':>10}{'gRPC p50':>12}{'p99':>10}")
+    figures: list[dict[str, Any]] = []
+    for stage, method, call in cases:
+        in_p50, in_p99 = percentiles(functools.partial(call, local), calls)
+        with served_stage(stage) as address:
+            remote = GrpcStages(
+                crd_puller=address if stage == "crd-puller" else None,
+                binder=address if stage == "binder" else None,
+                object_syncer=address if stage == "object-syncer" else None,
+            )
+            with remote:
+                assert call(remote) == call(local), "gRPC must return what the function returns"
+                rpc_p50, rpc_p99 = percentiles(functools.partial(call, remote), calls)
+        name = f"{stage}/{method}"
+        print(f"{name:<28}{in_p50:13.3f} ms{in_p99:7.3f} ms{rpc_p50:9.3f} ms{rpc_p99:7.3f} ms")
+        target = stage == "object-syncer"
+        figures.append(
+            {
+                "name": f"{name} gRPC p50",
+                "unit": "ms",
+                "target": "<= 1 ms" if target else "-",
+                "measured": rpc_p50,
+                "floor": in_p50,
+                "ratio": rpc_p50 / in_p50 if in_p50 else None,
+                "passed": (rpc_p50 <= 1.0) if target else None,
+                "note": "",
+            }
+        )
+        figures.append(
+            {
+                "name": f"{name} gRPC p99",
+                "unit": "ms",
+                "target": "-",
+                "measured": rpc_p99,
+                "floor": in_p99,
+                "ratio": rpc_p99 / in_p99 if in_p99 else None,
+                "passed": None,
+                "note": "",
+            }
+        )
+    verdict = "meets" if figures[0]["passed"] else "misses"
+    print(f"object-syncer over gRPC {verdict} p50 <= 1 ms")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {"bench": "stages", "quick": args.quick, "figures": figures, "details": {}},
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":
