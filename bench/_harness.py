@@ -456,6 +456,18 @@ def run_parallel(
     return errors
 
 
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``; a failure is printed, and the exit code stays 0 because
+    benchmarks report, they do not gate (``run_all`` notices the missing figures)."""
+    import traceback
+
+    try:
+        main()
+    except Exception:
+        traceback.print_exc()
+        print("The benchmark could not finish; no figures were written.", file=sys.stderr)
+
+
 # -- the machine --------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from _harness import (
     counters_per,
     machine,
     nop,
+    run_main,
     run_parallel,
 )
 
@@ -154,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

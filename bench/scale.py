@@ -40,6 +40,7 @@ from _harness import (
     nop,
     proc_cpu_seconds,
     proc_rss_mib,
+    run_main,
     run_parallel,
 )
 
@@ -186,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -53,6 +53,7 @@ from _harness import (
     machine,
     nop,
     percentile,
+    run_main,
     run_parallel,
 )
 from _trace import Request, Trace
@@ -538,4 +539,4 @@ def print_details(report: Report) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
