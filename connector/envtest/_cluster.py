@@ -40,6 +40,7 @@ ADMIN_GROUPS = ("system:masters",)
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _POLL_INTERVAL = 0.2
+_START_ATTEMPTS = 3
 
 # Ports handed out by this process and not yet reused: two clusters starting in parallel
 # must not be given the same "free" port between probing it and binding it.
@@ -111,6 +112,7 @@ class Cluster:
         self.port: int | None = None
         self._last_readiness = ""
         self._etcd_url = ""
+        self._started_binaries: Binaries | None = None
         self._log = log.bind(cluster=name)
 
     # -- public API ---------------------------------------------------------------------
@@ -132,6 +134,13 @@ class Cluster:
         """Process ids by role (``etcd``, ``kube-apiserver``), kept after they exit."""
         return dict(self._pids)
 
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL, e.g. ``http://127.0.0.1:40124`` (plain HTTP, loopback only)."""
+        if not self._etcd_url:
+            raise EnvtestError(f"cluster {self.name!r} has not been started")
+        return self._etcd_url
+
     def running(self) -> bool:
         """True while both etcd and kube-apiserver run."""
         procs = (self._etcd, self._apiserver)
@@ -151,16 +160,31 @@ class Cluster:
             self._started = True
             self._stopping.clear()
         binaries = self._binaries or find_binaries()
-        deadline = time.monotonic() + self._startup_timeout
-        try:
-            self._prepare_files()
-            self._start_etcd(binaries, deadline)
-            self._start_apiserver(binaries, deadline)
-        except BaseException:
-            self._stop_processes()
-            # Keep the logs for reading, but not a kubeconfig that points at nothing.
-            self.kubeconfig.unlink(missing_ok=True)
-            raise
+        self._started_binaries = binaries
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            deadline = time.monotonic() + self._startup_timeout
+            try:
+                self._prepare_files()
+                self._start_etcd(binaries, deadline)
+                self._start_apiserver(binaries, deadline)
+                break
+            except ClusterStartError as e:
+                # A port we probed as free can be taken by another process before our child
+                # binds it; with ports of our own choosing, try again on fresh ones.
+                retry = (
+                    attempt < _START_ATTEMPTS
+                    and self._apiserver_port is None
+                    and "address already in use" in str(e)
+                    and not self._stopping.is_set()
+                )
+                if not retry:
+                    self._fail_start()
+                    raise
+                self._log.warning("A port was taken; retrying on others.", error=str(e))
+                self._terminate_children()
+            except BaseException:
+                self._fail_start()
+                raise
         atexit.register(self.stop)
         self._log.info("Cluster is ready.", server=self.server, kubeconfig=str(self.kubeconfig))
         return self
@@ -178,6 +202,38 @@ class Cluster:
             self.kubeconfig.unlink(missing_ok=True)
         if was_running:
             self._log.info("Cluster stopped.")
+
+    def stop_apiserver(self) -> None:
+        """Stop only kube-apiserver (SIGTERM, then SIGKILL); etcd keeps running with the data.
+
+        For fault tests: clients see connection refused on the same URL until
+        :meth:`start_apiserver`. Nothing happens if kube-apiserver is not running.
+        """
+        with self._lock:
+            if not self._started:
+                raise EnvtestError(f"cluster {self.name!r} has not been started")
+            proc, self._apiserver = self._apiserver, None
+        if proc is not None:
+            _process.terminate(proc, timeout=self._stop_timeout)
+            self._log.info("kube-apiserver stopped; etcd keeps running.")
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again after :meth:`stop_apiserver` and wait for ``/readyz``.
+
+        It serves on the same port with the same certificates and etcd, so every existing
+        kubeconfig (and every object, resourceVersion and uid) stays valid.
+
+        Raises:
+            ClusterStartError: it did not become ready (the message shows its log's tail).
+        """
+        with self._lock:
+            if not self._started or self._started_binaries is None:
+                raise EnvtestError(f"cluster {self.name!r} has not been started")
+            if self._apiserver is not None and self._apiserver.poll() is None:
+                raise EnvtestError(f"kube-apiserver of cluster {self.name!r} is running")
+            binaries = self._started_binaries
+        self._start_apiserver(binaries, time.monotonic() + self._startup_timeout)
+        self._log.info("kube-apiserver started again.", server=self.server)
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -394,17 +450,30 @@ class Cluster:
                 )
             time.sleep(_POLL_INTERVAL)
 
+    def _fail_start(self) -> None:
+        self._stop_processes()
+        # Keep the logs for reading, but not a kubeconfig that points at nothing.
+        self.kubeconfig.unlink(missing_ok=True)
+
     def _stop_processes(self) -> bool:
-        """Terminate kube-apiserver, then etcd; True if anything was still running."""
+        """Stop for good (a running start() gives up); True if anything still ran."""
         with self._lock:
             self._stopping.set()
-            procs = [p for p in (self._apiserver, self._etcd) if p is not None]
-            self._apiserver = self._etcd = None
             self._started = False
-            was_running = any(p.poll() is None for p in procs)
-            # Apiserver first: it must not see its storage vanish while it still serves.
-            for proc in procs:
-                _process.terminate(proc, timeout=self._stop_timeout)
+            return self._terminate_children_locked()
+
+    def _terminate_children(self) -> None:
+        with self._lock:
+            self._terminate_children_locked()
+
+    def _terminate_children_locked(self) -> bool:
+        """Terminate kube-apiserver, then etcd; True if anything was still running."""
+        procs = [p for p in (self._apiserver, self._etcd) if p is not None]
+        self._apiserver = self._etcd = None
+        was_running = any(p.poll() is None for p in procs)
+        # Apiserver first: it must not see its storage vanish while it still serves.
+        for proc in procs:
+            _process.terminate(proc, timeout=self._stop_timeout)
         return was_running
 
 

@@ -89,7 +89,18 @@ def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path) -> subprocess.Popen
             _spawner[:] = [thread]
     future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
     _requests.put((future, argv, log_path, cwd))
-    return future.result(timeout=60)
+    try:
+        return future.result(timeout=60)
+    except TimeoutError:
+        # Raised as an OSError to the caller; a process that starts after all is not ours.
+        if not future.cancel():
+            future.add_done_callback(_kill_late_process)
+        raise
+
+
+def _kill_late_process(future: concurrent.futures.Future[subprocess.Popen[bytes]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        terminate(future.result(), timeout=5)
 
 
 def terminate(proc: subprocess.Popen[bytes], *, timeout: float) -> None:
