@@ -383,6 +383,7 @@ def test_robot_token_install_stores_the_spaces_secret(env: Env, installed: str) 
             *robot_args(env, connection, "--spaces-base-url", "spaces.example.org"),
             "--bound-api",
             "nop.example.org/nopresources",
+            "--upgrade",
             "--set",
             "workers=2",
         )
@@ -564,6 +565,9 @@ def test_uninstall_all_removes_the_connector_and_frees_bound_objects(
     assert yaml.safe_load(env.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json")) == []
     assert not exists(consumer, CLUSTER_CONNECTIONS, env.connection)
     assert not exists(consumer, SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    managed = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    assert consumer.list(CLUSTER_CONNECTIONS, label_selector=managed)[0] == []
+    assert consumer.list(SECRETS, RELEASE_NAMESPACE, managed)[0] == []
     eventually(lambda: not exists(consumer, NOP, "stuck", "default"), timeout=10)
     assert provider_objects(env.provider_kube) == provider_before
     # The CRDs stay: objects of those APIs may still exist.
