@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -132,7 +132,7 @@ class GrpcStages:
         tls_certs_dir: str | None = None,
         max_message_bytes: int | None = None,
     ) -> None:
-        import grpc  # type: ignore[import-untyped]
+        import grpc
 
         from functions.proto import codec
         from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb

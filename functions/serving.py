@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 import structlog
 from crossplane.function import resource, response
 from crossplane.function import runtime as fn_runtime
