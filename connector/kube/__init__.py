@@ -35,30 +35,50 @@ from connector.kube.errors import (
     UnreachableError,
     error_from_api_exception,
 )
-from connector.kube.informer import Informer
-from connector.kube.metrics import Metrics
+from connector.kube.informer import Backoff, Informer
+from connector.kube.metrics import Metrics, MetricsServer, serve
 from connector.kube.resources import (
     API_BINDINGS,
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
     EVENTS,
     LEASES,
     NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
     SECRETS,
+    SERVICE_ACCOUNTS,
     Resource,
 )
-from connector.kube.workqueue import Result, TerminalError, WorkQueue, run_workers
+from connector.kube.workqueue import (
+    RateLimiter,
+    Result,
+    TerminalError,
+    WorkerPool,
+    WorkQueue,
+    run_workers,
+)
 
 __all__ = [
     "API_BINDINGS",
     "CLUSTER_API_BINDINGS",
     "CLUSTER_CONNECTIONS",
+    "CLUSTER_ROLES",
+    "CLUSTER_ROLE_BINDINGS",
+    "CONFIG_MAPS",
     "CUSTOM_RESOURCE_DEFINITIONS",
     "EVENTS",
     "LEASES",
     "NAMESPACES",
+    "ROLES",
+    "ROLE_BINDINGS",
     "SECRETS",
+    "SERVICE_ACCOUNTS",
+    "Backoff",
     "BadRequestError",
     "ConfigError",
     "ConflictError",
@@ -69,7 +89,9 @@ __all__ = [
     "KubeClient",
     "KubeError",
     "Metrics",
+    "MetricsServer",
     "NotFoundError",
+    "RateLimiter",
     "Resource",
     "Result",
     "ServerError",
@@ -81,11 +103,13 @@ __all__ = [
     "WatchEvent",
     "WatchStream",
     "WorkQueue",
+    "WorkerPool",
     "client_from_kubeconfig",
     "client_from_kubeconfig_file",
     "client_from_robot_token",
     "client_in_cluster",
     "error_from_api_exception",
     "run_workers",
+    "serve",
     "spaces_server_url",
 ]
