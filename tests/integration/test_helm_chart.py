@@ -269,6 +269,24 @@ def test_every_rendered_flag_is_one_the_program_accepts(helm: Path) -> None:
         assert not missing, f"{shlex.join(container['command'])} does not accept {sorted(missing)}"
 
 
+def test_only_the_connector_may_reach_the_stage_services(helm: Path) -> None:
+    manifests = render(helm, *SERVICES_MODE)
+    connector_labels = only(manifests, "Deployment", RELEASE)["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    for stage in ("crd-puller", "binder", "object-syncer"):
+        policy = only(manifests, "NetworkPolicy", f"{RELEASE}-{stage}")
+        deployment = only(manifests, "Deployment", f"{RELEASE}-{stage}")
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        [rule] = policy["spec"]["ingress"]
+        [source] = rule["from"]
+        assert source["podSelector"]["matchLabels"].items() <= connector_labels.items()
+        assert rule["ports"] == [{"port": port["containerPort"], "protocol": "TCP"}]
+    assert not [m for m in render(helm) if m["kind"] == "NetworkPolicy"]
+
+
 def test_leader_election_can_be_forced_with_one_replica(helm: Path) -> None:
     args = connector_args(render(helm, "--set", "leaderElection.enabled=true"))
     assert "--leader-elect" in args
@@ -474,6 +492,7 @@ CHART_RESOURCES = {
         ROLE_BINDINGS,
         Resource("", "v1", "services", "Service", True),
         Resource("apps", "v1", "deployments", "Deployment", True),
+        Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
     )
 }
 PODS = Resource("", "v1", "pods", "Pod", True)
@@ -517,14 +536,18 @@ def _established(crd: Manifest) -> bool:
 
 
 @pytest.fixture
-def installed(helm: Path, consumer: Cluster, namespace: str) -> Iterator[Installed]:
-    """The chart, rendered with a bound API, created object by object in the consumer.
+def installed(
+    request: pytest.FixtureRequest, helm: Path, consumer: Cluster, namespace: str
+) -> Iterator[Installed]:
+    """The chart, rendered with a bound API (and the flags of an indirect parameter, if any),
+    created object by object in the consumer.
 
     The release name is unique so that its cluster-scoped objects (ClusterRole,
     ClusterRoleBinding) cannot collide with another installation in the shared cluster.
     """
     release = f"ac-{uuid.uuid4().hex[:8]}"
-    manifests = render(helm, *BOUND, release=release, namespace=namespace)
+    flags: tuple[str, ...] = getattr(request, "param", BOUND)
+    manifests = render(helm, *flags, release=release, namespace=namespace)
     with consumer.api_client() as api:
         admin = _kube(api)
         _ensure_chart_crds(admin)
@@ -559,6 +582,9 @@ def _forbidden(call: Callable[..., object], *args: Any) -> bool:
     return False
 
 
+@pytest.mark.parametrize(
+    "installed", [BOUND, SERVICES_MODE], ids=["in-process", "services-mode"], indirect=True
+)
 def test_api_server_accepts_every_object_the_chart_renders(
     consumer: Cluster, installed: Installed
 ) -> None:
