@@ -26,13 +26,15 @@ import structlog
 
 from connector.kube.errors import BadRequestError, ForbiddenError, InvalidError
 from connector.kube.workqueue import Result
-from functions.common import set_condition
+from functions.common import FINALIZER, set_condition
 from functions.common.objects import Obj
 from functions.object_syncer.types import SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
 
 APIBOUND = "APIBound"
+#: How soon a deleted consumer object whose twin is not gone yet is looked at again.
+TWIN_GONE_RECHECK = 2.0
 
 
 @dataclass(frozen=True, order=True)
@@ -118,6 +120,13 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     if result.remove_finalizer:
         deps.remove_finalizer(consumer)
         bound.info("Released the consumer object, since its provider twin is gone.")
+        return Result()
+    meta = consumer.get("metadata", {})
+    if meta.get("deletionTimestamp") and FINALIZER in (meta.get("finalizers") or []):
+        # Still waiting for the twin to go: look again rather than rely on its DELETED event
+        # alone, which never comes for a twin the provider cache did not hold (read live
+        # before that cache's first list, e.g. right after a provider outage).
+        return Result(requeue_after=TWIN_GONE_RECHECK)
     return Result()
 
 
