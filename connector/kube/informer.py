@@ -25,6 +25,8 @@ handlers that dropped work. It makes no API call.
 The handler runs on the informer's threads, one call at a time; it should be quick (queue a
 key, don't reconcile) and must not block for long. It receives a copy of the object, as do
 callers of :meth:`Informer.get` and :meth:`Informer.list`, so nobody can corrupt the cache.
+``transform``, if given, trims each object before it is cached and delivered (e.g. drop
+``managedFields``); it must keep ``metadata.name``, ``namespace`` and ``resourceVersion``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import builtins
 import copy
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +54,8 @@ Object = dict[str, Any]
 Handler = Callable[[str, Object], None]
 ObjectKey = tuple[str, str]
 _Objects = builtins.list[Object]
+# A watch session shorter than this that brought nothing is suspicious (see Informer.step).
+_SHORT_WATCH = 0.1
 
 
 def key_of(obj: Object) -> ObjectKey:
@@ -110,6 +115,7 @@ class Informer:
         watch_timeout_seconds: int = DEFAULT_WATCH_TIMEOUT_SECONDS,
         backoff: Backoff | None = None,
         metrics: Metrics | None = None,
+        transform: Callable[[Object], Object] | None = None,
     ) -> None:
         self.client = client
         self.res = res
@@ -121,6 +127,10 @@ class Informer:
         self._handler = handler
         self._backoff = backoff or Backoff()
         self._metrics = metrics
+        # Applied to every object before it is cached (like client-go's SetTransform): a
+        # cache of thousands of objects need not keep what its users never read. It must
+        # keep metadata.name, namespace and resourceVersion, which the cache relies on.
+        self._transform = transform
         self._log = log.bind(informer=name, resource=res.group_resource, cluster=client.name)
 
         self._lock = threading.Lock()
@@ -216,6 +226,8 @@ class Informer:
     def list_and_replace(self) -> None:
         """List, replace the cache, and deliver the difference to the handler."""
         items, resource_version = self.client.list(self.res, self.namespace, self.label_selector)
+        if self._transform is not None:
+            items = [self._transform(obj) for obj in items]
         fresh = {key_of(obj): obj for obj in items}
         events: list[tuple[str, Object]] = []
         with self._lock:
@@ -244,8 +256,9 @@ class Informer:
             self._synced.set()
             self._log.info("The informer's cache is synced.", objects=len(fresh))
 
-    def watch_once(self) -> None:
-        """One watch session from the cache's resourceVersion, until the server ends it.
+    def watch_once(self) -> int:
+        """One watch session from the cache's resourceVersion, until the server ends it;
+        returns the number of events (bookmarks included) it received.
 
         Raises :class:`GoneError` when the version is too old (the caller relists).
         """
@@ -263,9 +276,11 @@ class Informer:
             self._stream = stream
         if self._stop.is_set():
             stream.close()
+        received = 0
         try:
             with stream:
                 for event in stream:
+                    received += 1
                     self._apply(event.type, event.object)
                     # The session is evidently working; a later failure starts backing off
                     # from the bottom again.
@@ -273,6 +288,7 @@ class Informer:
         finally:
             with self._lock:
                 self._stream = None
+        return received
 
     def _apply(self, event_type: str, obj: Object) -> None:
         rv = _rv(obj)
@@ -284,6 +300,8 @@ class Informer:
         if event_type not in ("ADDED", "MODIFIED", "DELETED"):
             self._log.warning("Ignoring a watch event of an unknown type.", event_type=event_type)
             return
+        if self._transform is not None:
+            obj = self._transform(obj)
         key = key_of(obj)
         with self._lock:
             if event_type == "DELETED":
@@ -327,8 +345,16 @@ class Informer:
                 self._recovered()
             if self._stop.is_set():
                 return 0.0
-            self.watch_once()
+            started = time.monotonic()
+            events = self.watch_once()
             self._recovered()
+            if events == 0 and time.monotonic() - started < _SHORT_WATCH and not self.stopped:
+                # A server or proxy that ends every watch at once would otherwise have us
+                # re-watching in a tight loop.
+                delay = self._backoff.next()
+                self._log.debug("The watch ended at once; waiting before watching again.")
+                self._stop.wait(delay)
+                return delay
             return 0.0
         except GoneError as e:
             if self._stop.is_set():

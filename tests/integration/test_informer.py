@@ -437,3 +437,32 @@ def test_readyz_follows_the_health_of_the_informers(
     finally:
         informer.stop()
         server.shutdown()
+
+
+def test_a_transform_trims_what_is_cached_and_delivered(
+    client: KubeClient, namespace: str, recorder: Recorder, informers: list[Informer]
+) -> None:
+    def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"].pop("managedFields", None)
+        return obj
+
+    client.create(CONFIG_MAPS, configmap("listed", namespace))
+    informer = Informer(
+        client,
+        CONFIG_MAPS,
+        namespace=namespace,
+        handler=recorder,
+        name="trimmed",
+        transform=without_managed_fields,
+    )
+    informers.append(informer)
+    informer.start()
+    assert informer.wait_synced(10)
+    client.create(CONFIG_MAPS, configmap("watched", namespace))
+    eventually(lambda: informer.get(namespace, "watched") is not None)
+    for name in ("listed", "watched"):
+        cached = informer.get(namespace, name)
+        assert cached is not None
+        assert "managedFields" not in cached["metadata"]
+        assert cached["metadata"]["resourceVersion"]
+    assert all("managedFields" not in o["metadata"] for o in recorder.objects)
