@@ -206,7 +206,7 @@ class Informer:
     def get(self, namespace: str | None, name: str) -> Object | None:
         """A copy of the cached object, or ``None``; ``namespace`` is ignored when the
         resource is cluster-scoped."""
-        key = (namespace or "" if self.res.namespaced else "", name)
+        key = ((namespace or "") if self.res.namespaced else "", name)
         with self._lock:
             obj = self._cache.get(key)
         return copy.deepcopy(obj) if obj is not None else None
