@@ -51,6 +51,20 @@ log = structlog.get_logger(__name__)
 FIELD_MANAGER = "api-connector"
 
 
+def without_managed_fields(obj: Obj) -> Obj:
+    """The object without ``metadata.managedFields``, for the syncer's caches.
+
+    Nothing the syncer does reads them (stages drop them, apply must not send them, and a
+    status PUT without them leaves the server's as they are), yet they are a large part of
+    every cached object: with 10,000 bound objects held twice (consumer and provider) they
+    cost tens of MB.
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
 def resource_of(bound: BoundResource) -> Resource:
     return Resource(
         bound.group, bound.version, bound.plural, bound.kind, bound.scope == "Namespaced"
@@ -119,6 +133,7 @@ class ObjectSyncer:
                 resync_period=resync_period,
                 name=f"consumer/{name}/{scope or '*'}",
                 metrics=self._metrics,
+                transform=without_managed_fields,
             )
             for scope in scopes
         }
@@ -131,6 +146,7 @@ class ObjectSyncer:
             resync_period=resync_period,
             name=f"provider/{name}",
             metrics=self._metrics,
+            transform=without_managed_fields,
         )
 
     def start(self) -> None:
