@@ -165,14 +165,23 @@ def _check_kubeconfig(config: Mapping[str, Any], context: str | None) -> str:
 
 
 def configuration_from_kubeconfig(
-    kubeconfig: str | bytes, context: str | None = None, *, base_path: str | None = None
+    kubeconfig: str | bytes,
+    context: str | None = None,
+    *,
+    base_path: str | None = None,
+    self_contained: bool = False,
 ) -> Configuration:
     """A fresh ``Configuration`` for ``context`` of the kubeconfig content ``kubeconfig``.
 
     ``base_path`` resolves relative file references (only meaningful for a file on disk).
+    ``self_contained`` refuses a context whose user or cluster would run a program
+    (``exec``, ``auth-provider``) or read a local file (``tokenFile``, ``client-key``, ...):
+    set it for a kubeconfig that is data from a Secret rather than the operator's own file.
     """
     config = _parse_kubeconfig(kubeconfig)
     chosen = _check_kubeconfig(config, context)
+    if self_contained:
+        _require_self_contained(config, chosen)
     configuration = Configuration()
     try:
         loader = KubeConfigLoader(  # type: ignore[no-untyped-call]
@@ -189,6 +198,35 @@ def configuration_from_kubeconfig(
         ) from e
     _harden(configuration)
     return configuration
+
+
+#: Settings that make the client run a program or read a file on the connector's own disk.
+#: In a kubeconfig from a Secret they would let whoever may write that Secret run commands
+#: as the connector, or send its files (e.g. its service-account token) to any server.
+_LOCAL_USER_KEYS = ("exec", "auth-provider", "tokenFile", "client-certificate", "client-key")
+_LOCAL_CLUSTER_KEYS = ("certificate-authority",)
+
+
+def _require_self_contained(config: Mapping[str, Any], context: str) -> None:
+    details = (_named(_section(config, "contexts"), context) or {}).get("context") or {}
+    checks = (
+        ("user", _section(config, "users"), _LOCAL_USER_KEYS),
+        ("cluster", _section(config, "clusters"), _LOCAL_CLUSTER_KEYS),
+    )
+    for kind, entries, keys in checks:
+        name = details.get(kind)
+        entry = _named(entries, str(name)) if name else None
+        settings = entry.get(kind) if entry is not None else None
+        if not isinstance(settings, Mapping):
+            continue
+        used = [key for key in keys if settings.get(key)]
+        if used:
+            raise ConfigError(
+                f"The kubeconfig's {kind} {name!r} uses {', '.join(used)}, which would run a "
+                "program or read a file inside the connector; a kubeconfig in a Secret must "
+                "carry its credentials as data (token, client-certificate-data, "
+                "client-key-data, certificate-authority-data)."
+            )
 
 
 def _harden(configuration: Configuration) -> None:
@@ -230,9 +268,15 @@ def client_from_kubeconfig(
     max_retries: int = 3,
     metrics: Metrics | None = None,
     base_path: str | None = None,
+    self_contained: bool = False,
 ) -> KubeClient:
-    """A client for ``context`` (default: the current context) of a kubeconfig's YAML content."""
-    configuration = configuration_from_kubeconfig(kubeconfig, context, base_path=base_path)
+    """A client for ``context`` (default: the current context) of a kubeconfig's YAML content.
+
+    ``self_contained``: see :func:`configuration_from_kubeconfig`.
+    """
+    configuration = configuration_from_kubeconfig(
+        kubeconfig, context, base_path=base_path, self_contained=self_contained
+    )
     return KubeClient(
         ApiClient(configuration),
         **_client_kwargs(

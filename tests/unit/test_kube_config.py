@@ -275,3 +275,30 @@ def test_unusable_robot_token_credentials_are_config_errors(
     with pytest.raises(ConfigError, match=want) as raised:
         client_from_robot_token(token, "acme", "spaces.example.com", "g", "c", ca_data=ca_data)
     assert SECRET_TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "settings", "used"),
+    [
+        ("users", {"exec": {"command": "sh", "apiVersion": "v1"}}, "exec"),
+        ("users", {"auth-provider": {"name": "oidc"}}, "auth-provider"),
+        ("users", {"tokenFile": "/var/run/secrets/token"}, "tokenFile"),
+        ("users", {"client-certificate": "/c.crt", "client-key": "/c.key"}, "client-key"),
+        ("clusters", {"certificate-authority": "/etc/ca.crt"}, "certificate-authority"),
+    ],
+)
+def test_a_kubeconfig_from_a_secret_may_not_run_programs_or_read_local_files(
+    section: str, settings: dict[str, Any], used: str
+) -> None:
+    config = kubeconfig()
+    entry = config[section][0]
+    key = "user" if section == "users" else "cluster"
+    entry[key] = {**entry[key], **settings}
+    with pytest.raises(ConfigError, match=used) as raised:
+        client_from_kubeconfig(dump(config), self_contained=True)
+    assert "as data" in str(raised.value)
+
+
+def test_a_kubeconfig_carrying_its_credentials_as_data_is_self_contained() -> None:
+    client = client_from_kubeconfig(dump(kubeconfig()), self_contained=True)
+    assert client.server == "https://127.0.0.1:6443"
