@@ -2,6 +2,8 @@
 
 A failing reconcile runs again and again; its Event is emitted once per change of
 (reason, message) for an object, and again only after ``repeat_after`` seconds.
+``resolved`` emits a Normal Event only for an object whose last Event was a Warning, so a
+recovery is visible, and a relapse into the same failure is reported again.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class EventRecorder:
         self._max = max_remembered
         self._clock = clock
         self._instance = socket.gethostname()
-        self._last: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        #: Per object: the last Event's (type, reason, message, time).
+        self._last: OrderedDict[str, tuple[str, str, str, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def warning(self, obj: Obj, reason: str, message: str) -> None:
@@ -51,16 +54,23 @@ class EventRecorder:
     def normal(self, obj: Obj, reason: str, message: str) -> None:
         self.record(obj, "Normal", reason, message)
 
+    def resolved(self, obj: Obj, reason: str, message: str) -> None:
+        """A Normal Event, only if the object's last Event was a Warning."""
+        with self._lock:
+            last = self._last.get(_ident(obj))
+        if last is not None and last[0] == "Warning":
+            self.record(obj, "Normal", reason, message)
+
     def record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
-        ident = str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+        ident = _ident(obj)
         now = self._clock()
         with self._lock:
             last = self._last.get(ident)
-            repeated = last is not None and last[:2] == (reason, message)
-            if repeated and last is not None and now - last[2] < self._repeat_after:
+            repeated = last is not None and last[:3] == (type_, reason, message)
+            if repeated and last is not None and now - last[3] < self._repeat_after:
                 return
-            self._last[ident] = (reason, message, now)
+            self._last[ident] = (type_, reason, message, now)
             self._last.move_to_end(ident)
             while len(self._last) > self._max:
                 self._last.popitem(last=False)
@@ -98,9 +108,7 @@ class EventRecorder:
                 error=str(exc),
             )
 
-    def forget(self, obj: Obj) -> None:
-        """Drop the memory of ``obj`` (after it recovered, so that a relapse is reported)."""
-        meta = obj.get("metadata", {})
-        ident = str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
-        with self._lock:
-            self._last.pop(ident, None)
+
+def _ident(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")

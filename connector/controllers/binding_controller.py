@@ -93,6 +93,7 @@ class BindingController:
             write_status=self._write_status,
             set_targets=self._supervisor.set_targets,
             warn=self._recorder.warning,
+            resolved=self._recorder.resolved,
             now=now_rfc3339,
         )
         return reconcile_binding(key, deps)

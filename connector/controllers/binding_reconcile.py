@@ -56,6 +56,8 @@ class BindingDeps:
     set_targets: Callable[[BindingKey, list[SyncTarget]], None]
     warn: Callable[[Obj, str, str], None]
     now: Callable[[], str]
+    #: Tells the user that an earlier warning no longer applies (a Normal Event).
+    resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
 
 
 def targets_of(result: BindResult) -> list[SyncTarget]:
@@ -91,7 +93,9 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
         "boundResources": status.get("boundResources") or [],
     }
     ready = find_condition(result.conditions, "Ready") or {}
-    if ready.get("status") != "True":
+    if ready.get("status") == "True":
+        deps.resolved(binding, str(ready.get("reason")), str(ready.get("message")))
+    else:
         deps.warn(binding, str(ready.get("reason") or "NotBound"), str(ready.get("message") or ""))
     if desired != current:
         deps.write_status(key, desired)

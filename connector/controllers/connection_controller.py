@@ -127,7 +127,10 @@ def client_for(
             name=connection,
             metrics=metrics,
         )
-    return client_from_kubeconfig(credentials.data["kubeconfig"], name=connection, metrics=metrics)
+    # The kubeconfig is data from a Secret: never let it run programs or read our files.
+    return client_from_kubeconfig(
+        credentials.data["kubeconfig"], name=connection, metrics=metrics, self_contained=True
+    )
 
 
 class ConnectionController:
@@ -300,6 +303,7 @@ class ConnectionController:
             write_status=self._write_status,
             pull=self._stages.pull,
             warn=self._recorder.warning,
+            resolved=self._recorder.resolved,
             now=now_rfc3339,
         )
         return reconcile_connection(name, deps)

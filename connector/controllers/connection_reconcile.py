@@ -101,6 +101,8 @@ class ConnectionDeps:
     #: Tells the user once per change (a Warning Event on the connection and a log line).
     warn: Callable[[Obj, str, str], None]
     now: Callable[[], str]
+    #: Tells the user that an earlier warning no longer applies (a Normal Event).
+    resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
 
 
 def credentials_from_secret(secret: Obj, kind: str) -> Credentials:
@@ -233,6 +235,9 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
             reason=ready.get("reason"),
             offered=[o["name"] for o in offered],
         )
+    ready = find_condition(result.conditions, "Ready") or {}
+    if ready.get("status") == "True":
+        deps.resolved(conn, str(ready.get("reason")), str(ready.get("message")))
     if provider_error is not None and provider_error.reason not in _FIXED_BY_AN_EDIT:
         return Result(requeue=True)
     return Result()

@@ -280,6 +280,7 @@ class ObjectSyncer:
             write_consumer_status=self._write_status,
             remove_finalizer=self._remove_finalizer,
             warn=self._recorder.warning,
+            resolved=self._recorder.resolved,
             now=now_rfc3339,
         )
         return reconcile_object(key, deps)

@@ -26,7 +26,7 @@ import structlog
 
 from connector.kube.errors import BadRequestError, ForbiddenError, InvalidError
 from connector.kube.workqueue import Result
-from functions.common import FINALIZER, set_condition
+from functions.common import FINALIZER, find_condition, set_condition
 from functions.common.objects import Obj
 from functions.object_syncer.types import SyncRequest, SyncResult
 
@@ -63,6 +63,8 @@ class SyncDeps:
     #: A Warning Event on the consumer object (deduplicated by the recorder).
     warn: Callable[[Obj, str, str], None]
     now: Callable[[], str]
+    #: Tells the user that an earlier warning no longer applies (a Normal Event).
+    resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
 
 
 def is_rejection(exc: Exception) -> bool:
@@ -115,8 +117,12 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         bound.info("Deleted the provider twin, since the consumer object is being deleted.")
     if result.conflict is not None:
         deps.warn(consumer, "Conflict", result.conflict)
-    if result.consumer_status is not None:
-        _write_status(consumer, result.consumer_status, deps)
+    status = result.consumer_status
+    if status is not None:
+        _write_status(consumer, status, deps)
+    api_bound = find_condition((status or consumer.get("status") or {}).get("conditions"), APIBOUND)
+    if result.conflict is None and api_bound is not None and api_bound.get("status") == "True":
+        deps.resolved(consumer, str(api_bound.get("reason")), str(api_bound.get("message")))
     if result.remove_finalizer:
         deps.remove_finalizer(consumer)
         bound.info("Released the consumer object, since its provider twin is gone.")

@@ -112,3 +112,17 @@ def test_a_conflict_is_a_warning_event_and_the_twin_is_not_touched() -> None:
     reconcile_object(KEY, world.deps())
     assert world.warnings == [("Conflict", "owned by consumer-2")]
     assert "apply" not in world.calls and "delete" not in world.calls
+
+
+def test_a_bound_object_resolves_an_earlier_warning_and_a_conflict_does_not() -> None:
+    bound = {"conditions": [{"type": "APIBound", "status": "True", "reason": "Bound"}]}
+    resolved: list[str] = []
+    world = World(SyncResult(consumer_status=bound))
+    deps = world.deps()
+    deps = SyncDeps(**{**deps.__dict__, "resolved": lambda obj, r, m: resolved.append(r)})
+    reconcile_object(KEY, deps)
+    assert resolved == ["Bound"]
+    world = World(SyncResult(conflict="theirs", consumer_status=bound))
+    deps = SyncDeps(**{**world.deps().__dict__, "resolved": lambda obj, r, m: resolved.append(r)})
+    reconcile_object(KEY, deps)
+    assert resolved == ["Bound"]
