@@ -58,23 +58,6 @@ NAMESPACE = "upbound-system"
 Manifest = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    """The pinned helm binary (built once by tools/build.sh, then cached)."""
-    out = subprocess.run(
-        [str(ROOT / "tools" / "build.sh"), "helm"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    ).stdout
-    for line in out.splitlines():
-        tool, _, path = line.partition(" ")
-        if tool == "helm":
-            return Path(path)
-    raise AssertionError(f"tools/build.sh helm printed no helm path: {out!r}")
-
-
 def _template(
     helm: Path, *flags: str, release: str = RELEASE, namespace: str = NAMESPACE
 ) -> subprocess.CompletedProcess[str]:

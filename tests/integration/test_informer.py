@@ -8,8 +8,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -28,18 +28,7 @@ from connector.kube.resources import (
     SECRETS,
     Resource,
 )
-
-T = TypeVar("T")
-
-
-def eventually(fn: Callable[[], T], *, timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            assert value, "the condition did not become true in time"
-            return value
-        time.sleep(0.05)
+from tests.support import eventually
 
 
 class Recorder:

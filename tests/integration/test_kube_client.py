@@ -6,8 +6,8 @@ import base64
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -40,18 +40,7 @@ from connector.kube.resources import (
     SERVICE_ACCOUNTS,
     Resource,
 )
-
-T = TypeVar("T")
-
-
-def eventually(fn: Callable[[], T], *, timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            assert value, "the condition did not become true in time"
-            return value
-        time.sleep(0.05)
+from tests.support import eventually
 
 
 def kube(cluster: Cluster, **kwargs: Any) -> KubeClient:

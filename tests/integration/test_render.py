@@ -30,23 +30,6 @@ TARGET_ANNOTATION = "render.crossplane.io/runtime-development-target"
 Manifest = dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def crossplane() -> Path:
-    """The pinned Crossplane CLI (built once by tools/build.sh, then cached)."""
-    out = subprocess.run(
-        [str(ROOT / "tools" / "build.sh"), "crossplane"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    ).stdout
-    for line in out.splitlines():
-        tool, _, path = line.partition(" ")
-        if tool == "crossplane":
-            return Path(path)
-    raise AssertionError(f"tools/build.sh crossplane printed no crossplane path: {out!r}")
-
-
 def _serve(service: StageService, function: StageFunction) -> Iterator[str]:
     with serve_in_background(
         ServerOptions(address="127.0.0.1:0"), services=[service], function_runner=function

@@ -26,23 +26,6 @@ STAGES = {
 XPKG_LABEL = "io.crossplane.xpkg:"
 
 
-@pytest.fixture(scope="module")
-def crossplane() -> Path:
-    """The pinned Crossplane CLI (built once by tools/build.sh, then cached)."""
-    out = subprocess.run(
-        [str(ROOT / "tools" / "build.sh"), "crossplane"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    ).stdout
-    for line in out.splitlines():
-        tool, _, path = line.partition(" ")
-        if tool == "crossplane":
-            return Path(path)
-    raise AssertionError(f"tools/build.sh crossplane printed no crossplane path: {out!r}")
-
-
 def layers_by_purpose(xpkg: Path) -> dict[str, dict[str, bytes]]:
     """The files of each labelled layer, e.g. ``{"base": {"package.yaml": b"..."}}``."""
     with tarfile.open(xpkg) as image:
