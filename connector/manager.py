@@ -17,6 +17,7 @@ Data flow::
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 
@@ -159,12 +160,22 @@ class Manager:
         self._started = True
         for informer in self._informers():
             informer.start()
-        for informer in self._informers():
-            if not informer.wait_synced(timeout=sync_timeout):
+        deadline = time.monotonic() + sync_timeout
+        while not all(i.has_synced for i in self._informers()):
+            for informer in self._informers():
+                if isinstance(informer.last_error, NotFoundError):
+                    # Waiting cannot help: the API is not served at all.
+                    raise RuntimeError(
+                        f"The consumer does not serve {informer.res.group_resource}: install "
+                        "the connector's CRDs (package/crds, or the Helm chart) first."
+                    )
+            if time.monotonic() > deadline:
+                slow = [i for i in self._informers() if not i.has_synced]
                 raise RuntimeError(
-                    f"The consumer cache {informer.name} did not fill within {sync_timeout}s: "
-                    f"{informer.last_error}"
+                    f"The consumer caches {', '.join(i.name for i in slow)} did not fill within "
+                    f"{sync_timeout}s: {slow[0].last_error}"
                 )
+            time.sleep(0.05)
         self.connection_controller.start()
         self.binding_controller.start()
         self._synced.set()

@@ -146,18 +146,21 @@ def run(
         metrics=metrics,
     )
     stop = threading.Event()
-    lost_leadership = threading.Event()
+    #: Set when the process must exit non-zero: lost leadership, or the manager failed to start.
+    failed = threading.Event()
     elector: LeaderElector | None = None
     if leader_elect:
 
         def start_leading() -> None:
             # The elector's callback must return promptly: start in a thread of our own.
-            threading.Thread(target=_start_or_stop, args=(manager, stop), daemon=True).start()
+            threading.Thread(
+                target=_start_or_stop, args=(manager, stop, failed), daemon=True
+            ).start()
 
         def stop_leading() -> None:
             if not stop.is_set():
                 log.error("Lost the leader election; exiting so that another replica leads.")
-                lost_leadership.set()
+                failed.set()
                 stop.set()
 
         elector = LeaderElector(
@@ -189,7 +192,7 @@ def run(
         if elector is not None:
             threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
         else:
-            _start_or_stop(manager, stop)
+            _start_or_stop(manager, stop, failed)
         stop.wait()
     finally:
         manager.stop()
@@ -198,14 +201,15 @@ def run(
         stages.close()
         if server is not None:
             server.shutdown()
-    if lost_leadership.is_set():
+    if failed.is_set():
         sys.exit(1)
 
 
-def _start_or_stop(manager: Manager, stop: threading.Event) -> None:
-    """Start the manager; if it cannot start, log why and stop the process."""
+def _start_or_stop(manager: Manager, stop: threading.Event, failed: threading.Event) -> None:
+    """Start the manager; if it cannot start, log why and stop the process (exit status 1)."""
     try:
         manager.start()
     except Exception as exc:
         log.error("The connector could not start.", error=str(exc))
+        failed.set()
         stop.set()

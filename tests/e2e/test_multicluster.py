@@ -314,6 +314,28 @@ def test_a_robot_token_connection_reaches_the_provider_through_spaces(
         proxy.stop()
 
 
+def test_the_run_command_refuses_a_cluster_without_the_connector_crds(extra: Extra) -> None:
+    # provider-b has never had the connect.upbound.io CRDs installed.
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "api-connector"),
+            "run",
+            "--kubeconfig",
+            str(extra.provider_b.kubeconfig),
+            "--consumer-cluster-name",
+            "no-crds",
+            "--metrics-address",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "install the connector's CRDs" in result.stderr
+
+
 def test_a_provider_that_goes_down_is_reported_unreachable_and_nothing_is_deleted(
     world: World, extra: Extra
 ) -> None:
