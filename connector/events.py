@@ -1,9 +1,10 @@
 """Kubernetes Events on consumer objects, deduplicated.
 
-A failing reconcile runs again and again; its Event is emitted once per change of
-(reason, message) for an object, and again only after ``repeat_after`` seconds.
-``resolved`` emits a Normal Event only for an object whose last Event was a Warning, so a
-recovery is visible, and a relapse into the same failure is reported again.
+A failing reconcile runs again and again; each (reason, message) of an object is emitted
+once, and again only after ``repeat_after`` seconds — also when an object has several
+problems at once, reported in turn. ``resolved`` emits a Normal Event only for an object
+with an unresolved Warning, so a recovery is visible, and a relapse into the same failure
+is reported again.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class EventRecorder:
         self._max = max_remembered
         self._clock = clock
         self._instance = socket.gethostname()
-        #: Per object: the last Event's (type, reason, message, time).
-        self._last: OrderedDict[str, tuple[str, str, str, float]] = OrderedDict()
+        #: Events emitted recently: (object, type, reason, message) -> when.
+        self._seen: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
+        #: Objects whose latest Event is a Warning that has not been resolved.
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     def warning(self, obj: Obj, reason: str, message: str) -> None:
@@ -55,25 +58,34 @@ class EventRecorder:
         self.record(obj, "Normal", reason, message)
 
     def resolved(self, obj: Obj, reason: str, message: str) -> None:
-        """A Normal Event, only if the object's last Event was a Warning."""
+        """A Normal Event, only if the object has an unresolved Warning; forgets the
+        object's Warnings, so that a relapse into one of them is reported again."""
+        ident = _ident(obj)
         with self._lock:
-            last = self._last.get(_ident(obj))
-        if last is not None and last[0] == "Warning":
-            self.record(obj, "Normal", reason, message)
+            if ident not in self._warned:
+                return
+            self._warned.discard(ident)
+            for key in [k for k in self._seen if k[0] == ident]:
+                del self._seen[key]
+        self.record(obj, "Normal", reason, message)
 
     def record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         meta = obj.get("metadata", {})
         ident = _ident(obj)
+        key = (ident, type_, reason, message)
         now = self._clock()
         with self._lock:
-            last = self._last.get(ident)
-            repeated = last is not None and last[:3] == (type_, reason, message)
-            if repeated and last is not None and now - last[3] < self._repeat_after:
+            last = self._seen.get(key)
+            if last is not None and now - last < self._repeat_after:
                 return
-            self._last[ident] = (type_, reason, message, now)
-            self._last.move_to_end(ident)
-            while len(self._last) > self._max:
-                self._last.popitem(last=False)
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)
+            if type_ == "Warning":
+                self._warned.add(ident)
+            else:
+                self._warned.discard(ident)
         namespace = str(meta.get("namespace") or "default")
         stamp = _now()
         event: Obj = {

@@ -236,7 +236,7 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
             offered=[o["name"] for o in offered],
         )
     ready = find_condition(result.conditions, "Ready") or {}
-    if ready.get("status") == "True":
+    if ready.get("status") == "True" and not result.conflicts:
         deps.resolved(conn, str(ready.get("reason")), str(ready.get("message")))
     if provider_error is not None and provider_error.reason not in _FIXED_BY_AN_EDIT:
         return Result(requeue=True)
