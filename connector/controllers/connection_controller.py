@@ -182,13 +182,22 @@ class ConnectionController:
                 self.controller.enqueue(str(conn["metadata"]["name"]))
 
     def on_consumer_crd(self, _event: str, obj: Obj) -> None:
-        owner = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_CONNECTION)
+        """Wake the connection that owns this consumer CRD, and every connection whose
+        provider offers a CRD of this name (a conflicting CRD may have been removed)."""
+        meta = obj.get("metadata", {})
+        owner = (meta.get("labels") or {}).get(LABEL_CONNECTION)
+        name = str(meta.get("name"))
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            if session.informer.get(None, name) is not None:
+                self.controller.enqueue(session.connection)
         if owner is None:
             return
         for conn in self._connections.list():
-            name = str(conn["metadata"]["name"])
-            if label_value(name) == owner:
-                self.controller.enqueue(name)
+            conn_name = str(conn["metadata"]["name"])
+            if label_value(conn_name) == owner:
+                self.controller.enqueue(conn_name)
 
     def provider_client(self, connection: str) -> KubeClient | None:
         with self._lock:

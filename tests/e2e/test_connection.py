@@ -161,3 +161,32 @@ def test_kubectl_get_shows_status_and_message_columns(
         "Ready",
         "Provider controlplane is available",
     ]
+
+
+def test_a_consumer_crd_the_connection_does_not_own_is_never_overwritten(world: World) -> None:
+    group = f"{unique('own')}.example.org"
+    name = f"trinkets.{group}"
+    theirs = crd(group, "Trinket", fields=("localField",), bindable=False)
+    apply(world.consumer, theirs)
+    apply(world.provider, crd(group, "Trinket"))
+
+    def conflict_reported() -> bool:
+        conn = world.consumer.get(CLUSTER_CONNECTIONS, CONNECTION)
+        synced = condition(conn, "CRDsSynced")
+        return synced.get("reason") == "Conflict" and name in synced.get("message", "")
+
+    eventually(conflict_reported)
+    assert name not in offered_names(world)
+    schema = consumer_crd(world, name)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert list(schema["properties"]["spec"]["properties"]) == ["localField"]
+    events = eventually(lambda: warning_events(world.consumer, "default", CONNECTION))
+    assert "CRDConflict" in [e["reason"] for e in events]
+    # Handing it over ends the conflict.
+    world.consumer.delete(CUSTOM_RESOURCE_DEFINITIONS, name)
+    eventually(lambda: name in offered_names(world))
+    eventually(
+        lambda: condition(world.consumer.get(CLUSTER_CONNECTIONS, CONNECTION), "CRDsSynced").get(
+            "reason"
+        )
+        == "Synced"
+    )

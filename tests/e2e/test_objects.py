@@ -291,3 +291,14 @@ def test_nothing_is_written_once_an_object_is_in_sync(world: World, namespace: s
         and twin(world, namespace)["metadata"]["resourceVersion"] == twin_rv,
         duration=2.0,
     )
+
+
+def test_an_orphaned_object_leaves_its_twin_in_the_provider(world: World, namespace: str) -> None:
+    obj = nop(namespace)
+    obj["metadata"]["annotations"] = {"connect.upbound.io/deletion-policy": "Orphan"}
+    apply(world.consumer, obj)
+    eventually(lambda: twin(world, namespace))
+    world.consumer.delete(NOP, "my-resource", namespace)
+    eventually(lambda: get(world.consumer, NOP, "my-resource", namespace) is None)
+    kept = twin(world, namespace)
+    assert kept is not None and not kept["metadata"].get("deletionTimestamp")
