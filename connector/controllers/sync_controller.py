@@ -227,9 +227,9 @@ class ObjectSyncer:
                 pass  # created meanwhile by someone else: what we wanted
         self._known_namespaces.add(namespace)
 
-    def _apply_twin(self, obj: Obj) -> None:
+    def _apply_twin(self, obj: Obj) -> Obj:
         try:
-            self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
+            return self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
         except NotFoundError:
             # The namespace went away since we saw it; create it on the next attempt.
             self._known_namespaces.discard(str(obj.get("metadata", {}).get("namespace")))
