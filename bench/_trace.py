@@ -11,7 +11,7 @@ connector changes behaviour; each record costs a few microseconds.
 - ``queued``: the event → a worker started the reconcile that applied the change;
 - ``before_write``: reconcile start → start of the request that carried the change
   (the stage, the cache reads, any earlier request in the same reconcile);
-- ``write``: that request's duration;
+- ``write``: that request's duration (including any wait for the client's QPS limiter);
 - ``to_watch``: the request returned → the benchmark's watch saw the change.
 """
 
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.controllers import sync_controller
+from connector.kube._ratelimit import TokenBucket
 from connector.kube.client import KubeClient
 
 
@@ -52,11 +53,14 @@ class Trace:
         self.requests: list[Request] = []
         self.events: list[tuple[float, str, str]] = []  # (time, "consumer"/"twin", name)
         self.reconciles: list[Span] = []
+        #: Seconds each request spent waiting for the client's QPS limiter (when it did).
+        self.limiter_waits: list[float] = []
         self._undo: list[Callable[[], None]] = []
 
     def reset(self) -> None:
         with self._lock:
             self.requests, self.events, self.reconciles = [], [], []
+            self.limiter_waits = []
 
     def install(self) -> None:
         trace = self
@@ -78,6 +82,19 @@ class Trace:
 
         KubeClient._open = traced_open  # type: ignore[method-assign]
         self._undo.append(lambda: setattr(KubeClient, "_open", original_open))
+
+        original_wait = TokenBucket.wait
+
+        def traced_wait(self: TokenBucket) -> None:
+            start = time.perf_counter()
+            original_wait(self)
+            waited = time.perf_counter() - start
+            if waited > 0.0005:
+                with trace._lock:
+                    trace.limiter_waits.append(waited)
+
+        TokenBucket.wait = traced_wait  # type: ignore[method-assign]
+        self._undo.append(functools.partial(setattr, TokenBucket, "wait", original_wait))
 
         syncer = sync_controller.ObjectSyncer
         for attr, side in (("_on_consumer", "consumer"), ("_on_twin", "twin")):
@@ -158,5 +175,12 @@ class Trace:
             },
             "mean_ms": {k: round(sum(v) / len(v) * 1000, 2) for k, v in phases.items() if v},
             "explained_samples": len(phases["write"]),
+            "requests": len(self.requests),
+            "requests_that_waited_for_the_qps_limiter": len(self.limiter_waits),
+            "qps_limiter_wait_ms_median": round(
+                sorted(self.limiter_waits)[len(self.limiter_waits) // 2] * 1000, 2
+            )
+            if self.limiter_waits
+            else 0.0,
             "per_sample": {k: round(v / n, 2) for k, v in sorted(per_sample.items())},
         }
