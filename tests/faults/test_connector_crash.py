@@ -49,13 +49,13 @@ def rng() -> random.Random:
     return random.Random(seed)
 
 
-def connector(world: FaultWorld, identity: str, **kwargs: bool) -> ConnectorProcess:
+def connector(world: FaultWorld, identity: str, *, leader_elect: bool = False) -> ConnectorProcess:
     return ConnectorProcess(
         world.consumer_cluster.kubeconfig,
         consumer_cluster=world.consumer_cluster_name,
         log=world.base / f"{identity}.log",
         identity=identity,
-        **kwargs,  # type: ignore[arg-type]
+        leader_elect=leader_elect,
     )
 
 
