@@ -80,6 +80,13 @@ def parse_duration(text: str) -> float:
     help="host:port serving /metrics, /healthz and /readyz; empty disables it.",
 )
 @click.option(
+    "--stages-tls-certs-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="STAGES_TLS_CERTS_DIR",
+    help="Call the stage services over mutual TLS with tls.crt, tls.key and ca.crt from "
+    "this folder (the layout Crossplane functions use). Default: plaintext.",
+)
+@click.option(
     "--leader-elect",
     is_flag=True,
     help="Reconcile only while holding a Lease, so that replicas never both write.",
@@ -106,11 +113,13 @@ def run(
     binder: str | None,
     object_syncer: str | None,
     metrics_address: str,
+    stages_tls_certs_dir: Path | None,
     leader_elect: bool,
     leader_election_namespace: str,
     leader_election_id: str,
 ) -> None:
     """Run the connector: pull bindable CRDs, bind APIs, sync objects both ways."""
+    from connector.kube.client import KubeClient
     from connector.kube.config import ConfigError, client_from_kubeconfig_file, client_in_cluster
     from connector.kube.metrics import Metrics, serve
     from connector.leader import LeaderElector, default_identity
@@ -119,21 +128,47 @@ def run(
 
     resync = parse_duration(poll_interval)
     metrics = Metrics()
-    try:
-        if kubeconfig is not None:
-            consumer = client_from_kubeconfig_file(
-                kubeconfig, context, name="consumer", metrics=metrics
+    if context and kubeconfig is None:
+        raise click.UsageError("--context needs --kubeconfig.")
+    remote_stages = bool(crd_puller or binder or object_syncer)
+    if stages_tls_certs_dir is not None and not remote_stages:
+        raise click.UsageError(
+            "--stages-tls-certs-dir needs a stage address (--crd-puller, --binder or "
+            "--object-syncer); in-process stages use no network."
+        )
+
+    def consumer_client(
+        name: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
+    ) -> KubeClient:
+        try:
+            if kubeconfig is not None:
+                return client_from_kubeconfig_file(
+                    kubeconfig,
+                    context,
+                    name=name,
+                    metrics=metrics,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                )
+            return client_in_cluster(
+                name=name,
+                metrics=metrics,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
             )
-        elif context:
-            raise click.UsageError("--context needs --kubeconfig.")
-        else:
-            consumer = client_in_cluster(name="consumer", metrics=metrics)
-    except ConfigError as exc:
-        raise click.ClickException(f"Cannot use the consumer's credentials: {exc}") from exc
+        except ConfigError as exc:
+            raise click.ClickException(f"Cannot use the consumer's credentials: {exc}") from exc
+
+    consumer = consumer_client("consumer")
 
     stages: InProcessStages | GrpcStages
-    if crd_puller or binder or object_syncer:
-        stages = GrpcStages(crd_puller=crd_puller, binder=binder, object_syncer=object_syncer)
+    if remote_stages:
+        stages = GrpcStages(
+            crd_puller=crd_puller,
+            binder=binder,
+            object_syncer=object_syncer,
+            tls_certs_dir=str(stages_tls_certs_dir) if stages_tls_certs_dir else None,
+        )
     else:
         stages = InProcessStages()
     cluster = consumer_cluster_name or default_consumer_cluster_name(consumer)
@@ -164,7 +199,10 @@ def run(
                 stop.set()
 
         elector = LeaderElector(
-            consumer,
+            # A client of its own: short timeouts (a renewal must fail well inside the
+            # renew deadline, not after the 30 s read timeout) and no rate limiter shared
+            # with busy controllers that could delay a renewal.
+            consumer_client("leader-election", connect_timeout=2.0, read_timeout=4.0),
             namespace=leader_election_namespace,
             name=leader_election_id,
             identity=default_identity(),

@@ -275,23 +275,31 @@ def test_leader_election_can_be_forced_with_one_replica(helm: Path) -> None:
     assert "--leader-elect" in args
 
 
-def test_stage_tls_fails_clearly_while_the_connector_cannot_present_client_certificates(
+def test_stage_tls_gives_the_connector_the_client_certificate_the_stages_require(
     helm: Path,
 ) -> None:
-    # The stages would serve mutual TLS, but `api-connector run` has no option for a client
-    # certificate yet: refuse at install time rather than deploy a connector that cannot call
-    # its stages.
-    result = _template(
+    manifests = render(
         helm,
-        "--set",
-        "stages.mode=services",
+        *SERVICES_MODE,
         "--set",
         "stages.tls.enabled=true",
         "--set",
         "stages.tls.secretName=stage-certs",
     )
-    assert result.returncode != 0
-    assert "stages.tls.enabled" in result.stderr
+    args = connector_args(manifests)
+    assert "--stages-tls-certs-dir=/tls/stages" in args
+    (connector,) = [
+        m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == RELEASE
+    ]
+    pod = connector["spec"]["template"]["spec"]
+    (mount,) = [v for v in pod["containers"][0]["volumeMounts"] if v["mountPath"] == "/tls/stages"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "stage-certs"
+    # The connector's flag is one the program accepts.
+    help_text = subprocess.run(
+        [str(API_CONNECTOR), "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--stages-tls-certs-dir" in help_text
 
 
 def test_scheduling_and_image_values_reach_every_pod_they_should(helm: Path) -> None:
