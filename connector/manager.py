@@ -64,6 +64,7 @@ class Manager:
         resync_period: float = 600.0,
         workers: int = 4,
         metrics: Metrics | None = None,
+        permission_check_interval: float = 30.0,
     ) -> None:
         self.consumer = consumer
         self.consumer_cluster = consumer_cluster
@@ -133,6 +134,7 @@ class Manager:
             supervisor=self.supervisor,
             workers=max(1, min(workers, 4)),
             metrics=metrics,
+            permission_check_interval=permission_check_interval,
         )
 
     # Informer handlers run before the controllers exist only if an informer starts early;

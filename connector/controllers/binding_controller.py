@@ -7,6 +7,8 @@ from typing import Any
 from connector.controllers.binding_reconcile import (
     API_BINDING,
     CLUSTER_API_BINDING,
+    AccessCache,
+    AccessCheck,
     BindingDeps,
     BindingKey,
     reconcile_binding,
@@ -38,8 +40,11 @@ class BindingController:
         supervisor: SyncSupervisor,
         workers: int,
         metrics: Metrics | None = None,
+        permission_check_interval: float = 30.0,
     ) -> None:
         self._consumer = consumer
+        self._permission_check_interval = permission_check_interval
+        self._may = AccessCache(self._review, ttl=permission_check_interval)
         self._stages = stages
         self._recorder = recorder
         self._connections = connections
@@ -85,6 +90,15 @@ class BindingController:
             field_manager=FIELD_MANAGER,
         )
 
+    def _review(self, check: AccessCheck) -> bool:
+        return self._consumer.self_subject_access_review(
+            check.verb,
+            check.group,
+            check.resource,
+            check.namespace or None,
+            subresource=check.subresource or None,
+        )
+
     def _reconcile(self, key: BindingKey) -> Result:
         deps = BindingDeps(
             get_binding=self._get,
@@ -95,6 +109,8 @@ class BindingController:
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
+            may=self._may,
+            recheck_after=self._permission_check_interval,
         )
         return reconcile_binding(key, deps)
 

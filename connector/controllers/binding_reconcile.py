@@ -3,11 +3,20 @@
 A binding contributes *sync targets*: (connection, bound resource, namespaces). The
 controller merges the targets of every binding and runs one object syncer per
 (connection, resource); this module only computes one binding's share.
+
+Before a bound resource becomes a target, the connector asks the consumer whether its own
+identity holds the grants the Helm chart gives per ``boundAPIs`` entry (SelfSubjectAccess
+Reviews, passed in as ``BindingDeps.may``). A resource that lacks one is not synced, since
+its syncer would only fail with 403s; the binding reports ``Ready=False``,
+``MissingPermission``, naming what is missing and how to grant it, and is re-checked every
+``recheck_after`` seconds so that granting the permission recovers it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +24,137 @@ import structlog
 
 from connector.kube.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
-from functions.common import find_condition
+from functions.common import find_condition, set_condition
 from functions.common.objects import Obj
 
 log = structlog.get_logger(__name__)
 
 CLUSTER_API_BINDING = "ClusterAPIBinding"
 API_BINDING = "APIBinding"
+
+#: ``Ready`` reason of a binding whose bound resources the connector may not (all) sync.
+REASON_MISSING_PERMISSION = "MissingPermission"
+
+#: What the Helm chart grants per ``boundAPIs`` entry (templates/clusterrole.yaml), as
+#: (subresource, verbs): exactly what the syncers use, so exactly what is checked.
+REQUIRED_ACCESS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", ("get", "list", "watch", "update", "patch")),
+    ("status", ("update", "patch")),
+    ("finalizers", ("update",)),
+)
+
+
+@dataclass(frozen=True, order=True)
+class AccessCheck:
+    """May the connector ``verb`` ``resource[/subresource]`` of ``group`` in ``namespace``?"""
+
+    verb: str
+    group: str
+    resource: str  # the plural
+    subresource: str  # "" for the resource itself
+    namespace: str  # "": cluster-wide (every namespace, or a cluster-scoped resource)
+
+    @property
+    def path(self) -> str:
+        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+
+
+def access_checks(resource: BoundResource, namespace: str | None) -> list[AccessCheck]:
+    """The checks for one bound resource, in ``namespace`` (None: cluster-wide)."""
+    where = namespace if namespace and resource.scope == "Namespaced" else ""
+    return [
+        AccessCheck(verb, resource.group, resource.plural, subresource, where)
+        for subresource, verbs in REQUIRED_ACCESS
+        for verb in verbs
+    ]
+
+
+def missing_access(
+    resources: Iterable[BoundResource],
+    namespaces: Iterable[str] | None,
+    may: Callable[[AccessCheck], bool],
+) -> dict[BoundResource, list[AccessCheck]]:
+    """The denied checks of each resource that lacks one (resources with all grants left out)."""
+    scopes: list[str | None] = [None] if namespaces is None else [*sorted(namespaces)]
+    missing: dict[BoundResource, list[AccessCheck]] = {}
+    for resource in resources:
+        denied = [
+            check for scope in scopes for check in access_checks(resource, scope) if not may(check)
+        ]
+        if denied:
+            missing[resource] = sorted(set(denied), key=_check_order)
+    return missing
+
+
+_ACCESS_ORDER = [(sub, verb) for sub, verbs in REQUIRED_ACCESS for verb in verbs]
+
+
+def _check_order(check: AccessCheck) -> tuple[str, int]:
+    """The chart's order (verbs of the resource, then status, then finalizers)."""
+    return (check.namespace, _ACCESS_ORDER.index((check.subresource, check.verb)))
+
+
+def missing_permission_message(missing: dict[BoundResource, list[AccessCheck]]) -> str:
+    """Names every denied verb, resource and group, and how to grant them."""
+    parts = []
+    for resource, checks in sorted(missing.items(), key=lambda item: item[0].crd_name):
+        by_scope: dict[str, dict[str, list[str]]] = {}
+        for check in checks:
+            by_scope.setdefault(check.namespace, {}).setdefault(check.path, []).append(check.verb)
+        for namespace, paths in by_scope.items():
+            where = f"in namespace {namespace}" if namespace else "cluster-wide"
+            what = "; ".join(f"{', '.join(verbs)} {path}" for path, verbs in paths.items())
+            parts.append(f"{what} of group {resource.group} {where}")
+    groups: dict[str, list[str]] = {}
+    for resource in missing:
+        groups.setdefault(resource.group, []).append(resource.plural)
+    entries = ", ".join(
+        f"{{group: {group}, resources: [{', '.join(sorted(plurals))}]}}"
+        for group, plurals in sorted(groups.items())
+    )
+    names = ", ".join(sorted(r.crd_name for r in missing))
+    is_are = "is" if len(missing) == 1 else "are"
+    return (
+        f"The connector may not {' and '.join(parts)}, so {names} {is_are} not synced. "
+        "Grant it: "
+        f"add {entries} to the Helm chart's boundAPIs value (`api-connector install --upgrade` "
+        "computes it, or `helm upgrade api-connector --reuse-values -f values.yaml` with the "
+        "extended list); the binding re-checks and recovers on its own."
+    )
+
+
+class AccessCache:
+    """Answers of ``review`` kept for ``ttl`` seconds, so that reconciles of many bindings
+    do not each ask the API server the same questions; short enough that a grant added (or
+    taken away) with `helm upgrade` is noticed within ``ttl``."""
+
+    def __init__(
+        self,
+        review: Callable[[AccessCheck], bool],
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._review = review
+        self._ttl = ttl
+        self._clock = clock
+        self._answers: dict[AccessCheck, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, check: AccessCheck) -> bool:
+        now = self._clock()
+        with self._lock:
+            cached = self._answers.get(check)
+            if cached is not None and now - cached[0] < self._ttl:
+                return cached[1]
+        # Asked outside the lock: two workers may ask the same question at once, which is
+        # cheaper than serialising every review.
+        allowed = self._review(check)
+        with self._lock:
+            for key in [k for k, (at, _) in self._answers.items() if now - at >= self._ttl]:
+                del self._answers[key]
+            self._answers[check] = (now, allowed)
+        return allowed
 
 
 @dataclass(frozen=True, order=True)
@@ -56,12 +189,17 @@ class BindingDeps:
     set_targets: Callable[[BindingKey, list[SyncTarget]], None]
     warn: Callable[[Obj, str, str], None]
     now: Callable[[], str]
+    #: Whether the connector's own identity holds one grant (a SelfSubjectAccessReview).
+    may: Callable[[AccessCheck], bool]
+    #: Seconds until a binding with a missing grant is checked again.
+    recheck_after: float = 30.0
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
 
 
-def targets_of(result: BindResult) -> list[SyncTarget]:
+def targets_of(result: BindResult, *, leave_out: Iterable[BoundResource] = ()) -> list[SyncTarget]:
     namespaces = None if result.namespaces is None else frozenset(result.namespaces)
+    excluded = set(leave_out)
     return [
         SyncTarget(
             connection=result.connection_name,
@@ -70,6 +208,7 @@ def targets_of(result: BindResult) -> list[SyncTarget]:
             include_cluster_scoped=result.include_cluster_scoped,
         )
         for r in result.resources
+        if r not in excluded
     ]
 
 
@@ -80,19 +219,43 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
         return Result()
     ref = (binding.get("spec") or {}).get("connectionRef") or {}
     connection = deps.get_connection(str(ref.get("name") or ""))
-    result = deps.bind(BindRequest(binding=binding, connection=connection, now=deps.now()))
-    deps.set_targets(key, targets_of(result))
-
+    now = deps.now()
+    result = deps.bind(BindRequest(binding=binding, connection=connection, now=now))
     status = binding.get("status") or {}
+    conditions = result.conditions
+    missing: dict[BoundResource, list[AccessCheck]] = {}
+    bound = find_condition(result.conditions, "Ready") or {}
+    if bound.get("status") == "True":
+        missing = missing_access(result.resources, result.namespaces, deps.may)
+    if missing:
+        generation = bound.get("observedGeneration")
+        # Against the stored conditions, so that lastTransitionTime stays while the binding
+        # remains not ready.
+        stored = set_condition(
+            status.get("conditions") or [],
+            type_="Ready",
+            status="False",
+            reason=REASON_MISSING_PERMISSION,
+            message=missing_permission_message(missing),
+            now=now,
+            observed_generation=generation if isinstance(generation, int) else None,
+        )
+        ready_condition = find_condition(stored, "Ready")
+        conditions = [
+            ready_condition if c.get("type") == "Ready" and ready_condition else c
+            for c in result.conditions
+        ]
+    deps.set_targets(key, targets_of(result, leave_out=missing))
+
     desired = {
-        "conditions": result.conditions,
+        "conditions": conditions,
         "boundResources": [r.to_status() for r in result.resources],
     }
     current = {
         "conditions": status.get("conditions") or [],
         "boundResources": status.get("boundResources") or [],
     }
-    ready = find_condition(result.conditions, "Ready") or {}
+    ready = find_condition(conditions, "Ready") or {}
     if ready.get("status") == "True":
         deps.resolved(binding, str(ready.get("reason")), str(ready.get("message")))
     else:
@@ -106,4 +269,8 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
             reason=ready.get("reason"),
             resources=[r.crd_name for r in result.resources],
         )
+    if missing:
+        # Nothing tells the connector that its RBAC changed (it may not read RBAC), so look
+        # again: `helm upgrade` with the extended boundAPIs recovers the binding by itself.
+        return Result(requeue_after=deps.recheck_after)
     return Result()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from connector.controllers.binding_reconcile import (
+    AccessCache,
+    AccessCheck,
     BindingDeps,
     BindingKey,
     SyncTarget,
     reconcile_binding,
 )
+from connector.kube.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import set_condition
 
@@ -23,7 +29,19 @@ NOP = BoundResource(
     scope="Namespaced",
     version="v1alpha1",
 )
+OTHER = BoundResource(
+    crd_name="others.nop.example.org",
+    group="nop.example.org",
+    kind="Other",
+    plural="others",
+    scope="Namespaced",
+    version="v1alpha1",
+)
 KEY = BindingKey("APIBinding", "team-a", "nop.example.org")
+
+
+def allow_all(_check: AccessCheck) -> bool:
+    return True
 
 
 def binding(status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -42,8 +60,17 @@ def binding(status: dict[str, Any] | None = None) -> dict[str, Any]:
 class World:
     binding: dict[str, Any] | None
     offered: bool = True
+    resources: tuple[BoundResource, ...] = (NOP,)
+    namespaces: list[str] | None = field(default_factory=lambda: ["team-a"])
+    may: Callable[[AccessCheck], bool] = allow_all
     statuses: list[dict[str, Any]] = field(default_factory=list)
     targets: dict[BindingKey, list[SyncTarget]] = field(default_factory=dict)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    asked: list[AccessCheck] = field(default_factory=list)
+
+    def review(self, check: AccessCheck) -> bool:
+        self.asked.append(check)
+        return self.may(check)
 
     def bind(self, req: BindRequest) -> BindResult:
         ok = self.offered and req.connection is not None
@@ -57,9 +84,9 @@ class World:
         )
         return BindResult(
             connection_name="c",
-            resources=[NOP] if ok else [],
-            namespaces=["team-a"],
-            include_cluster_scoped=False,
+            resources=list(self.resources) if ok else [],
+            namespaces=self.namespaces,
+            include_cluster_scoped=self.namespaces is None,
             conditions=cond,
         )
 
@@ -70,9 +97,15 @@ class World:
             bind=self.bind,
             write_status=lambda key, status: self.statuses.append(status),
             set_targets=self.targets.__setitem__,
-            warn=lambda obj, reason, message: None,
+            warn=lambda obj, reason, message: self.warnings.append((reason, message)),
             now=lambda: NOW,
+            may=self.review,
+            recheck_after=30.0,
         )
+
+    def ready(self) -> dict[str, Any]:
+        (ready,) = [c for c in self.statuses[-1]["conditions"] if c["type"] == "Ready"]
+        return dict(ready)
 
 
 def test_a_bound_api_becomes_a_sync_target_limited_to_the_namespace() -> None:
@@ -106,3 +139,145 @@ def test_a_deleted_binding_removes_its_targets() -> None:
     ]
     reconcile_binding(KEY, world.deps())
     assert world.targets[KEY] == []
+
+
+def denying(*denied: tuple[str, str, str]) -> Callable[[AccessCheck], bool]:
+    """Allows everything but these (verb, resource[/subresource], namespace)."""
+    return lambda check: (check.verb, check.path, check.namespace) not in denied
+
+
+@dataclass(frozen=True)
+class PermissionCase:
+    reason: str
+    may: Callable[[AccessCheck], bool]
+    namespaces: list[str] | None
+    want_synced: list[str]
+    want_reason: str
+    #: Parts the Ready message must name (verb, resource, group, where, the fix).
+    want_in_message: tuple[str, ...] = ()
+
+
+PERMISSION_CASES = [
+    PermissionCase(
+        reason="every grant the chart gives: both resources sync",
+        may=allow_all,
+        namespaces=["team-a"],
+        want_synced=[NOP.crd_name, OTHER.crd_name],
+        want_reason="Bound",
+    ),
+    PermissionCase(
+        reason="no status update in the binding's namespace: that resource is left out",
+        may=denying(("update", "nopresources/status", "team-a")),
+        namespaces=["team-a"],
+        want_synced=[OTHER.crd_name],
+        want_reason="MissingPermission",
+        want_in_message=(
+            "update nopresources/status of group nop.example.org in namespace team-a",
+            "nopresources.nop.example.org is not synced",
+            "{group: nop.example.org, resources: [nopresources]}",
+            "boundAPIs",
+            "api-connector install --upgrade",
+        ),
+    ),
+    PermissionCase(
+        reason="a ClusterAPIBinding is checked cluster-wide",
+        may=denying(("watch", "others", ""), ("update", "others/finalizers", "")),
+        namespaces=None,
+        want_synced=[NOP.crd_name],
+        want_reason="MissingPermission",
+        want_in_message=(
+            "watch others; update others/finalizers of group nop.example.org cluster-wide",
+        ),
+    ),
+    PermissionCase(
+        reason="a grant in another namespace does not count",
+        may=lambda check: check.namespace == "team-b",
+        namespaces=["team-a"],
+        want_synced=[],
+        want_reason="MissingPermission",
+        want_in_message=(
+            "get, list, watch, update, patch nopresources; update, patch nopresources/status; "
+            "update nopresources/finalizers of group nop.example.org in namespace team-a",
+            "{group: nop.example.org, resources: [nopresources, others]}",
+            "are not synced",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", PERMISSION_CASES, ids=[c.reason for c in PERMISSION_CASES])
+def test_only_resources_whose_grants_the_connector_holds_are_synced(case: PermissionCase) -> None:
+    world = World(
+        binding=binding(), resources=(NOP, OTHER), namespaces=case.namespaces, may=case.may
+    )
+    result = reconcile_binding(KEY, world.deps())
+    synced = sorted(t.resource.crd_name for t in world.targets[KEY])
+    assert synced == case.want_synced, f"-want {case.want_synced}, +got {synced}"
+    ready = world.ready()
+    assert ready["reason"] == case.want_reason
+    assert ready["status"] == ("True" if case.want_reason == "Bound" else "False")
+    for part in case.want_in_message:
+        assert part in ready["message"], f"{part!r} not in {ready['message']!r}"
+    if case.want_reason == "MissingPermission":
+        assert world.warnings == [("MissingPermission", ready["message"])]
+        assert result == Result(requeue_after=30.0), "a missing grant is checked again"
+    else:
+        assert world.warnings == []
+        assert result == Result()
+
+
+def test_the_checks_are_exactly_what_the_chart_grants_per_bound_api() -> None:
+    world = World(binding=binding())
+    reconcile_binding(KEY, world.deps())
+    assert sorted((c.verb, c.group, c.path, c.namespace) for c in world.asked) == sorted(
+        [(v, "nop.example.org", "nopresources", "team-a") for v in ("get", "list", "watch")]
+        + [(v, "nop.example.org", "nopresources", "team-a") for v in ("update", "patch")]
+        + [(v, "nop.example.org", "nopresources/status", "team-a") for v in ("update", "patch")]
+        + [("update", "nop.example.org", "nopresources/finalizers", "team-a")]
+    )
+
+
+def test_an_unbound_binding_asks_nothing() -> None:
+    world = World(binding=binding(), offered=False)
+    reconcile_binding(KEY, world.deps())
+    assert world.asked == []
+
+
+def test_granting_the_permission_recovers_the_binding() -> None:
+    world = World(binding=binding(), may=denying(("list", "nopresources", "team-a")))
+    reconcile_binding(KEY, world.deps())
+    assert world.targets[KEY] == []
+    missing = world.ready()
+    world.binding = binding(status=world.statuses[-1])
+    world.may = allow_all
+    assert reconcile_binding(KEY, world.deps()) == Result()
+    assert [t.resource for t in world.targets[KEY]] == [NOP]
+    assert (world.ready()["reason"], world.ready()["status"]) == ("Bound", "True")
+    assert missing["status"] == "False"
+
+
+def test_an_unchanged_missing_permission_is_not_written_again() -> None:
+    world = World(binding=binding(), may=denying(("patch", "nopresources", "team-a")))
+    reconcile_binding(KEY, world.deps())
+    world.binding = binding(status=world.statuses[-1])
+    reconcile_binding(KEY, world.deps())
+    assert len(world.statuses) == 1
+
+
+def test_access_answers_are_cached_for_the_ttl_only() -> None:
+    now = [0.0]
+    answers: list[AccessCheck] = []
+
+    def review(check: AccessCheck) -> bool:
+        answers.append(check)
+        return False
+
+    cache = AccessCache(review, ttl=30.0, clock=lambda: now[0])
+    check = AccessCheck("list", "nop.example.org", "nopresources", "", "team-a")
+    assert cache(check) is False
+    now[0] = 29.0
+    assert cache(check) is False
+    assert len(answers) == 1
+    now[0] = 30.0
+    cache(check)
+    assert len(answers) == 2
