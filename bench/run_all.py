@@ -41,11 +41,16 @@ def main() -> None:
     names = args.only or list(BENCHES)
 
     OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "report.json"
+    previous: dict[str, Any] = {}
+    if args.only and path.exists():
+        # A partial rerun updates those benchmarks' entries and keeps the others.
+        previous = json.loads(path.read_text()).get("benches", {})
     report: dict[str, Any] = {
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
-        "benches": {},
+        "benches": {k: v for k, v in previous.items() if k not in names},
     }
     for name in names:
         script, *rest = BENCHES[name]
@@ -63,9 +68,9 @@ def main() -> None:
             entry.update(json.loads(result_path.read_text()))
         else:
             entry["error"] = "The benchmark wrote no figures; see its output above."
+        entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         report["benches"][name] = entry
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    path = OUT / "report.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print_summary(report)
     print(f"report: {path}")
