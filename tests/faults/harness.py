@@ -28,7 +28,7 @@ from connector.envtest._cluster import free_port
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig_file
 from connector.kube.errors import ConflictError, NotFoundError
-from connector.kube.resources import CLUSTER_API_BINDINGS, CLUSTER_CONNECTIONS
+from connector.kube.resources import CLUSTER_API_BINDINGS, CLUSTER_CONNECTIONS, NAMESPACES
 from functions.common import FINALIZER, LABEL_CONSUMER_CLUSTER, LABEL_CONSUMER_UID, MANAGED_LABEL
 from tests.e2e.harness import (
     NOP,
@@ -216,8 +216,6 @@ def nop(namespace: str, name: str, cool: str) -> dict[str, Any]:
 
 
 def ensure_namespace(kube: KubeClient, name: str) -> None:
-    from connector.kube.resources import NAMESPACES
-
     with contextlib.suppress(ConflictError):
         kube.create(
             NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
@@ -325,13 +323,6 @@ def wait_converged(
             return time.monotonic() - start
         time.sleep(0.5)
     raise AssertionError(f"not converged within {timeout} s: " + json.dumps(last, indent=1))
-
-
-def consumer_events(world: FaultWorld, namespace: str) -> list[dict[str, Any]]:
-    from connector.kube.resources import EVENTS
-
-    items, _ = world.consumer.list(EVENTS, namespace)
-    return items
 
 
 @contextlib.contextmanager
