@@ -1,7 +1,11 @@
 """The walkthrough, set up once for the e2e tests on the shared consumer and provider clusters.
 
 The connector runs in this process (``Manager``) with a one-hour poll interval, so every
-behaviour a test observes arrived through a watch.
+behaviour a test observes arrived through a watch. It runs as exactly the Helm chart's
+identity: the chart, rendered by the real helm, gives its ServiceAccount its RBAC in the
+consumer, and the connector uses a token of that ServiceAccount with RBAC enforced. Tests set
+up their fixtures as the admin; a test that binds an API of its own first extends the
+chart's ``boundAPIs`` with it (``world.chart.allow``), as a user would with `helm upgrade`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from connector.envtest import Cluster
 from connector.kube.client import KubeClient
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS
 from tests.e2e.harness import (
+    ChartIdentity,
     RunningConnector,
     apply_file,
     client,
@@ -24,9 +29,13 @@ from tests.e2e.harness import (
     install_connector_crds,
     reason_of,
 )
+from tests.support import go_tool
 
 CONSUMER_CLUSTER = "e2e-consumer"
 CONNECTION = "provider-connection"
+#: How often a binding with a missing grant is re-checked (30 s in production): short, so
+#: that a test granting a permission sees the recovery quickly.
+PERMISSION_CHECK_INTERVAL = 1.0
 
 
 @dataclass
@@ -36,12 +45,15 @@ class World:
     connector: RunningConnector
     consumer_cluster: str
     provider_kubeconfig: str
+    chart: ChartIdentity
 
 
 # Package scope: the connector stops when the e2e tests are done, so that its threads and
 # logs do not run on into other test directories.
 @pytest.fixture(scope="package")
-def world(clusters: dict[str, Cluster]) -> Iterator[World]:
+def world(
+    clusters: dict[str, Cluster], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     consumer, provider = clusters["consumer"], clusters["provider"]
     consumer_kube = client(consumer.kubeconfig)
     provider_kube = client(provider.kubeconfig)
@@ -56,7 +68,16 @@ def world(clusters: dict[str, Cluster]) -> Iterator[World]:
     )
     apply_file(consumer_kube, "consumer/20-clusterconnection.yaml")
     apply_file(consumer_kube, "consumer/30-clusterapibinding-group.yaml")
-    running = RunningConnector(consumer.kubeconfig, consumer_cluster=CONSUMER_CLUSTER).start()
+    chart = ChartIdentity(
+        consumer_kube, go_tool("helm"), server=consumer.server, ca_pem=consumer.ca_file.read_bytes()
+    )
+    chart.allow("nop.example.org", "nopresources")
+    kubeconfig = chart.kubeconfig(tmp_path_factory.mktemp("connector") / "connector.kubeconfig")
+    running = RunningConnector(
+        kubeconfig,
+        consumer_cluster=CONSUMER_CLUSTER,
+        permission_check_interval=PERMISSION_CHECK_INTERVAL,
+    ).start()
     try:
         eventually(lambda: reason_of(consumer_kube, CLUSTER_CONNECTIONS, CONNECTION) == "Ready")
         eventually(
@@ -68,6 +89,8 @@ def world(clusters: dict[str, Cluster]) -> Iterator[World]:
             connector=running,
             consumer_cluster=CONSUMER_CLUSTER,
             provider_kubeconfig=provider_kubeconfig,
+            chart=chart,
         )
     finally:
         running.stop()
+        chart.remove()

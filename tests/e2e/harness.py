@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import string
+import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,10 +23,15 @@ from connector.kube.resources import (
     API_BINDINGS,
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
     CUSTOM_RESOURCE_DEFINITIONS,
     EVENTS,
     NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
     SECRETS,
+    SERVICE_ACCOUNTS,
     Resource,
 )
 from connector.manager import Manager
@@ -30,6 +39,9 @@ from connector.stages import InProcessStages
 
 ROOT = Path(__file__).resolve().parents[2]
 WALKTHROUGH = ROOT / "examples" / "walkthrough"
+CHART = ROOT / "package" / "helm" / "api-connector"
+RELEASE = "api-connector"
+RELEASE_NAMESPACE = "upbound-system"
 NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
 
 _KNOWN = {
@@ -233,10 +245,131 @@ def warning_events(kube: KubeClient, namespace: str, name: str) -> list[dict[str
     ]
 
 
+#: The chart's objects that make up the connector's identity and its permissions.
+RBAC_KINDS = {
+    "ServiceAccount": SERVICE_ACCOUNTS,
+    "ClusterRole": CLUSTER_ROLES,
+    "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS,
+    "Role": ROLES,
+    "RoleBinding": ROLE_BINDINGS,
+}
+
+
+class ChartIdentity:
+    """The Helm chart's ServiceAccount and RBAC for the connector, applied to the consumer.
+
+    The rules come from rendering the chart with the real helm, never from this file, so a
+    test passing under this identity proves the chart grants enough. ``allow`` extends the
+    chart's ``boundAPIs`` and applies the re-rendered rules, as ``helm upgrade`` would.
+    """
+
+    def __init__(self, admin: KubeClient, helm: Path, *, server: str, ca_pem: bytes) -> None:
+        self._admin = admin
+        self._helm = helm
+        self._server = server
+        self._ca_pem = ca_pem
+        self._bound: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        self.applied: list[dict[str, Any]] = []
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}"
+
+    def allow(self, group: str, *plurals: str) -> None:
+        """Add ``group``'s ``plurals`` to ``boundAPIs`` and apply the re-rendered RBAC."""
+        with self._lock:
+            self._bound.setdefault(group, set()).update(plurals)
+            self._apply()
+
+    def render(self) -> list[dict[str, Any]]:
+        bound = [
+            {"group": group, "resources": sorted(plurals)}
+            for group, plurals in sorted(self._bound.items())
+        ]
+        proc = subprocess.run(
+            [
+                str(self._helm),
+                "template",
+                RELEASE,
+                str(CHART),
+                "--namespace",
+                RELEASE_NAMESPACE,
+                "--set-json",
+                f"boundAPIs={json.dumps(bound)}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+        return [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] in RBAC_KINDS]
+
+    def _apply(self) -> None:
+        self.applied = [
+            self._admin.apply(RBAC_KINDS[doc["kind"]], doc, field_manager="e2e-chart")
+            for doc in self.render()
+        ]
+
+    def kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig holding only a TokenRequest token of the chart's ServiceAccount (what
+        the Pod would mount), for the consumer's server and CA."""
+        with self._lock:
+            if not self.applied:
+                self._apply()
+        answer = self._admin.create_subresource(
+            SERVICE_ACCOUNTS,
+            RELEASE,
+            RELEASE_NAMESPACE,
+            "token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 4 * 3600},
+            },
+        )
+        token = str(answer["status"]["token"])
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "consumer",
+                    "cluster": {
+                        "server": self._server,
+                        "certificate-authority-data": base64.b64encode(self._ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": RELEASE, "user": {"token": token}}],
+            "contexts": [{"name": RELEASE, "context": {"cluster": "consumer", "user": RELEASE}}],
+            "current-context": RELEASE,
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def remove(self) -> None:
+        """Delete the cluster-wide objects, so that nothing outlives the e2e tests' cluster
+        use (the namespaced ones go with upbound-system's other test objects)."""
+        for obj in self.applied:
+            res = RBAC_KINDS[obj["kind"]]
+            if not res.namespaced:
+                with contextlib.suppress(NotFoundError):
+                    self._admin.delete(res, obj["metadata"]["name"])
+
+
 class RunningConnector:
     """A Manager running in this process, stopped by ``stop()``."""
 
-    def __init__(self, kubeconfig: Path | str, *, consumer_cluster: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        *,
+        consumer_cluster: str,
+        permission_check_interval: float = 30.0,
+    ) -> None:
         self.kube = client(kubeconfig)
         self.manager = Manager(
             self.kube,
@@ -244,6 +377,7 @@ class RunningConnector:
             consumer_cluster=consumer_cluster,
             resync_period=3600.0,
             workers=2,
+            permission_check_interval=permission_check_interval,
         )
 
     def start(self) -> RunningConnector:

@@ -177,6 +177,7 @@ def test_two_connections_to_two_providers_sync_each_api_to_its_own_provider(
 ) -> None:
     group = f"{unique('pb')}.example.org"
     apply(extra.provider_b_kube, crd(group, "Widget"))
+    world.chart.allow(group, "widgets")
     name = unique("provider-b")
     apply(world.consumer, kubeconfig_secret(name, extra.provider_b.kubeconfig.read_text()))
     apply(world.consumer, connection(name, name))

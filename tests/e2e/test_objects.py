@@ -155,6 +155,7 @@ def test_a_twin_edited_out_of_band_is_put_back(world: World, namespace: str) -> 
 def test_a_cluster_scoped_bound_crd_syncs_its_objects(world: World) -> None:
     group = f"{unique('cl')}.example.org"
     apply(world.provider, crd(group, "Realm", scope="Cluster"))
+    world.chart.allow(group, "realms")
     apply(world.consumer, binding(group, CONNECTION))
     eventually(lambda: reason_of(world.consumer, CLUSTER_API_BINDINGS, group) == "Bound")
     res = Resource(group, "v1alpha1", "realms", "Realm", False)
