@@ -400,8 +400,11 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
                 run=measured,
             )
     add_figures(report, "spec", measured, floor)
-    creates = Run("creates", latencies_ms=[x for w, x in measured.pairs if w.index % 2 == 0])
-    updates = Run("updates", latencies_ms=[x for w, x in measured.pairs if w.index % 2 == 1])
+    creates, updates = Run("creates"), Run("updates")
+    for w, ms in measured.pairs:
+        part = creates if w.index % 2 == 0 else updates
+        part.writes.append(w)
+        part.latencies_ms.append(ms)
     report.details["spec"]["connector_creates"] = creates.summary()
     report.details["spec"]["connector_updates"] = updates.summary()
 
