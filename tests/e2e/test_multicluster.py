@@ -3,7 +3,8 @@ token through a Spaces-like endpoint, and the ``api-connector run`` command itse
 
 The extra clusters (a second provider and a second consumer) start once for this module.
 The second consumer runs the connector as a subprocess, the way users run it, with leader
-election and with its three stages as separate gRPC services (``api-connector serve``).
+election and with its three stages as separate gRPC services (``api-connector serve``), as
+the Helm chart's ServiceAccount with only the chart's rules (like the first one).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tests.e2e.conftest import CONNECTION, World
 from tests.e2e.harness import (
     NOP,
     ROOT,
+    ChartIdentity,
     apply,
     apply_file,
     binding,
@@ -55,6 +57,7 @@ from tests.e2e.harness import (
     warning_events,
 )
 from tests.e2e.spaces_proxy import SpacesProxy
+from tests.support import go_tool
 
 SECOND_CONSUMER = "e2e-consumer-b"
 
@@ -77,6 +80,14 @@ def extra(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ex
     consumer_b_kube = client(consumer_b.kubeconfig)
     install_connector_crds(consumer_b_kube)
     apply_file(consumer_b_kube, "consumer/00-namespace.yaml")  # the Lease lives there
+    chart = ChartIdentity(
+        consumer_b_kube,
+        go_tool("helm"),
+        server=consumer_b.server,
+        ca_pem=consumer_b.ca_file.read_bytes(),
+    )
+    chart.allow("nop.example.org", "nopresources")
+    kubeconfig_b = chart.kubeconfig(base / "connector-b.kubeconfig")
     cli = str(Path(sys.executable).parent / "api-connector")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
@@ -104,7 +115,7 @@ def extra(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ex
                 cli,
                 "run",
                 "--kubeconfig",
-                str(consumer_b.kubeconfig),
+                str(kubeconfig_b),
                 "--consumer-cluster-name",
                 SECOND_CONSUMER,
                 "--poll-interval",
