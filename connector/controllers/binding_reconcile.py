@@ -36,7 +36,8 @@ API_BINDING = "APIBinding"
 REASON_MISSING_PERMISSION = "MissingPermission"
 
 #: What the Helm chart grants per ``boundAPIs`` entry (templates/clusterrole.yaml), as
-#: (subresource, verbs): exactly what the syncers use, so exactly what is checked.
+#: (subresource, verbs). Checked exactly, so that ``Bound`` means the chart's rules for the
+#: API are in place, and a missing one is named as the chart would grant it.
 REQUIRED_ACCESS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("", ("get", "list", "watch", "update", "patch")),
     ("status", ("update", "patch")),
