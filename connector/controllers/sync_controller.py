@@ -20,6 +20,7 @@ import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import structlog
 
@@ -267,8 +268,10 @@ class ObjectSyncer:
         written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
         _follow_write(obj, written)
 
-    def _reconcile(self, key: ObjectKey) -> Result:
-        deps = SyncDeps(
+    @cached_property
+    def _deps(self) -> SyncDeps:
+        # Built once: a reconcile runs per object change, and these never change.
+        return SyncDeps(
             consumer_cluster=self._cluster,
             get_consumer=self._get_consumer,
             get_twin=self._get_twin,
@@ -283,7 +286,9 @@ class ObjectSyncer:
             resolved=self._recorder.resolved,
             now=now_rfc3339,
         )
-        return reconcile_object(key, deps)
+
+    def _reconcile(self, key: ObjectKey) -> Result:
+        return reconcile_object(key, self._deps)
 
 
 def _follow_write(obj: Obj, written: Obj) -> None:
