@@ -43,7 +43,7 @@ from typing import Generic, TypeVar
 import structlog
 
 from connector.kube._ratelimit import TokenBucket
-from connector.kube.errors import KubeError
+from connector.kube.errors import ConflictError, KubeError
 from connector.kube.metrics import Metrics
 
 __all__ = [
@@ -355,7 +355,11 @@ def process_next(
         outcome = "error"
         queue._carry_since(key)
         queue.add_rate_limited(key)
-        log.warning(
+        # A 409 on a write means the object changed after it was read (often by our own
+        # previous write, not yet in the cache): an expected race that the retry settles,
+        # so it is counted but not shouted about. Anything else is worth a warning.
+        report = log.debug if isinstance(e, ConflictError) else log.warning
+        report(
             "Reconcile failed; retrying with backoff.",
             controller=name,
             key=repr(key),

@@ -9,8 +9,9 @@ from collections import Counter
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
-from connector.kube.errors import ServerError
+from connector.kube.errors import ConflictError, ServerError
 from connector.kube.metrics import Metrics
 from connector.kube.workqueue import (
     RateLimiter,
@@ -338,3 +339,28 @@ def test_a_reconcile_returning_something_else_than_a_result_is_retried_as_an_err
     q.add("a")
     _one(q, lambda key: True)
     assert q.num_requeues("a") == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "level"),
+    [
+        (ConflictError("the object has been modified", status=409), "debug"),
+        (ServerError("etcdserver: request timed out", status=500), "warning"),
+    ],
+    ids=["conflict", "server-error"],
+)
+def test_a_write_conflict_is_retried_quietly_and_other_failures_warn(
+    error: Exception, level: str
+) -> None:
+    q: WorkQueue[str] = WorkQueue("c")
+    q.add("k")
+
+    def reconcile(_key: str) -> None:
+        raise error
+
+    with capture_logs() as logs:
+        assert process_next(q, reconcile, "c", timeout=0)
+    # Retried either way: the key comes back after its backoff.
+    assert q.num_requeues("k") == 1
+    (entry,) = [e for e in logs if e["event"] == "Reconcile failed; retrying with backoff."]
+    assert entry["log_level"] == level
