@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import Counter
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -358,8 +360,14 @@ def test_a_write_conflict_is_retried_quietly_and_other_failures_warn(
     def reconcile(_key: str) -> None:
         raise error
 
-    with capture_logs() as logs:
-        assert process_next(q, reconcile, "c", timeout=0)
+    # Whatever an earlier test configured (the CLI filters at INFO), see debug entries too.
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            assert process_next(q, reconcile, "c", timeout=0)
+    finally:
+        structlog.configure(**config)
     # Retried either way: the key comes back after its backoff.
     assert q.num_requeues("k") == 1
     (entry,) = [e for e in logs if e["event"] == "Reconcile failed; retrying with backoff."]
