@@ -23,6 +23,7 @@ import structlog
 
 from connector.controllers.binding_controller import BindingController
 from connector.controllers.connection_controller import ConnectionController
+from connector.controllers.runtime import without_managed_fields
 from connector.controllers.sync_controller import SyncSupervisor
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
@@ -86,6 +87,8 @@ class Manager:
             resync_period=resync_period,
             name="consumer-crds",
             metrics=metrics,
+            # Every CRD in the consumer is cached; their managedFields are the bulk of them.
+            transform=without_managed_fields,
         )
         self.cluster_bindings = Informer(
             consumer,

@@ -23,7 +23,7 @@ from connector.controllers.connection_reconcile import (
     Credentials,
     reconcile_connection,
 )
-from connector.controllers.runtime import Controller, now_rfc3339
+from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
@@ -69,6 +69,7 @@ class ProviderSession:
             resync_period=resync_period,
             name=f"provider-crds/{connection}",
             metrics=self._metrics,
+            transform=without_managed_fields,
         )
 
         self._on_change = on_change

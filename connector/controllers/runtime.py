@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from connector.kube.metrics import Metrics
 from connector.kube.workqueue import Result, WorkerPool, WorkQueue, run_workers
@@ -55,3 +55,17 @@ class Controller(Generic[K]):
             self._pool = None
         else:
             self.queue.shutdown()
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without ``metadata.managedFields``, for the controllers' caches.
+
+    Nothing the controllers do reads them (stages drop them, apply must not send them, and a
+    status PUT without them leaves the server's as they are), yet they are a large part of
+    every cached object: with 10,000 bound objects held twice (consumer and provider) they
+    cost tens of MB, and CRDs, the largest objects, carry the largest entries.
+    """
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj

@@ -25,7 +25,7 @@ from functools import cached_property
 import structlog
 
 from connector.controllers.binding_reconcile import BindingKey, SyncTarget
-from connector.controllers.runtime import Controller, now_rfc3339
+from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
 from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
@@ -50,20 +50,6 @@ from functions.common.objects import Obj, label_value
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "api-connector"
-
-
-def without_managed_fields(obj: Obj) -> Obj:
-    """The object without ``metadata.managedFields``, for the syncer's caches.
-
-    Nothing the syncer does reads them (stages drop them, apply must not send them, and a
-    status PUT without them leaves the server's as they are), yet they are a large part of
-    every cached object: with 10,000 bound objects held twice (consumer and provider) they
-    cost tens of MB.
-    """
-    meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return obj
 
 
 def resource_of(bound: BoundResource) -> Resource:
