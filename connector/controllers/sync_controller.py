@@ -7,10 +7,15 @@ An ``ObjectSyncer`` watches the consumer objects of its resource (one informer p
 namespace for APIBindings, one cluster-wide otherwise) and their provider twins. The
 provider informer selects only this consumer's twins
 (``connect.upbound.io/managed=true,connect.upbound.io/consumer-cluster=<id>``): it scales with
-this consumer's objects and needs no list permission on other consumers' objects. When the
-cache has no twin, the reconcile reads it live, so that an object of the same name that
-belongs to another consumer or to nobody is seen, and reported as a Conflict instead of
-being overwritten.
+this consumer's objects. A twin missing from that cache is created with a plain create
+(POST), which fails with AlreadyExists rather than overwrite an object of the same name that
+belongs to another consumer or to nobody: that object is then read, and the next pass
+reports it as a Conflict (or, if it is ours after all, updates it). One request per new
+object, and no window between a check and the write. Field ownership of created twins is
+handed to server-side apply before their first update (``ownership``).
+
+Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
+have caught up, so a reconcile right after a write acts on the object as written.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from functools import cached_property
 
 import structlog
 
+from connector.controllers import ownership
 from connector.controllers.binding_reconcile import BindingKey, SyncTarget
+from connector.controllers.fresh import FreshObjects
 from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
 from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
-from connector.kube.errors import ConflictError, NotFoundError
+from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.informer import Informer
 from connector.kube.metrics import Metrics
 from connector.kube.resources import NAMESPACES, Resource
@@ -101,6 +108,8 @@ class ObjectSyncer:
         self._cluster = consumer_cluster
         self._res = resource_of(spec.resource)
         self._known_namespaces: set[str] = set()
+        self._fresh_consumers: FreshObjects[ObjectKey] = FreshObjects()
+        self._fresh_twins: FreshObjects[ObjectKey] = FreshObjects()
         name = f"{spec.connection}/{spec.resource.crd_name}"
         self._log = log.bind(connection=spec.connection, resource=spec.resource.crd_name)
         self.controller: Controller[ObjectKey] = Controller(
@@ -133,7 +142,7 @@ class ObjectSyncer:
             resync_period=resync_period,
             name=f"provider/{name}",
             metrics=self._metrics,
-            transform=without_managed_fields,
+            transform=_twin_transform,
         )
 
     def start(self) -> None:
@@ -155,11 +164,13 @@ class ObjectSyncer:
 
     # --- events → keys -------------------------------------------------------------------
 
-    def _on_consumer(self, _event: str, obj: Obj) -> None:
+    def _on_consumer(self, event: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
-        self.controller.enqueue(ObjectKey(str(meta.get("namespace") or ""), str(meta["name"])))
+        key = ObjectKey(str(meta.get("namespace") or ""), str(meta["name"]))
+        self._fresh_consumers.observe(key, event, obj)
+        self.controller.enqueue(key)
 
-    def _on_twin(self, _event: str, obj: Obj) -> None:
+    def _on_twin(self, event: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
         annotations = meta.get("annotations") or {}
         labels = meta.get("labels") or {}
@@ -173,7 +184,9 @@ class ObjectSyncer:
             namespace = ""
         if self._consumer_informer_for(str(namespace)) is None:
             return
-        self.controller.enqueue(ObjectKey(str(namespace), str(name)))
+        key = ObjectKey(str(namespace), str(name))
+        self._fresh_twins.observe(key, event, obj)
+        self.controller.enqueue(key)
 
     def _consumer_informer_for(self, namespace: str) -> Informer | None:
         informer = self._consumer_informers.get(None)
@@ -187,16 +200,18 @@ class ObjectSyncer:
         informer = self._consumer_informer_for(key.namespace)
         if informer is None:
             return None
-        return informer.get(key.namespace or None, key.name)
+        return self._fresh_consumers.newest(key, informer.get(key.namespace or None, key.name))
 
     def _get_twin(self, key: ObjectKey) -> Obj | None:
+        if not self._provider_informer.has_synced:
+            # Before the first list, a missing twin says nothing: read it.
+            try:
+                live = self._provider.get(self._res, key.name, namespace=key.namespace or None)
+            except NotFoundError:
+                return self._fresh_twins.newest(key, None)
+            return _twin_transform(live)
         cached = self._provider_informer.get(key.namespace or None, key.name)
-        if cached is not None:
-            return cached
-        try:
-            return self._provider.get(self._res, key.name, namespace=key.namespace or None)
-        except NotFoundError:
-            return None
+        return self._fresh_twins.newest(key, cached)
 
     def _ensure_namespace(self, namespace: str) -> None:
         if namespace in self._known_namespaces:
@@ -214,15 +229,70 @@ class ObjectSyncer:
                 pass  # created meanwhile by someone else: what we wanted
         self._known_namespaces.add(namespace)
 
-    def _apply_twin(self, obj: Obj) -> Obj:
+    def _apply_twin(self, obj: Obj, current: Obj | None) -> Obj | None:
+        meta = obj.get("metadata", {})
+        key = ObjectKey(str(meta.get("namespace") or ""), str(meta["name"]))
         try:
-            return self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
+            if current is None:
+                created = self._create_twin(key, obj)
+                if created is None:
+                    return None
+                written = created
+            else:
+                if ownership.needs_upgrade(current, FIELD_MANAGER):
+                    self._upgrade_ownership(key, current)
+                written = self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
         except NotFoundError:
             # The namespace went away since we saw it; create it on the next attempt.
-            self._known_namespaces.discard(str(obj.get("metadata", {}).get("namespace")))
+            self._known_namespaces.discard(str(meta.get("namespace")))
             raise
+        written = _twin_transform(written)
+        self._fresh_twins.record(key, written)
+        return written
+
+    def _create_twin(self, key: ObjectKey, obj: Obj) -> Obj | None:
+        """Create the twin; ``None`` if an object of that name exists (read for the next
+        pass, which tells whether it is ours or a Conflict)."""
+        try:
+            return self._provider.create(self._res, obj, field_manager=FIELD_MANAGER)
+        except ConflictError as exc:
+            if exc.reason != "AlreadyExists":
+                raise
+        # NotFound here (deleted again meanwhile) fails the reconcile: it is retried.
+        existing = self._provider.get(self._res, key.name, namespace=key.namespace or None)
+        self._fresh_twins.record(key, _twin_transform(existing))
+        self._log.debug("The twin to create exists already; looking at it.", object=str(key))
+        return None
+
+    def _upgrade_ownership(self, key: ObjectKey, current: Obj) -> None:
+        """Hand the fields our create set over to our apply (``ownership``), so that the
+        apply that follows removes what the consumer dropped."""
+        name, namespace = key.name, key.namespace or None
+        patch = ownership.upgrade_patch(current, FIELD_MANAGER)
+        if patch is not None:
+            try:
+                self._provider.patch(self._res, name, namespace, patch, "json")
+                return
+            except (ConflictError, InvalidError):
+                pass  # a stale summary (a test failed): do it from the live object
+        live = self._provider.get(self._res, name, namespace=namespace)
+        entries = ownership.merged_entries(live, FIELD_MANAGER)
+        if entries is None:
+            return
+        rv = live["metadata"]["resourceVersion"]
+        try:
+            self._provider.patch(
+                self._res,
+                name,
+                namespace,
+                {"metadata": {"resourceVersion": rv, "managedFields": entries}},
+            )
+        except InvalidError as exc:
+            # Not the twin's content at fault: never report it as a rejected object.
+            raise KubeError(f"Handing field ownership to server-side apply failed: {exc}") from exc
 
     def _delete_twin(self, key: ObjectKey) -> None:
+        self._fresh_twins.forget(key)
         with contextlib.suppress(NotFoundError):  # already gone: what we wanted
             self._provider.delete(self._res, key.name, namespace=key.namespace or None)
 
@@ -236,6 +306,7 @@ class ObjectSyncer:
             meta.get("namespace"),
             {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
         )
+        self._remember_consumer(written)
         _follow_write(obj, written)
 
     def _add_finalizer(self, obj: Obj) -> None:
@@ -252,7 +323,13 @@ class ObjectSyncer:
         updated = copy.deepcopy(obj)
         updated["status"] = status
         written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
+        self._remember_consumer(written)
         _follow_write(obj, written)
+
+    def _remember_consumer(self, written: Obj) -> None:
+        meta = written.get("metadata") or {}
+        key = ObjectKey(str(meta.get("namespace") or ""), str(meta.get("name")))
+        self._fresh_consumers.record(key, without_managed_fields(written))
 
     @cached_property
     def _deps(self) -> SyncDeps:
@@ -275,6 +352,11 @@ class ObjectSyncer:
 
     def _reconcile(self, key: ObjectKey) -> Result:
         return reconcile_object(key, self._deps)
+
+
+def _twin_transform(obj: Obj) -> Obj:
+    """A twin as cached: no managedFields beyond what ``ownership`` needs."""
+    return ownership.summarize(obj, FIELD_MANAGER)
 
 
 def _follow_write(obj: Obj, written: Obj) -> None:

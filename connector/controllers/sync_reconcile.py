@@ -4,10 +4,19 @@ The stage decides; this module applies its effects in a fixed order, each only w
 
 1. add the finalizer to the consumer object (so that its deletion waits for the twin);
 2. make sure the twin's namespace exists in the provider;
-3. server-side apply the twin;
+3. write the twin (create it, or server-side apply it) — and stop there: the consumer's
+   status is written by the next pass, which the reconcile asks for at once;
 4. delete the twin;
 5. write the consumer's status subresource;
 6. remove the finalizer (the consumer object may then disappear).
+
+Why a twin write ends the pass: the status the stage computed before the write says
+"creating/updating the object in the provider", and the next pass, which sees the twin as
+written (``get_twin`` returns what the write returned before the provider's watch does),
+gives the outcome: one status write per change, not two. And the next pass queues behind
+the keys already waiting, so under a burst (thousands of new objects at once) every twin
+reaches the provider before the connector spends its consumer requests on status: spec
+first, status right after.
 
 A twin the provider rejects (HTTP 422, or an admission webhook's denial) becomes
 ``APIBound=False`` with reason ``ProviderRejected`` and the server's message, a Warning
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -51,13 +60,16 @@ class SyncDeps:
     consumer_cluster: str
     #: The consumer object from the cache, or None.
     get_consumer: Callable[[ObjectKey], Obj | None]
-    #: The twin: from the cache, else read live (a twin without our labels is not cached).
+    #: The twin as last seen: the cache, or newer (our own write's answer, a live read).
     get_twin: Callable[[ObjectKey], Obj | None]
     sync: Callable[[SyncRequest], SyncResult]
     add_finalizer: Callable[[Obj], None]
     ensure_provider_namespace: Callable[[str], None]
-    #: Returns the twin as the provider now has it (or None if unknown).
-    apply_twin: Callable[[Obj], Obj | None]
+    #: Writes the wanted twin given the current one: creates it if there is none (a create
+    #: never overwrites an object of that name the cache did not show: it fails, and the
+    #: object is read for the next pass), else applies it.
+    #: Returns the twin as written, or None if a create found an object there already.
+    apply_twin: Callable[[Obj, Obj | None], Obj | None]
     delete_twin: Callable[[ObjectKey], None]
     write_consumer_status: Callable[[Obj, Obj], None]
     remove_finalizer: Callable[[Obj], None]
@@ -103,7 +115,7 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         try:
             if namespace:
                 deps.ensure_provider_namespace(str(namespace))
-            applied = deps.apply_twin(result.provider_apply)
+            written = deps.apply_twin(result.provider_apply, twin)
         except Exception as exc:
             if not is_rejection(exc):
                 raise
@@ -112,9 +124,14 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
             deps.warn(consumer, "ProviderRejected", message)
             _write_status(consumer, _rejected_status(consumer, result, message, deps.now()), deps)
             return Result(requeue=True)
-        bound.debug("Applied the provider twin.")
-        if applied is not None:
-            result = _after_apply(consumer, applied, result, deps)
+        if written is None or _resource_version(written) != _resource_version(twin):
+            bound.debug("Wrote the provider twin.")
+            # The next pass writes the status for the twin as written (module doc).
+            return Result(requeue_after=0.0)
+        # The write changed nothing: the provider keeps the twin different from what we
+        # apply (a mutating webhook, say). Another pass would only write again; report
+        # Syncing instead, and look again when either side changes.
+        bound.debug("The provider twin did not change when written.")
     if result.provider_delete:
         deps.delete_twin(key)
         bound.info("Deleted the provider twin, since the consumer object is being deleted.")
@@ -139,26 +156,8 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     return Result()
 
 
-def _after_apply(consumer: Obj, applied: Obj, result: SyncResult, deps: SyncDeps) -> SyncResult:
-    """``result`` with the consumer status the stage gives for the twin as just applied.
-
-    The status computed before the apply says "creating/updating the object in the
-    provider"; written as such, it would be overwritten by APIBound=True as soon as the
-    twin's watch event arrives: two consumer writes per change, which at 20 changes/s
-    exceed the consumer client's QPS limit (bench/sync_latency.py). Asking the stage again
-    (microseconds in-process) writes only the outcome.
-    """
-    after = deps.sync(
-        SyncRequest(
-            consumer=consumer,
-            provider=applied,
-            consumer_cluster=deps.consumer_cluster,
-            now=deps.now(),
-        )
-    )
-    if after.provider_apply is not None or after.conflict is not None or after.provider_delete:
-        return result  # not settled by this apply: keep the stage's first answer
-    return replace(result, consumer_status=after.consumer_status)
+def _resource_version(obj: Obj | None) -> object:
+    return (obj or {}).get("metadata", {}).get("resourceVersion")
 
 
 def _write_status(consumer: Obj, status: Obj, deps: SyncDeps) -> None:

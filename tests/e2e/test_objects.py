@@ -90,6 +90,50 @@ def test_spec_labels_and_annotations_changes_follow_in_the_provider(
     eventually(followed)
 
 
+def test_fields_labels_and_annotations_removed_in_the_consumer_go_from_the_twin(
+    world: World, namespace: str
+) -> None:
+    # The twin is created with POST (its fields then belong to an Update entry) and later
+    # changed by server-side apply: the connector hands the fields over first, or a removed
+    # field would stay in the provider for good.
+    first = nop(namespace)
+    first["metadata"]["labels"] = {"team": "blue", "tier": "gold"}
+    first["metadata"]["annotations"] = {"example.org/note": "hello"}
+    first["spec"]["compositionRef"] = {"name": "example"}
+    apply(world.consumer, first)
+    created = eventually(lambda: twin(world, namespace))
+    assert created["metadata"]["labels"]["tier"] == "gold"
+    assert created["spec"]["compositionRef"] == {"name": "example"}
+    entries = {(e["manager"], e["operation"]) for e in created["metadata"]["managedFields"]}
+    assert ("api-connector", "Update") in entries  # created with POST
+
+    # kubectl apply's removal: the consumer's own apply no longer sets them.
+    second = nop(namespace)
+    second["metadata"]["labels"] = {"team": "blue"}
+    apply(world.consumer, second)
+
+    def removed() -> bool:
+        t = twin(world, namespace)
+        return (
+            "tier" not in t["metadata"]["labels"]
+            and "example.org/note" not in (t["metadata"].get("annotations") or {})
+            and "compositionRef" not in t["spec"]
+        )
+
+    eventually(removed)
+    t = twin(world, namespace)
+    assert t["metadata"]["labels"]["team"] == "blue"
+    assert t["spec"]["coolField"] == "Synchronized resource"
+    ours = [e for e in t["metadata"]["managedFields"] if e["manager"] == "api-connector"]
+    assert [e["operation"] for e in ours] == ["Apply"]
+    eventually(
+        lambda: condition(world.consumer.get(NOP, "my-resource", namespace), "APIBound").get(
+            "status"
+        )
+        == "True"
+    )
+
+
 def test_provider_status_comes_back_with_api_bound_true(world: World, namespace: str) -> None:
     apply(world.consumer, nop(namespace))
     t = eventually(lambda: twin(world, namespace))

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from connector.controllers import ownership
 from connector.envtest import Cluster
 from connector.kube.client import KubeClient, WatchEvent
 from connector.kube.config import (
@@ -232,6 +233,56 @@ def test_apply_without_force_conflicts_on_a_field_another_manager_owns(
     assert "size" in raised.value.message
     taken = client.apply(widgets, widget("w", namespace, size=5), "bob", force=True)
     assert taken["spec"]["size"] == 5
+
+
+def test_fields_a_create_set_are_removed_by_a_later_apply_only_after_the_hand_over(
+    client: KubeClient, widgets: Resource, namespace: str
+) -> None:
+    """What ``connector.controllers.ownership`` relies on, on the real server."""
+    client.create(widgets, widget("plain", namespace, size=3, color="red"), field_manager="c")
+    client.apply(widgets, widget("plain", namespace, size=3), "c")
+    # Without the hand-over the Update entry still owns color: the apply cannot remove it.
+    assert client.get(widgets, "plain", namespace)["spec"] == {"size": 3, "color": "red"}
+
+    created = client.create(
+        widgets, widget("handed", namespace, size=3, color="red"), field_manager="c"
+    )
+    summary = ownership.summarize(created, "c")
+    patch = ownership.upgrade_patch(summary, "c")
+    assert patch is not None
+    client.patch(widgets, "handed", namespace, patch, "json")
+    applied = client.apply(widgets, widget("handed", namespace, size=3), "c")
+    assert applied["spec"] == {"size": 3}
+    assert [(e["manager"], e["operation"]) for e in applied["metadata"]["managedFields"]] == [
+        ("c", "Apply")
+    ]
+
+
+def test_a_stale_hand_over_patch_is_refused_and_the_merged_entries_apply(
+    client: KubeClient, widgets: Resource, namespace: str
+) -> None:
+    created = client.create(widgets, widget("w", namespace, size=3, color="red"), field_manager="c")
+    stale = ownership.upgrade_patch(ownership.summarize(created, "c"), "c")
+    assert stale is not None
+    # Since then our apply has added an Apply entry next to the Update one.
+    client.apply(widgets, widget("w", namespace, size=4), "c")
+    client.patch(widgets, "w", namespace, {"metadata": {"labels": {"x": "y"}}}, field_manager="o")
+    live = client.get(widgets, "w", namespace)
+    entries = [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]]
+    assert ("c", "Update") in entries and ("c", "Apply") in entries
+    assert entries[0] == ("c", "Apply")  # where the Update entry was when created
+    with pytest.raises((ConflictError, InvalidError)):
+        client.patch(widgets, "w", namespace, stale, "json")
+
+    merged = ownership.merged_entries(live, "c")
+    assert merged is not None
+    rv = live["metadata"]["resourceVersion"]
+    client.patch(
+        widgets, "w", namespace, {"metadata": {"resourceVersion": rv, "managedFields": merged}}
+    )
+    applied = client.apply(widgets, widget("w", namespace, size=4), "c")
+    assert applied["spec"] == {"size": 4}
+    assert applied["metadata"]["labels"] == {"x": "y"}
 
 
 def test_apply_status_writes_only_the_status_subresource(

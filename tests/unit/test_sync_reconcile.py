@@ -12,13 +12,13 @@ from functions.object_syncer.types import SyncRequest, SyncResult
 
 NOW = "2026-01-01T00:00:00Z"
 KEY = ObjectKey("default", "my-resource")
-CONSUMER = {
+CONSUMER: dict[str, Any] = {
     "apiVersion": "nop.example.org/v1alpha1",
     "kind": "NopResource",
     "metadata": {"name": "my-resource", "namespace": "default", "uid": "u", "generation": 1},
     "spec": {"coolField": "x"},
 }
-TWIN = {**CONSUMER, "metadata": {"name": "my-resource", "namespace": "default"}}
+TWIN: dict[str, Any] = {**CONSUMER, "metadata": {"name": "my-resource", "namespace": "default"}}
 
 
 @dataclass
@@ -36,10 +36,16 @@ class World:
         self.requests.append(req)
         return self.result
 
-    def apply(self, obj: dict[str, Any]) -> None:
-        self.calls.append("apply")
+    #: What the write returns: the twin as written (None: a create found one there).
+    written: dict[str, Any] | None = field(
+        default_factory=lambda: {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
+    )
+
+    def apply(self, obj: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any] | None:
+        self.calls.append("apply" if current is not None else "create")
         if self.apply_error is not None:
             raise self.apply_error
+        return self.written
 
     def deps(self) -> SyncDeps:
         return SyncDeps(
@@ -65,9 +71,35 @@ def test_a_new_object_gets_its_finalizer_then_its_namespace_then_its_twin() -> N
     world = World(
         SyncResult(add_finalizer=True, provider_apply=TWIN, consumer_status={"conditions": []})
     )
-    assert reconcile_object(KEY, world.deps()) == Result()
-    assert world.calls == ["add_finalizer", "namespace default", "apply", "status"]
+    # The status waits for the next pass, asked for at once, which sees the twin as written.
+    assert reconcile_object(KEY, world.deps()) == Result(requeue_after=0.0)
+    assert world.calls == ["add_finalizer", "namespace default", "create"]
     assert world.requests[0].consumer_cluster == "consumer-1"
+
+
+def test_a_twin_found_by_the_create_is_looked_at_by_the_next_pass() -> None:
+    world = World(SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}))
+    world.written = None
+    assert reconcile_object(KEY, world.deps()) == Result(requeue_after=0.0)
+    assert world.calls == ["namespace default", "create"]
+
+
+def test_an_existing_twin_is_applied_and_the_status_left_to_the_next_pass() -> None:
+    current = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "1"}}
+    world = World(SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}))
+    world.twin = current
+    assert reconcile_object(KEY, world.deps()) == Result(requeue_after=0.0)
+    assert world.calls == ["namespace default", "apply"]
+    assert world.requests[0].provider is current
+
+
+def test_a_write_that_changes_nothing_reports_the_status_instead_of_looping() -> None:
+    # A provider webhook that keeps rewriting a field: applying again would change nothing.
+    current = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
+    world = World(SyncResult(provider_apply=TWIN, consumer_status={"conditions": [{"x": 1}]}))
+    world.twin = current
+    assert reconcile_object(KEY, world.deps()) == Result()
+    assert world.calls == ["namespace default", "apply", "status"]
 
 
 def test_a_deleted_object_deletes_the_twin_before_releasing_the_finalizer() -> None:

@@ -1,0 +1,95 @@
+"""Objects known to be newer than an informer's cache: read your own writes.
+
+A controller that writes an object and reconciles it again before the write's watch event
+has reached its cache reads the older copy. It then acts on stale facts: a status PUT
+carrying the old resourceVersion is refused with 409 and retried; a twin it has just
+created looks missing. controller-runtime meets this with "expectations"; this is the
+same idea keyed by object: :meth:`FreshObjects.record` keeps what a write returned (or a
+live read found), :meth:`FreshObjects.newest` prefers it to the cached copy until the cache
+has caught up, and :meth:`FreshObjects.observe`, called from the informer's handler, drops
+it as soon as an event at least as new arrives.
+
+Resource versions are compared as integers, which is what every etcd-backed API server
+hands out; one that is not an integer is never taken as newer than the cache. A DELETED
+event always drops the entry, and every entry expires after ``ttl`` seconds, so a missed
+event can only leave the cache in charge again (the state before this overlay existed),
+never keep a stale object alive.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from functions.common.objects import Obj
+
+K = TypeVar("K", bound=Hashable)
+
+#: How long a recorded object may stand in for the cache without a newer event.
+DEFAULT_TTL = 60.0
+
+
+def _rv(obj: Obj | None) -> int | None:
+    if obj is None:
+        return None
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+class FreshObjects(Generic[K]):
+    """Per key, an object newer than the informer's copy, until the informer catches up."""
+
+    def __init__(
+        self, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._objects: dict[K, tuple[Obj, int, float]] = {}
+
+    def record(self, key: K, obj: Obj) -> None:
+        """Remember ``obj`` (a write's answer, or a live read) as the newest known copy."""
+        rv = _rv(obj)
+        if rv is None:
+            return
+        with self._lock:
+            current = self._objects.get(key)
+            if current is None or current[1] <= rv:
+                self._objects[key] = (copy.deepcopy(obj), rv, self._clock() + self._ttl)
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._objects.pop(key, None)
+
+    def observe(self, key: K, event: str, obj: Obj) -> None:
+        """An informer event for ``key``: the cache now holds ``obj`` (or nothing)."""
+        with self._lock:
+            current = self._objects.get(key)
+            if current is None:
+                return
+            if event == "DELETED":
+                del self._objects[key]
+                return
+            rv = _rv(obj)
+            if rv is not None and rv >= current[1]:
+                del self._objects[key]
+
+    def newest(self, key: K, cached: Obj | None) -> Obj | None:
+        """``cached``, unless a recorded copy is newer (then a copy of that)."""
+        with self._lock:
+            current = self._objects.get(key)
+            if current is None:
+                return cached
+            obj, rv, expires = current
+            cached_rv = _rv(cached)
+            if self._clock() >= expires or (cached_rv is not None and cached_rv >= rv):
+                del self._objects[key]
+                return cached
+            return copy.deepcopy(obj)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)

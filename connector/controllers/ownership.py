@@ -1,0 +1,113 @@
+"""Field ownership of a twin created with POST, handed over to server-side apply.
+
+The connector creates a twin it has never seen with a plain create (POST): one request that
+either creates the object or fails with AlreadyExists, so an object of the same name that
+another consumer (or nobody) owns is never touched, with no read before the write. Later
+changes are server-side applies. But a create records its fields under the manager's
+*Update* entry in ``metadata.managedFields``, and an apply only removes fields that its
+*Apply* entry owns: a field the consumer later drops would stay in the provider forever.
+
+So before the first apply to such a twin, its Update entry is turned into an Apply entry
+(what client-go's ``csaupgrade`` does for kubectl): one JSON patch that changes the entry's
+``operation``, guarded by ``test`` operations so that it applies only to the entry it was
+computed from. If an Apply entry exists as well, the two are merged (the union of their
+field sets), which needs the full entries: read live, written back with a merge patch
+conditional on the resourceVersion.
+
+The provider cache keeps, for twins that need this, a summary of the entries (manager,
+operation, subresource; no field sets), and nothing for the others: the full entries would
+double the memory of every cached twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.common.objects import Obj
+
+#: The key in a cached twin's metadata holding the summary (not a Kubernetes field; the
+#: apply and every stage ignore it).
+SUMMARY = "managedFields"
+
+
+def _entries(obj: Obj) -> list[dict[str, Any]]:
+    entries = (obj.get("metadata") or {}).get("managedFields")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _ours(entry: dict[str, Any], manager: str, operation: str) -> bool:
+    return (
+        entry.get("manager") == manager
+        and entry.get("operation") == operation
+        and not entry.get("subresource")
+    )
+
+
+def needs_upgrade(obj: Obj, manager: str) -> bool:
+    """Whether ``manager`` owns fields of ``obj`` through an Update (a create or a PUT)."""
+    return any(_ours(e, manager, "Update") for e in _entries(obj))
+
+
+def summarize(obj: Obj, manager: str) -> Obj:
+    """``obj`` with ``managedFields`` reduced to what :func:`upgrade` needs, or dropped."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return obj
+    entries = _entries(obj)
+    meta.pop("managedFields", None)
+    if any(_ours(e, manager, "Update") for e in entries):
+        meta[SUMMARY] = [
+            {k: e[k] for k in ("manager", "operation", "subresource") if k in e} for e in entries
+        ]
+    return obj
+
+
+def upgrade_patch(obj: Obj, manager: str) -> list[dict[str, Any]] | None:
+    """A JSON patch turning ``manager``'s Update entry into its Apply entry, from a summary
+    or full entries; ``None`` when there is nothing to do or an Apply entry exists too (then
+    use :func:`merged_entries` on the full entries)."""
+    entries = _entries(obj)
+    if any(_ours(e, manager, "Apply") for e in entries):
+        return None
+    for i, entry in enumerate(entries):
+        if _ours(entry, manager, "Update"):
+            path = f"/metadata/managedFields/{i}"
+            return [
+                {"op": "test", "path": f"{path}/manager", "value": manager},
+                {"op": "test", "path": f"{path}/operation", "value": "Update"},
+                {"op": "replace", "path": f"{path}/operation", "value": "Apply"},
+            ]
+    return None
+
+
+def merged_entries(obj: Obj, manager: str) -> list[dict[str, Any]] | None:
+    """Full ``managedFields`` with ``manager``'s Update entry merged into its Apply entry;
+    ``None`` if it has no Update entry."""
+    entries = _entries(obj)
+    update = next((e for e in entries if _ours(e, manager, "Update")), None)
+    if update is None:
+        return None
+    apply = next((e for e in entries if _ours(e, manager, "Apply")), None)
+    merged: list[dict[str, Any]] = []
+    for entry in entries:
+        if entry is update:
+            if apply is None:
+                merged.append({**entry, "operation": "Apply"})
+            continue
+        if entry is apply:
+            fields = _union(apply.get("fieldsV1") or {}, update.get("fieldsV1") or {})
+            merged.append({**entry, "fieldsV1": fields})
+            continue
+        merged.append(entry)
+    return merged
+
+
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The union of two ``fieldsV1`` sets (tries of ``f:``/``k:``/``v:``/``i:`` keys)."""
+    out = dict(a)
+    for key, value in b.items():
+        if key in out and isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _union(out[key], value)
+        else:
+            out.setdefault(key, value)
+    return out

@@ -1,0 +1,146 @@
+"""Read-your-writes overlay (``fresh``) and the Update → Apply hand-over (``ownership``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connector.controllers import ownership
+from connector.controllers.fresh import FreshObjects
+
+
+def obj(rv: str, **extra: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "a", "resourceVersion": rv}, **extra}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("cached_rv", "want"),
+    [
+        (None, "written"),  # the cache has not seen the create yet
+        ("4", "written"),  # the cache is behind our write
+        ("5", "cached"),  # caught up
+        ("9", "cached"),  # newer than our write
+    ],
+)
+def test_the_newer_of_the_cache_and_our_write_is_read(cached_rv: str | None, want: str) -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.record("k", obj("5", spec="written"))
+    cached = None if cached_rv is None else obj(cached_rv, spec="cached")
+    assert (fresh.newest("k", cached) or {}).get("spec") == want
+
+
+def test_an_event_as_new_as_our_write_ends_the_overlay() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.record("k", obj("5"))
+    fresh.observe("k", "MODIFIED", obj("4"))
+    assert len(fresh) == 1
+    fresh.observe("k", "MODIFIED", obj("5"))
+    assert len(fresh) == 0
+
+
+def test_a_deletion_always_ends_the_overlay() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.record("k", obj("5"))
+    fresh.observe("k", "DELETED", obj("3"))
+    assert fresh.newest("k", None) is None
+
+
+def test_an_entry_expires_so_a_missed_event_cannot_keep_it_alive() -> None:
+    clock = Clock()
+    fresh: FreshObjects[str] = FreshObjects(ttl=10, clock=clock)
+    fresh.record("k", obj("5"))
+    clock.now = 11
+    assert fresh.newest("k", None) is None
+    assert len(fresh) == 0
+
+
+def test_an_older_write_does_not_replace_a_newer_one_and_reads_are_copies() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.record("k", obj("7", spec="new"))
+    fresh.record("k", obj("6", spec="old"))
+    got = fresh.newest("k", None)
+    assert got is not None and got["spec"] == "new"
+    got["spec"] = "mutated"
+    assert (fresh.newest("k", None) or {})["spec"] == "new"
+
+
+def test_a_resource_version_that_is_not_a_number_is_never_taken_as_newer() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.record("k", obj("abc"))
+    assert len(fresh) == 0
+
+
+MANAGER = "api-connector"
+
+
+def entry(manager: str, operation: str, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": "v1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+        **extra,
+    }
+
+
+def twin(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "a", "managedFields": list(entries)}, "spec": {"x": 1}}
+
+
+def test_the_cache_keeps_a_summary_only_for_twins_our_create_owns() -> None:
+    created = ownership.summarize(
+        twin(entry("kubectl", "Update", {"f:a": {}}), entry(MANAGER, "Update", {"f:b": {}})),
+        MANAGER,
+    )
+    assert created["metadata"]["managedFields"] == [
+        {"manager": "kubectl", "operation": "Update"},
+        {"manager": MANAGER, "operation": "Update"},
+    ]
+    applied = ownership.summarize(twin(entry(MANAGER, "Apply", {"f:b": {}})), MANAGER)
+    assert "managedFields" not in applied["metadata"]
+    status_only = ownership.summarize(
+        twin(entry(MANAGER, "Update", {"f:status": {}}, subresource="status")), MANAGER
+    )
+    assert not ownership.needs_upgrade(status_only, MANAGER)
+
+
+def test_the_update_entry_becomes_the_apply_entry_guarded_by_tests() -> None:
+    summary = ownership.summarize(
+        twin(entry("kubectl", "Update", {}), entry(MANAGER, "Update", {})), MANAGER
+    )
+    assert ownership.needs_upgrade(summary, MANAGER)
+    assert ownership.upgrade_patch(summary, MANAGER) == [
+        {"op": "test", "path": "/metadata/managedFields/1/manager", "value": MANAGER},
+        {"op": "test", "path": "/metadata/managedFields/1/operation", "value": "Update"},
+        {"op": "replace", "path": "/metadata/managedFields/1/operation", "value": "Apply"},
+    ]
+
+
+def test_with_an_apply_entry_too_the_field_sets_are_merged() -> None:
+    full = twin(
+        entry(MANAGER, "Apply", {"f:spec": {"f:x": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}),
+        entry("other", "Update", {"f:spec": {"f:z": {}}}),
+        entry(MANAGER, "Update", {"f:spec": {"f:y": {}}, "f:metadata": {"f:labels": {"f:b": {}}}}),
+    )
+    assert ownership.upgrade_patch(full, MANAGER) is None
+    merged = ownership.merged_entries(full, MANAGER)
+    assert merged is not None
+    assert [(e["manager"], e["operation"]) for e in merged] == [
+        (MANAGER, "Apply"),
+        ("other", "Update"),
+    ]
+    assert merged[0]["fieldsV1"] == {
+        "f:spec": {"f:x": {}, "f:y": {}},
+        "f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}},
+    }
+    assert ownership.merged_entries(twin(entry(MANAGER, "Apply", {})), MANAGER) is None
