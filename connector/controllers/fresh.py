@@ -11,9 +11,11 @@ it as soon as an event at least as new arrives.
 
 Resource versions are compared as integers, which is what every etcd-backed API server
 hands out; one that is not an integer is never taken as newer than the cache. A DELETED
-event always drops the entry, and every entry expires after ``ttl`` seconds, so a missed
-event can only leave the cache in charge again (the state before this overlay existed),
-never keep a stale object alive.
+event always drops the entry, and leaves a tombstone for ``ttl`` seconds so that a write's
+answer that arrives after the deletion's event (the watch can be quicker than the HTTP
+response) is not recorded. Every entry expires after ``ttl`` seconds, so a missed event can
+only leave the cache in charge again (the state before this overlay existed), never keep a
+stale object alive for long.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -49,6 +52,10 @@ class FreshObjects(Generic[K]):
         self._clock = clock
         self._lock = threading.Lock()
         self._objects: dict[K, tuple[Obj, int, float]] = {}
+        #: Deleted keys: the deletion's resourceVersion, and when to forget it; the deque
+        #: holds them in expiry order, so pruning is cheap.
+        self._deleted: dict[K, tuple[int, float]] = {}
+        self._deleted_order: deque[tuple[float, K]] = deque()
 
     def record(self, key: K, obj: Obj) -> None:
         """Remember ``obj`` (a write's answer, or a live read) as the newest known copy."""
@@ -56,9 +63,14 @@ class FreshObjects(Generic[K]):
         if rv is None:
             return
         with self._lock:
+            self._prune_deleted()
+            tombstone = self._deleted.get(key)
+            if tombstone is not None and rv <= tombstone[0]:
+                return  # the object was deleted after this write
             current = self._objects.get(key)
-            if current is None or current[1] <= rv:
-                self._objects[key] = (copy.deepcopy(obj), rv, self._clock() + self._ttl)
+            now = self._clock()
+            if current is None or current[1] <= rv or current[2] <= now:
+                self._objects[key] = (copy.deepcopy(obj), rv, now + self._ttl)
 
     def forget(self, key: K) -> None:
         with self._lock:
@@ -67,13 +79,18 @@ class FreshObjects(Generic[K]):
     def observe(self, key: K, event: str, obj: Obj) -> None:
         """An informer event for ``key``: the cache now holds ``obj`` (or nothing)."""
         with self._lock:
+            rv = _rv(obj)
+            if event == "DELETED":
+                self._objects.pop(key, None)
+                if rv is not None:
+                    expires = self._clock() + self._ttl
+                    self._deleted[key] = (rv, expires)
+                    self._deleted_order.append((expires, key))
+                self._prune_deleted()
+                return
             current = self._objects.get(key)
             if current is None:
                 return
-            if event == "DELETED":
-                del self._objects[key]
-                return
-            rv = _rv(obj)
             if rv is not None and rv >= current[1]:
                 del self._objects[key]
 
@@ -89,6 +106,14 @@ class FreshObjects(Generic[K]):
                 del self._objects[key]
                 return cached
             return copy.deepcopy(obj)
+
+    def _prune_deleted(self) -> None:
+        now = self._clock()
+        while self._deleted_order and self._deleted_order[0][0] <= now:
+            expires, key = self._deleted_order.popleft()
+            entry = self._deleted.get(key)
+            if entry is not None and entry[1] <= expires:
+                del self._deleted[key]
 
     def __len__(self) -> int:
         with self._lock:

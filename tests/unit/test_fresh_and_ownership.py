@@ -54,6 +54,19 @@ def test_a_deletion_always_ends_the_overlay() -> None:
     assert fresh.newest("k", None) is None
 
 
+def test_a_write_answered_after_the_deletion_event_is_not_recorded() -> None:
+    clock = Clock()
+    fresh: FreshObjects[str] = FreshObjects(ttl=10, clock=clock)
+    fresh.observe("k", "DELETED", obj("8"))  # the watch was quicker than the create's answer
+    fresh.record("k", obj("7"))
+    assert fresh.newest("k", None) is None
+    fresh.record("k", obj("9"))  # created again after the deletion
+    assert fresh.newest("k", None) is not None
+    clock.now = 11  # tombstones expire too
+    fresh.record("k", obj("5"))
+    assert (fresh.newest("k", None) or {})["metadata"]["resourceVersion"] == "5"
+
+
 def test_an_entry_expires_so_a_missed_event_cannot_keep_it_alive() -> None:
     clock = Clock()
     fresh: FreshObjects[str] = FreshObjects(ttl=10, clock=clock)
