@@ -13,6 +13,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY functions/ functions/
 COPY connector/ connector/
+# The wheel carries the Helm chart and the walkthrough (for `install` and `demo`).
+COPY package/helm/api-connector/ package/helm/api-connector/
+COPY examples/walkthrough/ examples/walkthrough/
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/api-connector \
  && /opt/api-connector/bin/pip install /wheels/*.whl

@@ -43,14 +43,13 @@ from connector.kube.resources import (
     SECRETS,
 )
 from connector.manager import Manager
+from connector.shipped import ShippedFileError, chart_dir, walkthrough_dir
 from connector.stages import InProcessStages
 from functions.common import find_condition
 
 log = structlog.get_logger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-WALKTHROUGH = REPO / "examples" / "walkthrough"
-CONNECT_CRDS = REPO / "package" / "crds"
 NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", namespaced=True)
 FIELD_MANAGER = "api-connector-demo"
 CONSUMER_CLUSTER = "demo-consumer"
@@ -197,6 +196,12 @@ class Demo:
         self.clusters = []
 
     def run(self) -> None:
+        try:
+            # The chart's crds/ are the connector's CRDs, the ones `install` applies too.
+            connect_crds = chart_dir() / "crds"
+            walkthrough = walkthrough_dir()
+        except ShippedFileError as e:
+            raise DemoError(f"The demo {e}.") from e
         self.step("Starting two local clusters on 127.0.0.1: consumer and provider")
         try:
             self.clusters = start_clusters(["consumer", "provider"], self.out_dir, keep_files=True)
@@ -210,7 +215,7 @@ class Demo:
 
         self.step("Publishing a bindable API on the provider: nopresources.nop.example.org")
         for crd in _apply_file(
-            provider, WALKTHROUGH / "provider" / "nopresources.nop.example.org.yaml"
+            provider, walkthrough / "provider" / "nopresources.nop.example.org.yaml"
         ):
             labels = crd["metadata"].get("labels", {})
             self.info(f"CRD {crd['metadata']['name']} labels {labels}")
@@ -223,7 +228,7 @@ class Demo:
         self.info("A reconciler in the provider marks every NopResource Ready=True.")
 
         self.step("Installing the connector's API in the consumer and starting the connector")
-        for path in sorted(CONNECT_CRDS.glob("*.yaml")):
+        for path in sorted(connect_crds.glob("*.yaml")):
             _apply_file(consumer, path)
         for name in ("clusterconnections", "clusterapibindings", "apibindings"):
             _eventually(
@@ -243,7 +248,7 @@ class Demo:
         self.info(f"Connector running in-process as consumer cluster {CONSUMER_CLUSTER!r}.")
 
         self.step("Creating the provider credentials Secret and the ClusterConnection")
-        consumer_dir = WALKTHROUGH / "consumer"
+        consumer_dir = walkthrough / "consumer"
         _apply_file(consumer, consumer_dir / "00-namespace.yaml")
         kubeconfig_b64 = base64.b64encode(provider_cluster.kubeconfig.read_bytes()).decode()
         _apply_file(

@@ -70,6 +70,7 @@ from connector.kube.resources import (
     CLUSTER_ROLES,
     SERVICE_ACCOUNTS,
 )
+from connector.shipped import ShippedFileError, chart_dir
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
 from functions.common import (
     BINDABLE_LABEL,
@@ -682,17 +683,14 @@ def _forbidden(cluster: _Cluster, what: str, e: ForbiddenError) -> InstallError:
 def find_chart(chart: str | None, version: str | None) -> tuple[str, Path | None]:
     """The chart to install and, for a chart directory, its path (for its ``crds/``).
 
-    Default: the chart shipped with this package. In a checkout or an editable install that
-    is ``package/helm/api-connector`` at the repository's root.
+    Default: the chart shipped with this package (:func:`connector.shipped.chart_dir`): the
+    installed package's copy, or ``package/helm/api-connector`` in a source checkout.
     """
     if chart is None:
-        shipped = Path(__file__).resolve().parents[1] / "package" / "helm" / "api-connector"
-        if not (shipped / "Chart.yaml").is_file():
-            raise InstallError(
-                f"the api-connector Helm chart is not next to this installation (looked in "
-                f"{shipped}); pass --chart with a chart directory or reference."
-            )
-        directory: Path | None = shipped
+        try:
+            directory: Path | None = chart_dir()
+        except ShippedFileError as e:
+            raise InstallError(f"{e}; pass --chart with a chart directory or reference.") from e
     else:
         candidate = Path(chart).expanduser()
         directory = candidate if (candidate / "Chart.yaml").is_file() else None
