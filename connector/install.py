@@ -7,12 +7,15 @@ The connector's own equivalent of ``up controlplane api-connector install/uninst
 1. **Validate, writing nothing**: both kubeconfigs and contexts can be used, both clusters
    answer, the installer's identity may do everything the install does (SelfSubjectAccess
    Reviews), the chart and helm are found, the provider's offered APIs are listed, an
-   existing Helm release, Secret or ClusterConnection does not belong to someone else.
+   existing Helm release, Secret or ClusterConnection does not belong to someone else,
+   and whether the provider serves ValidatingAdmissionPolicy for the isolation policy.
 2. **Write, each step idempotent**: on the provider (with an admin's kubeconfig) the
-   per-consumer namespace, ServiceAccount, token Secret and a ClusterRole limited to the
-   offered APIs (the binder's ``provider_access``), then a kubeconfig for that identity;
-   in the consumer the namespace, the connector's CRDs, the credentials Secret, the Helm
-   release and the ClusterConnection. Then, with ``wait``, until the connection is Ready.
+   consumer's isolation policy (the binder's ``isolation_policy``: its identity may write
+   only objects labelled as its own), the per-consumer namespace, ServiceAccount, token
+   Secret and a ClusterRole limited to the offered APIs (the binder's ``provider_access``),
+   then a kubeconfig for that identity; in the consumer the namespace, the connector's
+   CRDs, the credentials Secret, the Helm release and the ClusterConnection. Then, with
+   ``wait``, until the connection is Ready.
 
 A failure in phase 2 leaves what was written in place and a rerun with the same arguments
 completes it; the one exception is a first ``helm install`` that fails, whose release is
@@ -20,7 +23,10 @@ uninstalled again so that the rerun is not blocked by a failed release.
 
 ``uninstall`` removes the Helm release, with ``all_`` also the ClusterConnections and
 Secrets the installer created, and finally the connector's finalizer from every bound
-object, so that nothing stays stuck in deletion. It never touches the provider.
+object, so that nothing stays stuck in deletion. Given the provider's admin kubeconfig, it
+then revokes what install created there for this consumer: its identity first, then its
+isolation policy (never the other way round, which would leave a live identity
+unconfined). It never deletes the provider's twins of the consumer's objects.
 
 Side effects go through :class:`~connector.kube.KubeClient` and :class:`~connector.helm.Helm`;
 progress is reported through the ``report`` callable (one sentence per call), and failures a
@@ -69,15 +75,21 @@ from connector.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     SERVICE_ACCOUNTS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
 )
 from connector.shipped import ShippedFileError, chart_dir
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
+from functions.binder.isolation import ADMISSION_API_VERSION, isolation_policy, policy_name
 from functions.common import (
     BINDABLE_LABEL,
     FINALIZER,
     LABEL_CONNECTION,
+    LABEL_CONSUMER_CLUSTER,
     LABEL_MANAGED_BY,
     MANAGED_BY,
+    InvalidInputError,
+    label_value,
 )
 from functions.crd_puller import OfferedAPI, PullRequest, pull
 
@@ -95,8 +107,10 @@ __all__ = [
     "default_secret_name",
     "find_chart",
     "install",
+    "isolation_permissions",
     "merge_values",
     "parse_set",
+    "revocation_order",
     "uninstall",
 ]
 
@@ -120,6 +134,19 @@ READY_POLL_INTERVAL = 1.0
 CRD_ESTABLISHED_TIMEOUT = 30.0
 
 _PODS = Resource("", "v1", "pods", "Pod", True)
+#: What install creates in the provider, by kind.
+_PROVIDER_RESOURCES = {
+    r.kind: r
+    for r in (
+        NAMESPACES,
+        SERVICE_ACCOUNTS,
+        SECRETS,
+        CLUSTER_ROLES,
+        CLUSTER_ROLE_BINDINGS,
+        VALIDATING_ADMISSION_POLICIES,
+        VALIDATING_ADMISSION_POLICY_BINDINGS,
+    )
+}
 
 Report = Callable[[str], None]
 
@@ -181,11 +208,23 @@ class InstallOptions:
     upgrade: bool = False
     wait: bool = True
     timeout: float = 300.0
+    #: The provider-side ValidatingAdmissionPolicy that lets this consumer's identity write
+    #: only its own twins (with ``provider`` only; a robot token creates nothing there).
+    #: None: apply it if the provider serves it, else warn and install without it; True:
+    #: required, the install is refused before writing when the provider does not serve it;
+    #: False: install neither applies nor changes it.
+    isolation_policy: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class UninstallOptions:
     consumer: ClusterAccess
+    #: An admin's kubeconfig of the provider: also revoke this consumer's identity and remove
+    #: its isolation policy there. None: nothing in the provider is touched.
+    provider: ClusterAccess | None = None
+    #: The consumer's name in the provider; None: the release's consumerClusterDisplayName,
+    #: else derived from kube-system's uid (as install does).
+    consumer_cluster_name: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     all_: bool = False
     helm: str | None = None
@@ -466,6 +505,32 @@ def provider_permissions(access: AccessResult) -> list[Permission]:
     ]
 
 
+def isolation_permissions(verbs: Iterable[str]) -> list[Permission]:
+    """``verbs`` on the isolation policy's two kinds (cluster-scoped), in the provider."""
+    group = VALIDATING_ADMISSION_POLICIES.group
+    return [
+        Permission(verb=verb, group=group, resource=res.plural)
+        for res in (VALIDATING_ADMISSION_POLICIES, VALIDATING_ADMISSION_POLICY_BINDINGS)
+        for verb in verbs
+    ]
+
+
+def revoke_permissions(access: AccessResult) -> list[Permission]:
+    """What ``uninstall`` does in the provider: read and delete what install created there."""
+    rbac = "rbac.authorization.k8s.io"
+    ns = access.namespace
+    needs = isolation_permissions(("get", "delete"))
+    for verb in ("get", "delete"):
+        needs += [
+            Permission(verb=verb, group=rbac, resource="clusterrolebindings"),
+            Permission(verb=verb, group=rbac, resource="clusterroles"),
+            Permission(verb=verb, resource="serviceaccounts", namespace=ns),
+            Permission(verb=verb, resource="secrets", namespace=ns),
+            Permission(verb=verb, resource="namespaces"),
+        ]
+    return needs
+
+
 def scoped_kubeconfig(*, cluster: Mapping[str, Any], token: str, user: str, namespace: str) -> str:
     """A kubeconfig for the provider's scoped identity: the provider's address and CA, a token.
 
@@ -637,7 +702,8 @@ def _check_reachable(cluster: _Cluster) -> None:
         ) from e
 
 
-def _check_permissions(cluster: _Cluster, needs: Sequence[Permission]) -> None:
+def _check_permissions(cluster: _Cluster, needs: Sequence[Permission], *, hint: str = "") -> None:
+    """Refuse with every missing permission named; ``hint`` is another way out, if any."""
     missing: list[Permission] = []
     for need in needs:
         try:
@@ -661,16 +727,16 @@ def _check_permissions(cluster: _Cluster, needs: Sequence[Permission]) -> None:
         if not allowed:
             missing.append(need)
     if missing:
-        raise InstallError(_missing_message(cluster, missing))
+        raise InstallError(_missing_message(cluster, missing, hint=hint))
 
 
-def _missing_message(cluster: _Cluster, missing: Sequence[Permission]) -> str:
+def _missing_message(cluster: _Cluster, missing: Sequence[Permission], *, hint: str = "") -> str:
     described = [m.describe() for m in missing]
     listing = described[0] if len(described) == 1 else ", ".join(described)
     return (
         f"the installer lacks permission to {listing} in the {cluster.role} cluster; ask an "
         f"admin of the {cluster.role} cluster to grant it, or use an admin's kubeconfig "
-        f"(--{cluster.role}-kubeconfig). Nothing was changed."
+        f"(--{cluster.role}-kubeconfig){'; ' + hint if hint else ''}. Nothing was changed."
     )
 
 
@@ -728,6 +794,16 @@ def _chart_version(directory: Path | None) -> str | None:
 # -- install --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Isolation:
+    """The consumer's isolation policy as validation found it; the write phase applies it."""
+
+    name: str
+    #: The policy and its binding to apply; empty: no API is bound, remove them if they exist.
+    objects: list[dict[str, Any]]
+    exists: bool
+
+
 @dataclass(kw_only=True)
 class _Plan:
     """Everything validation found out; the write phase only executes it."""
@@ -741,6 +817,8 @@ class _Plan:
     consumer_name: str
     resources: list[BoundResource]
     access: AccessResult | None
+    #: None: the isolation policy is not applied (robot token, opted out, or not served).
+    isolation: _Isolation | None
     secret_name: str
     existing_secret: dict[str, Any] | None
     release: Release | None
@@ -754,6 +832,11 @@ def install(opts: InstallOptions, *, report: Report, run: Runner | None = None) 
         raise InstallError(
             "pass either --provider-kubeconfig or --upbound-token (with --organization, "
             "--spaces-base-url, --control-plane-group and --control-plane)."
+        )
+    if opts.isolation_policy and opts.provider is None:
+        raise InstallError(
+            "--isolation-policy needs --provider-kubeconfig: with a robot token, install "
+            "creates nothing in the provider."
         )
     plan = _validate(opts, report=report, run=run)
     _execute(opts, plan, report=report)
@@ -812,6 +895,7 @@ def _validate(opts: InstallOptions, *, report: Report, run: Runner | None) -> _P
     )
 
     access: AccessResult | None = None
+    isolation: _Isolation | None = None
     if provider is not None:
         _check_reachable(provider)
         _check_permissions(
@@ -833,6 +917,9 @@ def _validate(opts: InstallOptions, *, report: Report, run: Runner | None) -> _P
             f"{_count(len(offered), 'bindable API')}"
             + (f": {', '.join(a.name for a in offered)}." if offered else ".")
         )
+        isolation = _plan_isolation(
+            provider, opts.isolation_policy, consumer_name, resources, report=report
+        )
         if not resources:
             report(
                 f"Warning: no API is bound yet. Label provider CRDs with {BINDABLE_LABEL}=true "
@@ -853,12 +940,67 @@ def _validate(opts: InstallOptions, *, report: Report, run: Runner | None) -> _P
         consumer_name=consumer_name,
         resources=resources,
         access=access,
+        isolation=isolation,
         secret_name=secret_name,
         existing_secret=existing_secret,
         release=release,
         values=values,
         run_helm=run_helm,
     )
+
+
+def _plan_isolation(
+    provider: _Cluster,
+    wanted: bool | None,
+    consumer_name: str,
+    resources: Sequence[BoundResource],
+    *,
+    report: Report,
+) -> _Isolation | None:
+    """Whether and what to apply of the consumer's isolation policy (``wanted`` as in
+    :attr:`InstallOptions.isolation_policy`); refuses or warns if the provider lacks the API."""
+    if wanted is False:
+        report(
+            "Provider: the isolation policy is neither applied nor changed (--no-isolation-policy)."
+        )
+        return None
+    client = provider.client
+    name = policy_name(consumer_name)
+    try:
+        existing = _get(client, VALIDATING_ADMISSION_POLICIES, name)
+    except NotFoundError:
+        # Not the object, the API: the provider does not serve ValidatingAdmissionPolicy v1.
+        what = (
+            f"the provider cluster at {client.server} does not serve ValidatingAdmissionPolicy "
+            f"({ADMISSION_API_VERSION}; Kubernetes 1.30 or newer)"
+        )
+        if wanted:
+            raise InstallError(
+                f"{what}, so --isolation-policy cannot be honoured. Upgrade the provider, or "
+                "pass --no-isolation-policy to install without it. Nothing was changed."
+            ) from None
+        report(
+            f"Warning: {what}; installing without the isolation policy. RBAC alone lets this "
+            "consumer's provider identity overwrite other consumers' objects of the same APIs "
+            "(see docs/security.md). Pass --isolation-policy to require the policy, or "
+            "--no-isolation-policy to install without it and without this warning."
+        )
+        return None
+    except ForbiddenError:
+        existing = None  # the permission check below names what is missing
+    except KubeError as e:
+        raise InstallError(f"cannot read the provider's admission policies: {e.message}") from e
+    try:
+        objects = isolation_policy(consumer_name, list(resources)) if resources else []
+    except InvalidInputError as e:
+        raise InstallError(f"cannot build the isolation policy: {e}") from e
+    verbs = ("get", "create", "patch") if objects else ("get", "delete")
+    _check_permissions(
+        provider,
+        isolation_permissions(verbs),
+        hint="or pass --no-isolation-policy to install without the isolation policy",
+    )
+    return _Isolation(name=name, objects=objects, exists=existing is not None)
 
 
 def _default_consumer_name(client: KubeClient) -> str:
@@ -1099,16 +1241,11 @@ def _provision_provider(
 ) -> str:
     """Apply the consumer's scoped access in the provider; return a kubeconfig for it."""
     client = provider.client
-    by_kind = {
-        "Namespace": NAMESPACES,
-        "ServiceAccount": SERVICE_ACCOUNTS,
-        "Secret": SECRETS,
-        "ClusterRole": CLUSTER_ROLES,
-        "ClusterRoleBinding": CLUSTER_ROLE_BINDINGS,
-    }
+    # The policy first: on a first install, the identity never exists unconfined.
+    _apply_isolation(client, plan.isolation, access, plan.consumer_name, report=report)
     try:
         for obj in access.objects:
-            client.apply(by_kind[obj["kind"]], obj, FIELD_MANAGER)
+            client.apply(_PROVIDER_RESOURCES[obj["kind"]], obj, FIELD_MANAGER)
     except KubeError as e:
         raise InstallError(
             f"cannot write the consumer's access to the provider: {e.message}"
@@ -1130,6 +1267,39 @@ def _provision_provider(
         token=token,
         user=f"{access.namespace}-{access.service_account}",
         namespace=access.namespace,
+    )
+
+
+def _apply_isolation(
+    client: KubeClient,
+    isolation: _Isolation | None,
+    access: AccessResult,
+    consumer_name: str,
+    *,
+    report: Report,
+) -> None:
+    if isolation is None:
+        return
+    try:
+        if not isolation.objects:
+            if isolation.exists:
+                _delete(client, VALIDATING_ADMISSION_POLICY_BINDINGS, isolation.name)
+                _delete(client, VALIDATING_ADMISSION_POLICIES, isolation.name)
+                report(
+                    f"Provider: removed the isolation policy {isolation.name}; no API is bound, "
+                    "so there is nothing to confine."
+                )
+            return
+        for obj in isolation.objects:
+            client.apply(_PROVIDER_RESOURCES[obj["kind"]], obj, FIELD_MANAGER)
+    except KubeError as e:
+        raise InstallError(
+            f"cannot write the isolation policy {isolation.name} to the provider: {e.message}"
+        ) from e
+    report(
+        f"Provider: ValidatingAdmissionPolicy {isolation.name} (and its binding) lets "
+        f"ServiceAccount {access.namespace}/{access.service_account} write only objects "
+        f"labelled {LABEL_CONSUMER_CLUSTER}={label_value(consumer_name)}."
     )
 
 
@@ -1287,7 +1457,12 @@ def uninstall(opts: UninstallOptions, *, report: Report, run: Runner | None = No
     """Remove the connector from the consumer; see the module docstring."""
     consumer = _open_cluster(opts.consumer, "consumer")
     _check_reachable(consumer)
+    provider: _Cluster | None = None
+    if opts.provider is not None:
+        provider = _open_cluster(opts.provider, "provider")
+        _check_reachable(provider)
     client = consumer.client
+    revoke: tuple[str, bool] | None = None
     try:
         helm = Helm(
             find_helm(opts.helm, **({"run": run} if run else {})),
@@ -1297,6 +1472,10 @@ def uninstall(opts: UninstallOptions, *, report: Report, run: Runner | None = No
             **({"run": run} if run else {}),
         )
         release = helm.release(RELEASE, opts.namespace)
+        if provider is not None:
+            # Before anything is removed: the release's values name the consumer, and a
+            # missing permission in the provider must stop the uninstall before it starts.
+            revoke = _revocation_target(opts, provider, consumer, helm, release)
         if release is not None:
             helm.uninstall(RELEASE, opts.namespace)
     except HelmError as e:
@@ -1318,6 +1497,11 @@ def uninstall(opts: UninstallOptions, *, report: Report, run: Runner | None = No
             f"Removed the connector's finalizer from {_count(stripped, 'bound object')}, so "
             "none stays stuck in deletion."
         )
+    untouched = _PROVIDER_UNTOUCHED
+    if provider is not None and revoke is not None:
+        # After the connector is gone, so that it does not run into a revoked identity.
+        did = _revoke_provider(provider, *revoke, report=report) or did
+        untouched = ""
     if not did and not stripped:
         extra = "" if opts.all_ else " (pass --all to also look for connections and Secrets)"
         report(
@@ -1332,10 +1516,132 @@ def uninstall(opts: UninstallOptions, *, report: Report, run: Runner | None = No
     elif not opts.all_:
         report(
             "ClusterConnections and their Secrets were kept; uninstall --all removes those "
-            "created by api-connector install. Nothing in the provider was touched."
+            f"created by api-connector install. {untouched}".rstrip()
         )
-    else:
-        report("Nothing in the provider was touched.")
+    elif untouched:
+        report(untouched)
+
+
+_PROVIDER_UNTOUCHED = (
+    "Nothing in the provider was touched; uninstall --provider-kubeconfig also removes this "
+    "consumer's provider identity and isolation policy."
+)
+
+
+def _revocation_target(
+    opts: UninstallOptions,
+    provider: _Cluster,
+    consumer: _Cluster,
+    helm: Helm,
+    release: Release | None,
+) -> tuple[str, bool]:
+    """The consumer's name in the provider, and whether it was derived rather than known.
+
+    Checks that the installer may remove what install created there for that name.
+    """
+    name = opts.consumer_cluster_name
+    if not name and release is not None:
+        value = helm.values(RELEASE, opts.namespace).get("consumerClusterDisplayName")
+        name = value if isinstance(value, str) else None
+    derived = not name
+    if not name:
+        try:
+            name = _default_consumer_name(consumer.client)
+        except KubeError as e:
+            raise InstallError(
+                f"cannot derive the consumer's name in the provider from its kube-system "
+                f"namespace ({e.message}); pass --consumer-cluster-name."
+            ) from e
+    access = provider_access(AccessRequest(consumer_name=name, resources=[]))
+    _check_permissions(provider, revoke_permissions(access))
+    return name, derived
+
+
+def revocation_order(consumer_name: str) -> list[tuple[Resource, str, str | None]]:
+    """What install creates in the provider for ``consumer_name``, in the order to delete it.
+
+    The ClusterRoleBinding first (access ends at once), the ServiceAccount before its
+    namespace (its tokens stop working at once, even where namespace deletion takes long),
+    the isolation policy last (never an unconfined identity).
+    """
+    access = provider_access(AccessRequest(consumer_name=consumer_name, resources=[]))
+    name = policy_name(consumer_name)
+    identity = [
+        (
+            _PROVIDER_RESOURCES[str(obj["kind"])],
+            str(obj["metadata"]["name"]),
+            obj["metadata"].get("namespace"),
+        )
+        for obj in reversed(access.objects)
+    ]
+    return [
+        *identity,
+        (VALIDATING_ADMISSION_POLICY_BINDINGS, name, None),
+        (VALIDATING_ADMISSION_POLICIES, name, None),
+    ]
+
+
+def _revoke_provider(
+    provider: _Cluster, consumer_name: str, derived: bool, *, report: Report
+) -> bool:
+    """Delete what install created in the provider for ``consumer_name``; whether any was.
+
+    The identity goes first (its ClusterRoleBinding, so that its access ends at once), the
+    isolation policy last: removing the policy first would leave a working identity
+    unconfined. Only objects carrying install's labels for this consumer are deleted; the
+    twins of the consumer's objects are never touched.
+    """
+    client = provider.client
+    ours = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONSUMER_CLUSTER: label_value(consumer_name)}
+    removed = kept = 0
+    try:
+        for res, obj_name, namespace in revocation_order(consumer_name):
+            kind = res.kind
+            where = f"{namespace}/{obj_name}" if namespace else obj_name
+            try:
+                current = _get(client, res, obj_name, namespace)
+            except NotFoundError:
+                continue  # the API itself is not served: no isolation policy there
+            if current is None:
+                continue
+            meta = current.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if any(labels.get(key) != value for key, value in ours.items()):
+                kept += 1
+                report(
+                    f"Provider: left {kind} {where} in place; it lacks the labels install puts "
+                    f"on what it creates for consumer {consumer_name}."
+                )
+                continue
+            removed += 1
+            if meta.get("deletionTimestamp"):
+                report(f"Provider: {kind} {where} is being deleted already.")
+            else:
+                _delete(client, res, obj_name, namespace)
+                report(f"Provider: deleted {kind} {where}.")
+    except KubeError as e:
+        raise InstallError(
+            f"cannot remove consumer {consumer_name}'s identity and isolation policy from the "
+            f"provider: {e.message}. Rerun uninstall to finish."
+        ) from e
+    if removed and not kept:
+        report(
+            f"Consumer {consumer_name}'s provider identity and isolation policy are removed; "
+            "its objects in the provider stay."
+        )
+    if removed or kept:
+        return True
+    hint = (
+        " That name was derived from the consumer's kube-system namespace; if install was "
+        "given --consumer-cluster-name, pass the same name to uninstall."
+        if derived
+        else ""
+    )
+    report(
+        f"Provider: no identity or isolation policy of consumer {consumer_name} found; "
+        f"nothing to remove there.{hint}"
+    )
+    return False
 
 
 def _wait_connector_gone(

@@ -24,6 +24,7 @@ _NAMESPACE = click.option(
     help="Namespace of the Helm release and the credentials Secret.",
 )
 _HELM = click.option("--helm", metavar="PATH", help="The helm binary (default: helm on PATH).")
+_PROVIDER_CONTEXT = click.option("--provider-context", help="Context in --provider-kubeconfig.")
 _TIMEOUT = click.option(
     "--timeout",
     default="5m",
@@ -79,7 +80,7 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
     help="An admin's kubeconfig of the provider. Used once, to create a scoped identity "
     "for this consumer; the consumer only ever gets that identity's credentials.",
 )
-@click.option("--provider-context", help="Context in --provider-kubeconfig.")
+@_PROVIDER_CONTEXT
 @click.option(
     "--upbound-token",
     envvar="UPBOUND_TOKEN",
@@ -97,6 +98,15 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
     metavar="GROUP[/PLURAL]",
     help="Bind only these of the offered APIs (repeatable). With --upbound-token, "
     "GROUP/PLURAL entries are bound without listing the provider's APIs.",
+)
+@click.option(
+    "--isolation-policy/--no-isolation-policy",
+    default=None,
+    help="Apply a ValidatingAdmissionPolicy in the provider that lets this consumer's "
+    "identity write only its own objects there (not other consumers'). Default: apply it if "
+    "the provider serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy "
+    "(Kubernetes 1.30+), else warn and install without it; --isolation-policy makes it "
+    "required.",
 )
 @click.option(
     "--secret-name",
@@ -157,6 +167,7 @@ def install(
     control_plane_group: str | None,
     control_plane: str | None,
     bound_apis: tuple[str, ...],
+    isolation_policy: bool | None,
     secret_name: str | None,
     upgrade: bool,
     chart_version: str | None,
@@ -172,9 +183,10 @@ def install(
 ) -> None:
     """Install the connector into a consumer cluster and connect it to a provider.
 
-    Creates the provider credentials Secret, the Helm release api-connector and the
-    ClusterConnection, then waits until the connection is Ready. Rerunning with the same
-    arguments is safe and completes an interrupted install.
+    With --provider-kubeconfig, first creates a scoped identity for this consumer in the
+    provider, confined by an isolation policy. Creates the provider credentials Secret, the
+    Helm release api-connector and the ClusterConnection, then waits until the connection is
+    Ready. Rerunning with the same arguments is safe and completes an interrupted install.
     """
     from connector.install import (
         ClusterAccess,
@@ -197,6 +209,11 @@ def install(
         raise click.UsageError("pass --provider-kubeconfig (or --upbound-token with its flags).")
     if provider_context and provider_kubeconfig is None:
         raise click.UsageError("--provider-context needs --provider-kubeconfig.")
+    if isolation_policy and provider_kubeconfig is None:
+        raise click.UsageError(
+            "--isolation-policy needs --provider-kubeconfig: with a robot token, install "
+            "creates nothing in the provider."
+        )
     robot: RobotToken | None = None
     if upbound_token:
         missing = [flag for flag, value in robot_flags.items() if not value]
@@ -231,6 +248,7 @@ def install(
         consumer_cluster_name=consumer_cluster_name,
         poll_interval=poll_interval,
         bound_apis=bound_apis,
+        isolation_policy=isolation_policy,
         values=extra,
         chart=chart,
         chart_version=chart_version,
@@ -256,6 +274,18 @@ def install(
     is_flag=True,
     help="Also delete the ClusterConnections and Secrets that install created.",
 )
+@click.option(
+    "--provider-kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An admin's kubeconfig of the provider: also revoke this consumer's provider "
+    "identity and remove its isolation policy there (never its objects).",
+)
+@_PROVIDER_CONTEXT
+@click.option(
+    "--consumer-cluster-name",
+    help="This consumer's name in the provider (with --provider-kubeconfig). Default: the "
+    "release's consumerClusterDisplayName, else derived from the uid of kube-system.",
+)
 @_NAMESPACE
 @_HELM
 @_TIMEOUT
@@ -263,21 +293,36 @@ def uninstall(
     consumer_kubeconfig: Path,
     consumer_context: str | None,
     all_: bool,
+    provider_kubeconfig: Path | None,
+    provider_context: str | None,
+    consumer_cluster_name: str | None,
     namespace: str,
     helm: str | None,
     timeout: str,
 ) -> None:
-    """Remove the connector from a consumer cluster. Never deletes anything in a provider.
+    """Remove the connector from a consumer cluster. Never deletes objects in a provider.
 
     Uninstalls the Helm release and removes the connector's finalizer from bound objects so
     that none stays stuck in deletion; with --all also deletes the ClusterConnections and
-    Secrets created by install. CRDs and bound objects are kept.
+    Secrets created by install. CRDs and bound objects are kept. With --provider-kubeconfig
+    also deletes what install created in the provider for this consumer: its identity, then
+    its isolation policy.
     """
     from connector.install import ClusterAccess, InstallError, UninstallOptions
     from connector.install import uninstall as run_uninstall
 
+    if provider_context and provider_kubeconfig is None:
+        raise click.UsageError("--provider-context needs --provider-kubeconfig.")
+    if consumer_cluster_name and provider_kubeconfig is None:
+        raise click.UsageError("--consumer-cluster-name needs --provider-kubeconfig.")
     options = UninstallOptions(
         consumer=ClusterAccess(kubeconfig=consumer_kubeconfig, context=consumer_context),
+        provider=(
+            ClusterAccess(kubeconfig=provider_kubeconfig, context=provider_context)
+            if provider_kubeconfig is not None
+            else None
+        ),
+        consumer_cluster_name=consumer_cluster_name,
         namespace=namespace,
         all_=all_,
         helm=helm,

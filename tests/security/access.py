@@ -16,6 +16,8 @@ from connector.kube.resources import (
     NAMESPACES,
     SECRETS,
     SERVICE_ACCOUNTS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
     Resource,
 )
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
@@ -38,20 +40,8 @@ _RESOURCES = {
         SECRETS,
         CLUSTER_ROLES,
         CLUSTER_ROLE_BINDINGS,
-        Resource(
-            "admissionregistration.k8s.io",
-            "v1",
-            "validatingadmissionpolicies",
-            "ValidatingAdmissionPolicy",
-            False,
-        ),
-        Resource(
-            "admissionregistration.k8s.io",
-            "v1",
-            "validatingadmissionpolicybindings",
-            "ValidatingAdmissionPolicyBinding",
-            False,
-        ),
+        VALIDATING_ADMISSION_POLICIES,
+        VALIDATING_ADMISSION_POLICY_BINDINGS,
     )
 }
 

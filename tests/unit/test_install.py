@@ -25,13 +25,22 @@ from connector.install import (
     _reason_of,
     default_secret_name,
     find_chart,
+    isolation_permissions,
     parse_set,
+    revocation_order,
+    revoke_permissions,
     scoped_kubeconfig,
     select_apis,
     token_claims,
     union_bound_apis,
 )
-from functions.binder import BoundResource
+from connector.kube.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
+)
+from functions.binder import AccessRequest, BoundResource, provider_access
+from functions.binder.isolation import policy_name
 from functions.crd_puller import OfferedAPI
 
 from . import assert_same
@@ -244,6 +253,50 @@ def test_permission_description_names_verb_resource_and_namespace() -> None:
         ).describe()
         == "create serviceaccounts/token in namespace ns"
     )
+
+
+# -- the provider identity's isolation policy, and taking both back ---------------------
+
+
+def test_the_isolation_policy_needs_rights_on_both_of_its_kinds() -> None:
+    assert [p.describe() for p in isolation_permissions(("create", "patch"))] == [
+        "create validatingadmissionpolicies",
+        "patch validatingadmissionpolicies",
+        "create validatingadmissionpolicybindings",
+        "patch validatingadmissionpolicybindings",
+    ]
+    assert {p.group for p in isolation_permissions(("get",))} == {"admissionregistration.k8s.io"}
+
+
+def test_uninstall_revokes_the_identity_before_it_removes_the_policy_that_confines_it() -> None:
+    order = [(res.kind, name, namespace) for res, name, namespace in revocation_order("team-a")]
+    access = provider_access(AccessRequest(consumer_name="team-a", resources=[]))
+    created = {
+        (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in access.objects
+    }
+    policy = policy_name("team-a")
+    # Exactly what install creates for this consumer, and nothing of anyone else's.
+    assert set(order) == created | {
+        (VALIDATING_ADMISSION_POLICY_BINDINGS.kind, policy, None),
+        (VALIDATING_ADMISSION_POLICIES.kind, policy, None),
+    }
+    # The grant goes first, so access ends at once; the policy goes last, so there is never
+    # a working identity without it.
+    assert order[0][0] == CLUSTER_ROLE_BINDINGS.kind
+    assert [kind for kind, _, _ in order[-2:]] == [
+        VALIDATING_ADMISSION_POLICY_BINDINGS.kind,
+        VALIDATING_ADMISSION_POLICIES.kind,
+    ]
+    kinds = [kind for kind, _, _ in order]
+    assert kinds.index("ServiceAccount") < kinds.index("Namespace")
+
+
+def test_uninstall_checks_it_may_read_and_delete_each_kind_it_removes() -> None:
+    access = provider_access(AccessRequest(consumer_name="team-a", resources=[]))
+    needs = {(p.verb, p.resource, p.namespace) for p in revoke_permissions(access)}
+    for res, _name, namespace in revocation_order("team-a"):
+        for verb in ("get", "delete"):
+            assert (verb, res.plural, namespace) in needs, (verb, res.plural)
 
 
 # -- the chart ------------------------------------------------------------------------------
@@ -480,12 +533,36 @@ def test_existing_release_without_upgrade_is_refused(
         (["--provider-context", "c", "--upbound-token", "t"], "--provider-context needs"),
         (["--provider-kubeconfig", "p", "--set", "a[0]=1"], "list indexes are not supported"),
         (["--provider-kubeconfig", "p", "--timeout", "soon"], "is not a duration"),
+        (
+            ["--upbound-token", "t", "--isolation-policy"],
+            "--isolation-policy needs --provider-kubeconfig",
+        ),
     ],
 )
 def test_install_usage_errors_exit_before_touching_a_cluster(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["install", "--consumer-kubeconfig", "/nonexistent", *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider-context", "c"], "--provider-context needs --provider-kubeconfig"),
+        (["--consumer-cluster-name", "x"], "--consumer-cluster-name needs --provider-kubeconfig"),
+    ],
+)
+def test_uninstall_usage_errors_exit_before_touching_a_cluster(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["uninstall", "--consumer-kubeconfig", "/nonexistent", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_the_isolation_policy_is_on_by_default_with_a_flag_to_opt_out() -> None:
+    result = CliRunner().invoke(main, ["install", "--help"])
+    assert "--isolation-policy / --no-isolation-policy" in result.output
 
 
 def test_unreadable_kubeconfig_is_named(tmp_path: Path) -> None:

@@ -88,6 +88,13 @@ def test_a_long_consumer_name_is_compared_as_the_label_value_the_connector_write
     assert policy["metadata"]["name"] == binding["metadata"]["name"] == policy_name(name)
 
 
+def test_each_consumer_gets_its_own_policy_and_a_rerun_gets_the_same_one() -> None:
+    names = {policy_name(c) for c in ("team-a", "team-b", "Team_A", "team-a" + "x" * 80)}
+    assert len(names) == 4
+    assert all(len(n) <= 253 for n in names)
+    assert isolation_policy("team-a", [NOP, BUCKET]) == isolation_policy("team-a", [BUCKET, NOP])
+
+
 @dataclass(frozen=True)
 class Bad:
     reason: str
