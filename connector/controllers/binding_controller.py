@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from connector.controllers.binding_reconcile import (
@@ -13,6 +14,7 @@ from connector.controllers.binding_reconcile import (
     BindingKey,
     reconcile_binding,
 )
+from connector.controllers.claims import APIClaims
 from connector.controllers.runtime import Controller, now_rfc3339
 from connector.controllers.sync_controller import SyncSupervisor
 from connector.events import EventRecorder
@@ -23,6 +25,7 @@ from connector.kube.resources import API_BINDINGS, CLUSTER_API_BINDINGS
 from connector.kube.workqueue import Result
 from connector.stages import Stages
 from functions.common.objects import Obj
+from functions.crd_puller.types import CRDConflict
 
 FIELD_MANAGER = "api-connector"
 
@@ -41,6 +44,7 @@ class BindingController:
         workers: int,
         metrics: Metrics | None = None,
         permission_check_interval: float = 30.0,
+        crd_conflicts: Callable[[str], Sequence[CRDConflict]] = lambda _connection: (),
     ) -> None:
         self._consumer = consumer
         self._permission_check_interval = permission_check_interval
@@ -50,9 +54,14 @@ class BindingController:
         self._connections = connections
         self._cluster_bindings = cluster_bindings
         self._bindings = bindings
-        self._supervisor = supervisor
+        self._crd_conflicts = crd_conflicts
         self.controller: Controller[BindingKey] = Controller(
             "binding", self._reconcile, workers=workers, metrics=metrics
+        )
+        self._claims = APIClaims(
+            set_targets=supervisor.set_targets,
+            stored=self._stored_bindings,
+            wake=self.controller.enqueue,
         )
 
     def on_binding(self, _event: str, obj: Obj) -> None:
@@ -78,6 +87,11 @@ class BindingController:
         if key.kind == CLUSTER_API_BINDING:
             return self._cluster_bindings.get(None, key.name)
         return self._bindings.get(key.namespace, key.name)
+
+    def _stored_bindings(self) -> Iterator[tuple[BindingKey, Obj]]:
+        for informer in (self._cluster_bindings, self._bindings):
+            for binding in informer.list():
+                yield _key(binding), binding
 
     def _write_status(self, key: BindingKey, status: dict[str, Any]) -> None:
         res = CLUSTER_API_BINDINGS if key.kind == CLUSTER_API_BINDING else API_BINDINGS
@@ -105,12 +119,13 @@ class BindingController:
             get_connection=lambda name: self._connections.get(None, name),
             bind=self._stages.bind,
             write_status=self._write_status,
-            set_targets=self._supervisor.set_targets,
+            settle=self._claims.settle,
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
             may=self._may,
             recheck_after=self._permission_check_interval,
+            crd_conflicts=self._crd_conflicts,
         )
         return reconcile_binding(key, deps)
 

@@ -10,22 +10,31 @@ Reviews, passed in as ``BindingDeps.may``). A resource that lacks one is not syn
 its syncer would only fail with 403s; the binding reports ``Ready=False``,
 ``MissingPermission``, naming what is missing and how to grant it, and is re-checked every
 ``recheck_after`` seconds so that granting the permission recovers it.
+
+An API is synced through one connection only. A bound resource that another binding
+already syncs through another connection (``claims``), or whose CRD in the consumer belongs
+to another connection (the CRD-puller's conflicts), is not synced either; the binding
+reports ``Ready=False``, ``Conflict``, naming the other binding or connection, and takes the
+API over when the other binding lets it go.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
+from connector.controllers.claims import Refusal, Settlement, Want
 from connector.kube.workqueue import Result
+from functions.binder.logic import REASON_BOUND, REASON_CONNECTION_NOT_READY, REASON_NOT_OFFERED
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import find_condition, set_condition
 from functions.common.objects import Obj
+from functions.crd_puller.types import CRDConflict
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +43,8 @@ API_BINDING = "APIBinding"
 
 #: ``Ready`` reason of a binding whose bound resources the connector may not (all) sync.
 REASON_MISSING_PERMISSION = "MissingPermission"
+#: ``Ready`` reason of a binding with an API that is synced through another connection.
+REASON_CONFLICT = "Conflict"
 
 #: What the Helm chart grants per ``boundAPIs`` entry (templates/clusterrole.yaml), as
 #: (subresource, verbs). Checked exactly, so that ``Bound`` means the chart's rules for the
@@ -180,14 +191,27 @@ class SyncTarget:
     include_cluster_scoped: bool
 
 
+class Settle(Protocol):
+    """Grants or refuses a binding's APIs and sets its sync targets to those it was granted,
+    in one step (:meth:`connector.controllers.claims.APIClaims.settle`)."""
+
+    def __call__(
+        self,
+        key: BindingKey,
+        want: Want | None,
+        targets: Sequence[SyncTarget],
+        *,
+        gone: bool = False,
+    ) -> Settlement: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class BindingDeps:
     get_binding: Callable[[BindingKey], Obj | None]
     get_connection: Callable[[str], Obj | None]
     bind: Callable[[BindRequest], BindResult]
     write_status: Callable[[BindingKey, dict[str, Any]], None]
-    #: Replaces the binding's sync targets (an empty list removes them).
-    set_targets: Callable[[BindingKey, list[SyncTarget]], None]
+    settle: Settle
     warn: Callable[[Obj, str, str], None]
     now: Callable[[], str]
     #: Whether the connector's own identity holds one grant (a SelfSubjectAccessReview).
@@ -196,6 +220,9 @@ class BindingDeps:
     recheck_after: float = 30.0
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: The provider CRDs a connection offers but does not pull, because a consumer CRD of
+    #: that name belongs to another connection (from its last pull).
+    crd_conflicts: Callable[[str], Sequence[CRDConflict]] = lambda _connection: ()
 
 
 def targets_of(result: BindResult, *, leave_out: Iterable[BoundResource] = ()) -> list[SyncTarget]:
@@ -213,22 +240,82 @@ def targets_of(result: BindResult, *, leave_out: Iterable[BoundResource] = ()) -
     ]
 
 
+def conflict_message(
+    connection: str, refused: Sequence[Refusal], taken: Sequence[CRDConflict]
+) -> str:
+    """Names each API synced elsewhere, who has it, and what makes it come here."""
+    parts = [
+        f"{r.resource.crd_name} is synced by {r.holder.binding} through ClusterConnection "
+        f"{r.holder.connection}"
+        for r in sorted(refused, key=lambda r: r.resource.crd_name)
+    ]
+    parts += [c.message for c in sorted(taken, key=lambda c: c.name)]
+    names = sorted({r.resource.crd_name for r in refused} | {c.name for c in taken})
+    is_are = "is" if len(names) == 1 else "are"
+    message = (
+        f"{'; '.join(parts)}. An object is synced to one provider only, so {', '.join(names)} "
+        f"{is_are} not synced through ClusterConnection {connection}."
+    )
+    if refused:
+        message += " This binding takes over when the other one is deleted or no longer binds it."
+    if taken:
+        message += (
+            " A CRD that belongs to another connection is handed over by labelling it "
+            f"connect.upbound.io/connection={connection}."
+        )
+    return message
+
+
+def _names_api(binding_name: str, crd_name: str) -> bool:
+    """Whether a binding of that name binds the CRD: its name, or its group."""
+    return binding_name in (crd_name, crd_name.partition(".")[2])
+
+
 def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
     binding = deps.get_binding(key)
     if binding is None or binding.get("metadata", {}).get("deletionTimestamp"):
-        deps.set_targets(key, [])
+        deps.settle(key, None, [], gone=binding is None)
         return Result()
     ref = (binding.get("spec") or {}).get("connectionRef") or {}
     connection = deps.get_connection(str(ref.get("name") or ""))
     now = deps.now()
     result = deps.bind(BindRequest(binding=binding, connection=connection, now=now))
     status = binding.get("status") or {}
-    conditions = result.conditions
-    missing: dict[BoundResource, list[AccessCheck]] = {}
     bound = find_condition(result.conditions, "Ready") or {}
+    missing: dict[BoundResource, list[AccessCheck]] = {}
     if bound.get("status") == "True":
         missing = missing_access(result.resources, result.namespaces, deps.may)
-    if missing:
+    settled = deps.settle(
+        key,
+        Want(
+            connection=result.connection_name,
+            namespace=key.namespace or None,
+            created=str(binding.get("metadata", {}).get("creationTimestamp") or ""),
+            # While the connection is not ready, keep what it holds: an outage of its
+            # provider must not move the objects to another one.
+            resources=None
+            if bound.get("reason") == REASON_CONNECTION_NOT_READY
+            else result.resources,
+        ),
+        targets_of(result, leave_out=missing),
+    )
+    missing = {r: checks for r, checks in missing.items() if r in settled.held}
+    taken: list[CRDConflict] = []
+    if bound.get("reason") in (REASON_BOUND, REASON_NOT_OFFERED):
+        taken = [
+            c for c in deps.crd_conflicts(result.connection_name) if _names_api(key.name, c.name)
+        ]
+
+    override: tuple[str, str] | None = None
+    if settled.refused or taken:
+        message = conflict_message(result.connection_name, settled.refused, taken)
+        if missing:
+            message += " " + missing_permission_message(missing)
+        override = (REASON_CONFLICT, message)
+    elif missing:
+        override = (REASON_MISSING_PERMISSION, missing_permission_message(missing))
+    conditions = result.conditions
+    if override is not None:
         generation = bound.get("observedGeneration")
         # Against the stored conditions, so that lastTransitionTime stays while the binding
         # remains not ready.
@@ -236,8 +323,8 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
             status.get("conditions") or [],
             type_="Ready",
             status="False",
-            reason=REASON_MISSING_PERMISSION,
-            message=missing_permission_message(missing),
+            reason=override[0],
+            message=override[1],
             now=now,
             observed_generation=generation if isinstance(generation, int) else None,
         )
@@ -246,11 +333,10 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
             ready_condition if c.get("type") == "Ready" and ready_condition else c
             for c in result.conditions
         ]
-    deps.set_targets(key, targets_of(result, leave_out=missing))
 
     desired = {
         "conditions": conditions,
-        "boundResources": [r.to_status() for r in result.resources],
+        "boundResources": [r.to_status() for r in settled.held],
     }
     current = {
         "conditions": status.get("conditions") or [],
@@ -268,7 +354,7 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
             binding=str(key),
             ready=ready.get("status"),
             reason=ready.get("reason"),
-            resources=[r.crd_name for r in result.resources],
+            resources=[r.crd_name for r in settled.held],
         )
     if missing:
         # Nothing tells the connector that its RBAC changed (it may not read RBAC), so look

@@ -16,9 +16,11 @@ from connector.controllers.binding_reconcile import (
     SyncTarget,
     reconcile_binding,
 )
+from connector.controllers.claims import APIClaims, Want
 from connector.kube.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import set_condition
+from functions.crd_puller.types import CRDConflict
 
 NOW = "2026-01-01T00:00:00Z"
 NOP = BoundResource(
@@ -67,6 +69,16 @@ class World:
     targets: dict[BindingKey, list[SyncTarget]] = field(default_factory=dict)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     asked: list[AccessCheck] = field(default_factory=list)
+    #: The binder's Ready reason when the API is not bound.
+    unbound_reason: str = "NotOffered"
+    crd_conflicts: list[CRDConflict] = field(default_factory=list)
+    woken: list[BindingKey] = field(default_factory=list)
+    claims: APIClaims = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claims = APIClaims(
+            set_targets=self.targets.__setitem__, stored=lambda: [], wake=self.woken.append
+        )
 
     def review(self, check: AccessCheck) -> bool:
         self.asked.append(check)
@@ -78,7 +90,7 @@ class World:
             (req.binding.get("status") or {}).get("conditions"),
             type_="Ready",
             status="True" if ok else "False",
-            reason="Bound" if ok else "NotOffered",
+            reason="Bound" if ok else self.unbound_reason,
             message="ok" if ok else "not offered",
             now=req.now,
         )
@@ -96,11 +108,12 @@ class World:
             get_connection=lambda name: {"metadata": {"name": name}},
             bind=self.bind,
             write_status=lambda key, status: self.statuses.append(status),
-            set_targets=self.targets.__setitem__,
+            settle=self.claims.settle,
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
             now=lambda: NOW,
             may=self.review,
             recheck_after=30.0,
+            crd_conflicts=lambda connection: self.crd_conflicts if connection == "c" else [],
         )
 
     def ready(self) -> dict[str, Any]:
@@ -281,3 +294,91 @@ def test_access_answers_are_cached_for_the_ttl_only() -> None:
     now[0] = 30.0
     cache(check)
     assert len(answers) == 2
+
+
+OTHER_BINDING = BindingKey("ClusterAPIBinding", "", "nop.example.org")
+
+
+def bind_elsewhere(world: World) -> None:
+    """Another binding syncs NOP through ClusterConnection provider-a (it came first)."""
+    world.claims.settle(
+        OTHER_BINDING,
+        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP]),
+        [
+            SyncTarget(
+                connection="provider-a", resource=NOP, namespaces=None, include_cluster_scoped=True
+            )
+        ],
+    )
+
+
+def test_an_api_synced_through_another_connection_is_a_conflict_and_not_synced_here() -> None:
+    world = World(binding=binding())
+    bind_elsewhere(world)
+    assert reconcile_binding(KEY, world.deps()) == Result()
+    assert world.targets[KEY] == []
+    ready = world.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "Conflict")
+    for part in (
+        "nopresources.nop.example.org is synced by ClusterAPIBinding nop.example.org through "
+        "ClusterConnection provider-a",
+        "not synced through ClusterConnection c",
+        "takes over when the other one is deleted",
+    ):
+        assert part in ready["message"], f"{part!r} not in {ready['message']!r}"
+    assert world.warnings == [("Conflict", ready["message"])]
+    assert world.statuses[-1]["boundResources"] == [], "it binds nothing"
+
+
+def test_the_waiting_binding_takes_over_when_the_first_one_is_deleted() -> None:
+    world = World(binding=binding())
+    bind_elsewhere(world)
+    reconcile_binding(KEY, world.deps())
+    world.claims.settle(OTHER_BINDING, None, [], gone=True)
+    assert world.woken == [KEY], "queued again at once"
+    world.binding = binding(status=world.statuses[-1])
+    reconcile_binding(KEY, world.deps())
+    assert [t.connection for t in world.targets[KEY]] == ["c"]
+    assert world.targets[OTHER_BINDING] == []
+    assert (world.ready()["status"], world.ready()["reason"]) == ("True", "Bound")
+    assert world.statuses[-1]["boundResources"] == [NOP.to_status()]
+
+
+def test_a_crd_that_belongs_to_another_connection_is_a_conflict_naming_it() -> None:
+    taken = CRDConflict(
+        name=NOP.crd_name,
+        message=f"CRD {NOP.crd_name} already exists in the consumer and belongs to connection "
+        "provider-a",
+    )
+    world = World(binding=binding(), offered=False, crd_conflicts=[taken])
+    reconcile_binding(KEY, world.deps())
+    ready = world.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "Conflict")
+    assert taken.message in ready["message"]
+    assert "connect.upbound.io/connection=c" in ready["message"], "how to hand it over"
+    assert world.targets[KEY] == []
+
+
+def test_a_crd_conflict_of_another_group_is_not_this_bindings_business() -> None:
+    other = CRDConflict(name="widgets.other.example.org", message="taken")
+    world = World(binding=binding(), offered=False, crd_conflicts=[other])
+    reconcile_binding(KEY, world.deps())
+    assert world.ready()["reason"] == "NotOffered"
+
+
+def test_a_binding_whose_connection_is_not_ready_keeps_its_api_for_when_it_recovers() -> None:
+    world = World(binding=binding(), unbound_reason="ConnectionNotReady")
+    reconcile_binding(KEY, world.deps())
+    world.binding = binding(status=world.statuses[-1])
+    world.offered = False
+    reconcile_binding(KEY, world.deps())
+    assert world.targets[KEY] == [], "syncing pauses"
+    assert world.ready()["reason"] == "ConnectionNotReady"
+    assert world.statuses[-1]["boundResources"] == [NOP.to_status()], "still bound here"
+    # Meanwhile a binding through another connection does not get it.
+    refused = world.claims.settle(
+        OTHER_BINDING,
+        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP]),
+        [],
+    )
+    assert refused.held == [] and refused.refused[0].holder.binding == KEY
