@@ -115,6 +115,7 @@ class Manager:
             resync_period=resync_period,
             workers=max(1, min(workers, 4)),
             on_provider_changed=self._on_provider_changed,
+            on_conflicts_changed=self._on_crd_conflicts_changed,
             metrics=metrics,
         )
         self.supervisor = SyncSupervisor(
@@ -138,6 +139,7 @@ class Manager:
             workers=max(1, min(workers, 4)),
             metrics=metrics,
             permission_check_interval=permission_check_interval,
+            crd_conflicts=self.connection_controller.crd_conflicts,
         )
 
     # Informer handlers run before the controllers exist only if an informer starts early;
@@ -154,6 +156,10 @@ class Manager:
 
     def _on_provider_changed(self, connection: str) -> None:
         self.supervisor.refresh(connection)
+        self.binding_controller.enqueue_for_connection(connection)
+
+    def _on_crd_conflicts_changed(self, connection: str) -> None:
+        # The connection's bindings name the CRDs it cannot pull in their Conflict.
         self.binding_controller.enqueue_for_connection(connection)
 
     def _informers(self) -> list[Informer]:

@@ -5,13 +5,19 @@ informer on the provider's bindable CRDs (label ``connect.upbound.io/bindable=tr
 that a new version, a new field or a removed label reaches the consumer without a restart.
 Sessions are replaced when the Secret's content changes and stopped when the connection is
 deleted or its Secret becomes unusable.
+
+Two connections whose providers offer a CRD of the same name both want to install it in the
+consumer; the first one to do so owns it (its ``connect.upbound.io/connection`` label) and
+the other reports a conflict. So that the second cannot overwrite the first's CRD before the
+consumer cache shows it, CRD writes are checked and made one at a time, against the cache
+and this process's own latest writes (``fresh.FreshObjects``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -23,10 +29,12 @@ from connector.controllers.connection_reconcile import (
     Credentials,
     reconcile_connection,
 )
+from connector.controllers.fresh import FreshObjects
 from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
+from connector.kube.errors import ConflictError
 from connector.kube.informer import Informer
 from connector.kube.metrics import Metrics
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
@@ -34,6 +42,7 @@ from connector.kube.workqueue import Result
 from connector.stages import Stages
 from functions.common import BINDABLE_LABEL, LABEL_CONNECTION
 from functions.common.objects import Obj, label_value
+from functions.crd_puller.types import CRDConflict
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +157,7 @@ class ConnectionController:
         resync_period: float,
         workers: int,
         on_provider_changed: Callable[[str], None],
+        on_conflicts_changed: Callable[[str], None] = lambda _connection: None,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics
@@ -158,6 +168,10 @@ class ConnectionController:
         self._consumer_crds = consumer_crds
         self._resync = resync_period
         self._on_provider_changed = on_provider_changed
+        self._on_conflicts_changed = on_conflicts_changed
+        self._conflicts: dict[str, tuple[CRDConflict, ...]] = {}
+        self._written_crds: FreshObjects[str] = FreshObjects()
+        self._crd_write_lock = threading.Lock()
         self._sessions: dict[str, ProviderSession] = {}
         self._secret_informers: dict[str, Informer] = {}
         self._lock = threading.RLock()
@@ -182,12 +196,13 @@ class ConnectionController:
             ) == meta.get("namespace"):
                 self.controller.enqueue(str(conn["metadata"]["name"]))
 
-    def on_consumer_crd(self, _event: str, obj: Obj) -> None:
+    def on_consumer_crd(self, event: str, obj: Obj) -> None:
         """Wake the connection that owns this consumer CRD, and every connection whose
         provider offers a CRD of this name (a conflicting CRD may have been removed)."""
         meta = obj.get("metadata", {})
         owner = (meta.get("labels") or {}).get(LABEL_CONNECTION)
         name = str(meta.get("name"))
+        self._written_crds.observe(name, event, obj)
         with self._lock:
             sessions = list(self._sessions.values())
         for session in sessions:
@@ -199,6 +214,12 @@ class ConnectionController:
             conn_name = str(conn["metadata"]["name"])
             if label_value(conn_name) == owner:
                 self.controller.enqueue(conn_name)
+
+    def crd_conflicts(self, connection: str) -> list[CRDConflict]:
+        """The provider CRDs the connection offers but did not pull at its last reconcile,
+        because a consumer CRD of that name belongs to another connection (or to none)."""
+        with self._lock:
+            return list(self._conflicts.get(connection, ()))
 
     def provider_client(self, connection: str) -> KubeClient | None:
         with self._lock:
@@ -279,16 +300,49 @@ class ConnectionController:
 
     def _consumer_crds_for(self, connection: str, names: set[str]) -> list[Obj]:
         owner = label_value(connection)
-        return [
-            crd
-            for crd in self._consumer_crds.list()
-            if crd.get("metadata", {}).get("name") in names
-            or (crd.get("metadata", {}).get("labels") or {}).get(LABEL_CONNECTION) == owner
-        ]
+        cached = {str(crd["metadata"]["name"]): crd for crd in self._consumer_crds.list()}
+        found = []
+        for name in sorted(cached.keys() | names):
+            crd = self._written_crds.newest(name, cached.get(name))
+            if crd is not None and (
+                name in names
+                or (crd["metadata"].get("labels") or {}).get(LABEL_CONNECTION) == owner
+            ):
+                found.append(crd)
+        return found
 
     def _apply_crd(self, crd: Obj) -> None:
-        self._consumer.apply(CUSTOM_RESOURCE_DEFINITIONS, crd, field_manager=FIELD_MANAGER)
-        log.info("Applied a CRD pulled from the provider.", crd=crd["metadata"]["name"])
+        name = str(crd["metadata"]["name"])
+        owner = (crd["metadata"].get("labels") or {}).get(LABEL_CONNECTION)
+        with self._crd_write_lock:
+            # Another connection's reconcile may have installed it since this one read the
+            # cache: never take a CRD over (the next pull reports the conflict).
+            current = self._written_crds.newest(name, self._consumer_crds.get(None, name))
+            current_owner = ((current or {}).get("metadata", {}).get("labels") or {}).get(
+                LABEL_CONNECTION
+            )
+            if current is not None and current_owner != owner:
+                raise ConflictError(
+                    f"CRD {name} was installed meanwhile by connection {current_owner}; "
+                    "it is left as it is.",
+                    status=409,
+                    reason="Conflict",
+                )
+            written = self._consumer.apply(
+                CUSTOM_RESOURCE_DEFINITIONS, crd, field_manager=FIELD_MANAGER
+            )
+            self._written_crds.record(name, without_managed_fields(written))
+        log.info("Applied a CRD pulled from the provider.", crd=name)
+
+    def _record_conflicts(self, name: str, conflicts: Sequence[CRDConflict]) -> None:
+        with self._lock:
+            before = self._conflicts.get(name, ())
+            if conflicts:
+                self._conflicts[name] = tuple(conflicts)
+            else:
+                self._conflicts.pop(name, None)
+        if tuple(conflicts) != before:
+            self._on_conflicts_changed(name)
 
     def _write_status(self, name: str, status: dict[str, Any]) -> None:
         self._consumer.apply_status(
@@ -315,5 +369,6 @@ class ConnectionController:
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
+            record_conflicts=self._record_conflicts,
         )
         return reconcile_connection(name, deps)

@@ -31,7 +31,7 @@ from connector.kube.errors import (
 from connector.kube.workqueue import Result
 from functions.common import find_condition
 from functions.common.objects import Obj
-from functions.crd_puller.types import ProviderError, PullRequest, PullResult
+from functions.crd_puller.types import CRDConflict, ProviderError, PullRequest, PullResult
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +103,9 @@ class ConnectionDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: Remembers the provider CRDs the connection offers but does not pull (a consumer CRD
+    #: of that name belongs to another connection), for its bindings to name.
+    record_conflicts: Callable[[str, list[CRDConflict]], None] = lambda _name, _conflicts: None
 
 
 def credentials_from_secret(secret: Obj, kind: str) -> Credentials:
@@ -176,6 +179,7 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
     conn = deps.get_connection(name)
     if conn is None or conn.get("metadata", {}).get("deletionTimestamp"):
         deps.disconnect(name)
+        deps.record_conflicts(name, [])
         return Result()
     spec = conn.get("spec") or {}
     ref = spec.get("secretRef") or {}
@@ -214,6 +218,8 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
         deps.apply_crd(crd)
     for conflict in result.conflicts:
         deps.warn(conn, "CRDConflict", conflict.message)
+    if provider_error is None:
+        deps.record_conflicts(name, list(result.conflicts))
 
     offered = [o.to_status() for o in result.offered]
     if provider_error is not None:

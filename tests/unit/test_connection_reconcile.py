@@ -19,7 +19,7 @@ from connector.kube.config import ConfigError
 from connector.kube.errors import UnauthorizedError, UnreachableError
 from connector.kube.workqueue import Result
 from functions.common import set_condition
-from functions.crd_puller.types import OfferedAPI, PullRequest, PullResult
+from functions.crd_puller.types import CRDConflict, OfferedAPI, PullRequest, PullResult
 
 NOW = "2026-01-01T00:00:00Z"
 DONE = Result()
@@ -78,6 +78,8 @@ class World:
     disconnected: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     requests: list[PullRequest] = field(default_factory=list)
+    conflicts: list[CRDConflict] = field(default_factory=list)
+    recorded: list[tuple[str, list[CRDConflict]]] = field(default_factory=list)
 
     def pull(self, req: PullRequest) -> PullResult:
         self.requests.append(req)
@@ -101,7 +103,7 @@ class World:
         )
         apply = [{"metadata": {"name": c["metadata"]["name"]}} for c in req.provider_crds]
         offered = [OFFERED] if req.provider_crds else []
-        return PullResult(apply=apply, offered=offered, conflicts=[], conditions=cond)
+        return PullResult(apply=apply, offered=offered, conflicts=self.conflicts, conditions=cond)
 
     def connect(self, name: str, creds: Credentials) -> View:
         if isinstance(self.view, Exception):
@@ -120,6 +122,7 @@ class World:
             pull=self.pull,
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
             now=lambda: NOW,
+            record_conflicts=lambda name, conflicts: self.recorded.append((name, conflicts)),
         )
 
 
@@ -179,6 +182,28 @@ def test_a_deleted_connection_stops_its_provider_watch() -> None:
     assert reconcile_connection("c", world.deps()) == Result()
     assert world.disconnected == ["c"]
     assert world.statuses == []
+
+
+def test_the_crds_another_connection_owns_are_recorded_for_the_bindings_to_name() -> None:
+    taken = CRDConflict(name=OFFERED.name, message="belongs to connection a")
+    world = World(
+        conn=connection(),
+        secret=SECRET,
+        view=View([{"metadata": {"name": OFFERED.name}}]),
+        conflicts=[taken],
+    )
+    reconcile_connection("c", world.deps())
+    assert world.recorded == [("c", [taken])]
+    assert world.warnings == [("CRDConflict", taken.message)]
+
+
+def test_an_outage_keeps_the_recorded_conflicts_and_a_deletion_clears_them() -> None:
+    world = World(conn=connection(), secret=SECRET, view=View(None, UnreachableError("down")))
+    reconcile_connection("c", world.deps())
+    assert world.recorded == [], "nothing is known about the provider"
+    world.conn = None
+    reconcile_connection("c", world.deps())
+    assert world.recorded == [("c", [])]
 
 
 def test_a_provider_not_listed_yet_is_looked_at_again_soon() -> None:
