@@ -60,7 +60,8 @@ class BindingController:
         )
         self._claims = APIClaims(
             set_targets=supervisor.set_targets,
-            stored=self._stored_bindings,
+            stored_keys=self._binding_keys,
+            stored=self._get,
             wake=self.controller.enqueue,
         )
 
@@ -88,10 +89,13 @@ class BindingController:
             return self._cluster_bindings.get(None, key.name)
         return self._bindings.get(key.namespace, key.name)
 
-    def _stored_bindings(self) -> Iterator[tuple[BindingKey, Obj]]:
-        for informer in (self._cluster_bindings, self._bindings):
-            for binding in informer.list():
-                yield _key(binding), binding
+    def _binding_keys(self) -> Iterator[BindingKey]:
+        # The informers' keys, not their objects: listing copies every object.
+        cluster_keys, keys = self._cluster_bindings.keys(), self._bindings.keys()
+        for _, name in cluster_keys:
+            yield BindingKey(CLUSTER_API_BINDING, "", name)
+        for namespace, name in keys:
+            yield BindingKey(API_BINDING, namespace, name)
 
     def _write_status(self, key: BindingKey, status: dict[str, Any]) -> None:
         res = CLUSTER_API_BINDINGS if key.kind == CLUSTER_API_BINDING else API_BINDINGS

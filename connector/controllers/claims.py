@@ -180,13 +180,15 @@ class APIClaims:
         self,
         *,
         set_targets: Callable[[BindingKey, list[SyncTarget]], None],
-        stored: Callable[[], Iterable[tuple[BindingKey, Obj]]],
+        stored_keys: Callable[[], Iterable[BindingKey]],
+        stored: Callable[[BindingKey], Obj | None],
         wake: Callable[[BindingKey], None],
     ) -> None:
         """``set_targets`` replaces a binding's sync targets (the SyncSupervisor's);
-        ``stored`` lists every binding as cached (for those not reconciled yet);
-        ``wake`` queues a binding's reconcile."""
+        ``stored_keys`` lists every binding in the cache and ``stored`` reads one (for those
+        not reconciled yet); ``wake`` queues a binding's reconcile."""
         self._set_targets = set_targets
+        self._stored_keys = stored_keys
         self._stored = stored
         self._wake = wake
         self._claims: dict[BindingKey, _Claims] = {}
@@ -251,9 +253,14 @@ class APIClaims:
 
     def _unseen_claims(self) -> dict[BindingKey, _Claims]:
         """Stored claims of the bindings not reconciled since this process started."""
-        return {
-            key: stored_claims(key, obj) for key, obj in self._stored() if key not in self._claims
-        }
+        unseen: dict[BindingKey, _Claims] = {}
+        for key in self._stored_keys():
+            if key in self._claims:
+                continue
+            obj = self._stored(key)
+            if obj is not None:
+                unseen[key] = stored_claims(key, obj)
+        return unseen
 
 
 def _asked(

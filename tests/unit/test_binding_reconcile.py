@@ -77,7 +77,10 @@ class World:
 
     def __post_init__(self) -> None:
         self.claims = APIClaims(
-            set_targets=self.targets.__setitem__, stored=lambda: [], wake=self.woken.append
+            set_targets=self.targets.__setitem__,
+            stored_keys=lambda: [],
+            stored=lambda key: None,
+            wake=self.woken.append,
         )
 
     def review(self, check: AccessCheck) -> bool:

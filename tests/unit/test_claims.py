@@ -175,7 +175,10 @@ class Registry:
 
     def __post_init__(self) -> None:
         self.claims = APIClaims(
-            set_targets=self.set_targets, stored=lambda: self.stored, wake=self.woken.append
+            set_targets=self.set_targets,
+            stored_keys=lambda: [key for key, _ in self.stored],
+            stored=lambda key: dict(self.stored).get(key),
+            wake=self.woken.append,
         )
 
     def set_targets(self, key: BindingKey, targets: list[SyncTarget]) -> None:
