@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from click.testing import CliRunner, Result
 from connector.cli import main
 from connector.envtest import Cluster, start_clusters
 from connector.envtest._cluster import free_port
+from connector.install import FIELD_MANAGER
 from connector.kube import (
     CLUSTER_CONNECTIONS,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -40,10 +41,25 @@ from connector.kube import (
     KubeClient,
     NotFoundError,
     Resource,
+    UnauthorizedError,
     client_from_kubeconfig,
 )
-from connector.kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, SERVICE_ACCOUNTS
-from functions.common import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
+from connector.kube.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    SERVICE_ACCOUNTS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
+)
+from functions.binder import BoundResource
+from functions.binder.isolation import isolation_policy, policy_name
+from functions.common import (
+    FINALIZER,
+    LABEL_CONSUMER_CLUSTER,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    MANAGED_LABEL,
+)
 from functions.crd_puller import desired_consumer_crd
 from tests.e2e.harness import NOP, crd, eventually
 
@@ -54,6 +70,21 @@ PROVIDER_NAMESPACE = f"connector-{CONSUMER_NAME}"
 RELEASE_NAMESPACE = "upbound-system"
 #: A provider API that is not bindable: the scoped identity must not reach it.
 HIDDEN = Resource("hidden.example.org", "v1alpha1", "secretthings", "SecretThing", True)
+#: The installed consumer's isolation policy (and its binding's) name in the provider.
+POLICY = policy_name(CONSUMER_NAME)
+#: Another consumer of the same provider, whose twins the installed identity must not write.
+OTHER_CONSUMER = "other-consumer"
+#: Where the isolation tests put twins in the provider.
+TWINS_NAMESPACE = "isolation"
+#: kube-apiserver flags for a provider that does not serve ValidatingAdmissionPolicy, as one
+#: older than Kubernetes 1.30 (or with the API switched off) would not. The admission plugin
+#: goes too: it waits for the policies it can no longer list, and the server never gets ready.
+WITHOUT_ADMISSION_POLICIES = (
+    "--runtime-config="
+    "admissionregistration.k8s.io/v1/validatingadmissionpolicies=false,"
+    "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings=false",
+    "--disable-admission-plugins=ValidatingAdmissionPolicy",
+)
 
 
 @dataclass
@@ -134,7 +165,15 @@ def provider_objects(provider: KubeClient) -> list[str]:
     """Everything install created in the provider, as kind/namespace/name."""
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     names = []
-    for res in (NAMESPACES, SERVICE_ACCOUNTS, SECRETS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
+    for res in (
+        NAMESPACES,
+        SERVICE_ACCOUNTS,
+        SECRETS,
+        CLUSTER_ROLES,
+        CLUSTER_ROLE_BINDINGS,
+        VALIDATING_ADMISSION_POLICIES,
+        VALIDATING_ADMISSION_POLICY_BINDINGS,
+    ):
         items, _ = provider.list(res, label_selector=selector)
         names += [
             f"{res.kind}/{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
@@ -283,22 +322,127 @@ def test_scoped_identity_reaches_the_bound_api_and_nothing_else(env: Env, instal
         scoped.list(CLUSTER_ROLES)
 
 
-def test_rerun_with_the_same_arguments_changes_nothing(env: Env, installed: str) -> None:
-    before = {
-        "secret": env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE),
-        "connection": env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection),
+def twin(name: str, owner: str | None, cool: str = "v") -> dict[str, Any]:
+    """A provider twin in TWINS_NAMESPACE, owned by consumer ``owner`` (None: by nobody)."""
+    labels = {MANAGED_LABEL: "true", LABEL_CONSUMER_CLUSTER: owner} if owner else {}
+    return {
+        "apiVersion": NOP.api_version,
+        "kind": NOP.kind,
+        "metadata": {"name": name, "namespace": TWINS_NAMESPACE, "labels": labels},
+        "spec": {"coolField": cool},
     }
+
+
+def forbidden(call: Callable[[], object]) -> str:
+    """The 403 message of ``call()``; fails if the provider allowed it."""
+    with pytest.raises(ForbiddenError) as info:
+        call()
+    return str(info.value)
+
+
+def test_install_confines_the_identity_with_an_isolation_policy_for_the_bound_apis(
+    env: Env, installed: str
+) -> None:
+    assert f"ValidatingAdmissionPolicy {POLICY} (and its binding)" in installed
+    policy = env.provider_kube.get(VALIDATING_ADMISSION_POLICIES, POLICY)
+    # Exactly the APIs the identity was given (not the hidden one), every write verb.
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert [{k: v for k, v in r.items() if k != "scope"} for r in rules] == [
+        {
+            "apiGroups": ["nop.example.org"],
+            "apiVersions": ["*"],
+            "resources": ["nopresources"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+        }
+    ]
+    (condition,) = policy["spec"]["matchConditions"]
+    identity = f"system:serviceaccount:{PROVIDER_NAMESPACE}:consumer"
+    assert condition["expression"] == f"request.userInfo.username == '{identity}'"
+    binding = env.provider_kube.get(VALIDATING_ADMISSION_POLICY_BINDINGS, POLICY)
+    assert binding["spec"] == {"policyName": POLICY, "validationActions": ["Deny"]}
+    for obj in (policy, binding):
+        assert {m["manager"] for m in obj["metadata"]["managedFields"]} == {FIELD_MANAGER}
+        assert obj["metadata"]["labels"][LABEL_CONSUMER_CLUSTER] == CONSUMER_NAME
+
+
+def test_installed_identity_writes_its_own_twins_but_not_another_consumers(
+    env: Env, installed: str
+) -> None:
+    admin = env.provider_kube
+    admin.apply(
+        NAMESPACES,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TWINS_NAMESPACE}},
+        "install-test",
+    )
+    theirs = twin("theirs", OTHER_CONSUMER, "their spec")
+    admin.apply(NOP, theirs, "install-test")
+    admin.apply(NOP, twin("nobodys", None), "install-test")
+    with scoped_client(env) as scoped:
+
+        def overwrite_denied() -> str:
+            current = scoped.get(NOP, "theirs", TWINS_NAMESPACE)
+            current["spec"]["coolField"] = "overwritten"
+            try:
+                scoped.update(NOP, current)
+            except ForbiddenError as e:
+                return str(e)
+            admin.apply(NOP, theirs, "install-test")  # the policy was not loaded yet
+            return ""
+
+        # The API server loads a new policy within about a second.
+        message = eventually(overwrite_denied, timeout=30)
+        assert f"ValidatingAdmissionPolicy '{POLICY}'" in message, message
+        assert f"denied request: consumer {CONSUMER_NAME} may only write objects labelled" in (
+            message
+        )
+        assert "another consumer" in forbidden(
+            lambda: scoped.delete(NOP, "theirs", TWINS_NAMESPACE)
+        )
+        assert "another consumer" in forbidden(
+            lambda: scoped.delete(NOP, "nobodys", TWINS_NAMESPACE)
+        )
+        planted = forbidden(lambda: scoped.create(NOP, twin("planted", OTHER_CONSUMER)))
+        assert f"may only write objects labelled {LABEL_CONSUMER_CLUSTER}={CONSUMER_NAME}" in (
+            planted
+        )
+        assert admin.get(NOP, "theirs", TWINS_NAMESPACE)["spec"]["coolField"] == "their spec"
+
+        # Its own twins: create, change, delete, as the connector does.
+        scoped.create(NOP, twin("mine", CONSUMER_NAME))
+        scoped.apply(NOP, twin("mine", CONSUMER_NAME, "changed"), "install-test")
+        assert admin.get(NOP, "mine", TWINS_NAMESPACE)["spec"]["coolField"] == "changed"
+        scoped.delete(NOP, "mine", TWINS_NAMESPACE)
+        assert not exists(admin, NOP, "mine", TWINS_NAMESPACE)
+
+
+def test_rerun_with_the_same_arguments_changes_nothing(env: Env, installed: str) -> None:
+    def current() -> dict[str, dict[str, Any]]:
+        provider = env.provider_kube
+        return {
+            "secret": env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE),
+            "connection": env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection),
+            "policy": provider.get(VALIDATING_ADMISSION_POLICIES, POLICY),
+            "policy binding": provider.get(VALIDATING_ADMISSION_POLICY_BINDINGS, POLICY),
+        }
+
+    before = current()
     out = ok(cli(*env.install_args("--no-wait")))
     assert "already installed with these values" in out
-    after = {
-        "secret": env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE),
-        "connection": env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection),
-    }
+    after = current()
     for what in before:
         assert (
             after[what]["metadata"]["resourceVersion"]
             == before[what]["metadata"]["resourceVersion"]
         ), f"the rerun rewrote the {what}"
+    # One policy for this consumer, updated in place, never a second one.
+    assert _policies_of(env.provider_kube, CONSUMER_NAME) == [POLICY]
+
+
+def _policies_of(provider: KubeClient, consumer: str) -> list[str]:
+    items, _ = provider.list(
+        VALIDATING_ADMISSION_POLICIES, label_selector=f"{LABEL_CONSUMER_CLUSTER}={consumer}"
+    )
+    return [i["metadata"]["name"] for i in items]
 
 
 def test_changed_values_need_upgrade(env: Env, installed: str) -> None:
@@ -345,6 +489,90 @@ def test_wait_times_out_with_the_condition_when_no_connector_runs(env: Env, inst
     # Nothing is rolled back: the connection and its Secret stay for the rerun.
     assert exists(env.consumer_kube, CLUSTER_CONNECTIONS, f"{env.connection}-late")
     assert exists(env.consumer_kube, SECRETS, f"{env.connection}-late-kubeconfig", "upbound-system")
+
+
+# -- the isolation policy as the bound APIs change, opted out of, or not served ------------
+
+
+def test_binding_another_api_updates_the_one_policy_unless_opted_out(
+    env: Env, installed: str
+) -> None:
+    provider = env.provider_kube
+    provider.apply(CUSTOM_RESOURCE_DEFINITIONS, crd("extra.example.org", "Widget"), "install-test")
+    eventually(lambda: _established(provider, "widgets.extra.example.org"))
+    before = provider.get(VALIDATING_ADMISSION_POLICIES, POLICY)["metadata"]
+
+    out = ok(cli(*env.install_args("--no-wait", "--upgrade", "--no-isolation-policy")))
+    assert "isolation policy is neither applied nor changed (--no-isolation-policy)" in out
+    unchanged = provider.get(VALIDATING_ADMISSION_POLICIES, POLICY)["metadata"]
+    assert unchanged["resourceVersion"] == before["resourceVersion"]
+
+    ok(cli(*env.install_args("--no-wait", "--upgrade")))
+    policy = provider.get(VALIDATING_ADMISSION_POLICIES, POLICY)
+    assert policy["metadata"]["uid"] == before["uid"]
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert [(r["apiGroups"], r["resources"]) for r in rules] == [
+        (["extra.example.org"], ["widgets"]),
+        (["nop.example.org"], ["nopresources"]),
+    ]
+    assert _policies_of(provider, CONSUMER_NAME) == [POLICY]
+
+
+@pytest.fixture(scope="module")
+def old_provider(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A provider that does not serve ValidatingAdmissionPolicy, offering the walkthrough API."""
+    cluster = Cluster(
+        "inst-old-provider",
+        tmp_path_factory.mktemp("old"),
+        extra_apiserver_args=WITHOUT_ADMISSION_POLICIES,
+    ).start()
+    try:
+        kube = client_from_kubeconfig(cluster.kubeconfig.read_text(), name="old-provider")
+        kube.apply(
+            CUSTOM_RESOURCE_DEFINITIONS, yaml.safe_load(PROVIDER_CRD.read_text()), "install-test"
+        )
+        eventually(lambda: _established(kube, "nopresources.nop.example.org"))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def old_provider_args(env: Env, old: Cluster, connection: str, *extra: str) -> list[str]:
+    args = env.install_args("--no-wait", "--upgrade", *extra)
+    args[args.index("--provider-kubeconfig") + 1] = str(old.kubeconfig)
+    args[args.index("--name") + 1] = connection
+    return args
+
+
+def test_isolation_policy_asked_for_but_not_served_is_refused_before_writing(
+    env: Env, installed: str, old_provider: Cluster
+) -> None:
+    connection = f"{env.connection}-old"
+    out = failed(cli(*old_provider_args(env, old_provider, connection, "--isolation-policy")))
+    assert (
+        f"the provider cluster at {old_provider.server} does not serve ValidatingAdmissionPolicy "
+        "(admissionregistration.k8s.io/v1; Kubernetes 1.30 or newer), so --isolation-policy "
+        "cannot be honoured" in out
+    )
+    assert "pass --no-isolation-policy" in out and "Nothing was changed" in out
+    assert not exists(env.consumer_kube, CLUSTER_CONNECTIONS, connection)
+    old = client_from_kubeconfig(old_provider.kubeconfig.read_text(), name="old-provider")
+    assert not exists(old, NAMESPACES, PROVIDER_NAMESPACE)
+
+
+def test_provider_without_admission_policies_gets_a_warning_and_the_rest_of_the_install(
+    env: Env, installed: str, old_provider: Cluster
+) -> None:
+    connection = f"{env.connection}-old"
+    out = ok(cli(*old_provider_args(env, old_provider, connection)))
+    assert (
+        f"Warning: the provider cluster at {old_provider.server} does not serve "
+        "ValidatingAdmissionPolicy" in out
+    )
+    assert "installing without the isolation policy" in out
+    assert exists(env.consumer_kube, CLUSTER_CONNECTIONS, connection)
+    old = client_from_kubeconfig(old_provider.kubeconfig.read_text(), name="old-provider")
+    assert exists(old, CLUSTER_ROLE_BINDINGS, f"api-connector:consumer:{CONSUMER_NAME}")
 
 
 # -- install with an Upbound robot token -------------------------------------------------
@@ -584,3 +812,73 @@ def test_uninstall_all_removes_the_connector_and_frees_bound_objects(
         )
     )
     assert "Nothing to uninstall" in again
+
+
+def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and_identity(
+    env: Env, installed: str
+) -> None:
+    provider = env.provider_kube
+    # The test above uninstalled; install again, so that uninstall reads the consumer's name
+    # from the release.
+    ok(cli(*env.install_args("--no-wait")))
+    assert exists(provider, VALIDATING_ADMISSION_POLICIES, POLICY)
+    scoped = scoped_client(env)  # before --all deletes the stored kubeconfig
+    other = BoundResource(
+        crd_name="nopresources.nop.example.org",
+        group="nop.example.org",
+        kind="NopResource",
+        plural="nopresources",
+        scope="Namespaced",
+        version="v1alpha1",
+    )
+    policy, binding = isolation_policy(OTHER_CONSUMER, [other])
+    provider.apply(VALIDATING_ADMISSION_POLICIES, policy, "install-test")
+    provider.apply(VALIDATING_ADMISSION_POLICY_BINDINGS, binding, "install-test")
+    provider.apply(NOP, twin("ours", CONSUMER_NAME), "install-test")
+
+    out = ok(
+        cli(
+            "uninstall",
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--all",
+            "--provider-kubeconfig",
+            str(env.provider.kubeconfig),
+            "--helm",
+            env.helm,
+        )
+    )
+
+    assert f"Provider: deleted ValidatingAdmissionPolicy {POLICY}." in out
+    assert "its objects in the provider stay" in out
+    role = f"api-connector:consumer:{CONSUMER_NAME}"
+    for res, name, namespace in [
+        (VALIDATING_ADMISSION_POLICIES, POLICY, None),
+        (VALIDATING_ADMISSION_POLICY_BINDINGS, POLICY, None),
+        (CLUSTER_ROLE_BINDINGS, role, None),
+        (CLUSTER_ROLES, role, None),
+        (SERVICE_ACCOUNTS, "consumer", PROVIDER_NAMESPACE),
+    ]:
+        assert not exists(provider, res, name, namespace), f"{res.kind} {name} is still there"
+    # The identity no longer works at all; the other consumer's policy and every twin stay.
+    with pytest.raises((UnauthorizedError, ForbiddenError)):
+        scoped.list(NOP)
+    assert _policies_of(provider, OTHER_CONSUMER) == [policy_name(OTHER_CONSUMER)]
+    assert exists(provider, NOP, "ours", TWINS_NAMESPACE)
+    assert exists(provider, NOP, "theirs", TWINS_NAMESPACE)
+
+    # Without the release (and without --consumer-cluster-name) the name is derived, and
+    # the command says where to look if that is not the one install used.
+    again = ok(
+        cli(
+            "uninstall",
+            "--consumer-kubeconfig",
+            str(env.consumer.kubeconfig),
+            "--provider-kubeconfig",
+            str(env.provider.kubeconfig),
+            "--helm",
+            env.helm,
+        )
+    )
+    assert "Provider: no identity or isolation policy of consumer consumer-" in again
+    assert "pass the same name to uninstall" in again
