@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from connector.envtest import Cluster, start_clusters
 from connector.envtest._cluster import free_port
 from connector.kube.client import KubeClient
 from connector.kube.resources import (
+    API_BINDINGS,
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
     CUSTOM_RESOURCE_DEFINITIONS,
@@ -46,7 +49,9 @@ from tests.e2e.harness import (
     client,
     condition,
     connection,
+    consistently,
     crd,
+    established,
     eventually,
     get,
     install_connector_crds,
@@ -346,6 +351,93 @@ def test_the_run_command_refuses_a_cluster_without_the_connector_crds(extra: Ext
     )
     assert result.returncode == 1
     assert "install the connector's CRDs" in result.stderr
+
+
+def test_an_api_two_providers_offer_is_synced_through_the_first_binding_only(
+    world: World, extra: Extra, namespace: str
+) -> None:
+    group = f"{unique('twice')}.example.org"
+    gadgets = Resource(group, "v1alpha1", "gadgets", "Gadget", True)
+    crd_name = f"gadgets.{group}"
+    world.chart.allow(group, "gadgets")
+    # Both providers offer a CRD of the same name; the shared connection installs it first.
+    apply(world.provider, crd(group, "Gadget"))
+    eventually(lambda: established(world.consumer, crd_name))
+    apply(extra.provider_b_kube, crd(group, "Gadget"))
+    name_b = unique("twice-b")
+    apply(world.consumer, kubeconfig_secret(name_b, extra.provider_b.kubeconfig.read_text()))
+    apply(world.consumer, connection(name_b, name_b))
+    eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, name_b) == "Ready")
+
+    first = group  # a ClusterAPIBinding: every namespace
+    apply(world.consumer, binding(first, CONNECTION))
+    eventually(lambda: reason_of(world.consumer, CLUSTER_API_BINDINGS, first) == "Bound")
+    second = crd_name  # an APIBinding in the test's namespace, through the other provider
+    apply(world.consumer, binding(second, name_b, namespace=namespace))
+
+    def ready_of_second() -> dict[str, Any]:
+        return condition(get(world.consumer, API_BINDINGS, second, namespace), "Ready")
+
+    # Pulled, the CRD belongs to the first connection: the second cannot even install it.
+    eventually(lambda: ready_of_second().get("reason") == "Conflict")
+    assert f"belongs to connection {CONNECTION}" in ready_of_second()["message"]
+
+    # Not pulled, the second connection offers it too: the binding that came first keeps it.
+    apply(world.consumer, connection(name_b, name_b, pull="Manual"))
+    eventually(
+        lambda: f"synced by ClusterAPIBinding {first}" in ready_of_second().get("message", "")
+    )
+    ready = ready_of_second()
+    assert (ready["status"], ready["reason"]) == ("False", "Conflict")
+    assert f"through ClusterConnection {CONNECTION}" in ready["message"]
+    assert f"not synced through ClusterConnection {name_b}" in ready["message"]
+    assert "Conflict" in [e["reason"] for e in warning_events(world.consumer, namespace, second)]
+    bound_second = get(world.consumer, API_BINDINGS, second, namespace)
+    assert bound_second["status"].get("boundResources") == []
+    syncers = world.connector.manager.supervisor.syncer_keys()
+    assert (CONNECTION, crd_name) in syncers
+    assert (name_b, crd_name) not in syncers
+
+    gadget = {
+        "apiVersion": f"{group}/v1alpha1",
+        "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": namespace},
+        "spec": {"coolField": "one provider only"},
+    }
+    apply(world.consumer, gadget, gadgets)
+    eventually(lambda: get(world.provider, gadgets, "g", namespace))
+    consistently(lambda: get(extra.provider_b_kube, gadgets, "g", namespace) is None, duration=1.5)
+
+    # The first binding goes: the second takes over, and at no moment do both sync.
+    seen: list[list[tuple[str, str]]] = []
+    stop = threading.Event()
+
+    def watch_syncers() -> None:
+        while not stop.is_set():
+            seen.append(world.connector.manager.supervisor.syncer_keys())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch_syncers, daemon=True)
+    watcher.start()
+    try:
+        world.consumer.delete(CLUSTER_API_BINDINGS, first)
+        eventually(lambda: ready_of_second().get("reason") == "Bound")
+        eventually(lambda: get(extra.provider_b_kube, gadgets, "g", namespace))
+    finally:
+        stop.set()
+        watcher.join()
+    both = [keys for keys in seen if {(CONNECTION, crd_name), (name_b, crd_name)} <= set(keys)]
+    assert both == [], "synced through both connections at once"
+    eventually(
+        lambda: condition(get(world.consumer, gadgets, "g", namespace), "APIBound").get("status")
+        == "True"
+    )
+
+    world.consumer.delete(gadgets, "g", namespace)
+    eventually(lambda: get(world.consumer, gadgets, "g", namespace) is None)
+    world.consumer.delete(API_BINDINGS, second, namespace)
+    world.consumer.delete(CLUSTER_CONNECTIONS, name_b)
+    world.consumer.delete(SECRETS, name_b, "upbound-system")
 
 
 def test_a_provider_that_goes_down_is_reported_unreachable_and_nothing_is_deleted(
