@@ -23,7 +23,7 @@ import structlog
 
 from connector.controllers.binding_controller import BindingController
 from connector.controllers.connection_controller import ConnectionController
-from connector.controllers.runtime import without_managed_fields
+from connector.controllers.runtime import cache_form
 from connector.controllers.sync_controller import SyncSupervisor
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
@@ -88,7 +88,7 @@ class Manager:
             name="consumer-crds",
             metrics=metrics,
             # Every CRD in the consumer is cached; their managedFields are the bulk of them.
-            transform=without_managed_fields,
+            transform=cache_form,
         )
         self.cluster_bindings = Informer(
             consumer,

@@ -30,7 +30,12 @@ from connector.controllers.connection_reconcile import (
     reconcile_connection,
 )
 from connector.controllers.fresh import FreshObjects
-from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
+from connector.controllers.runtime import (
+    Controller,
+    cache_form,
+    now_rfc3339,
+    without_managed_fields,
+)
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
@@ -78,7 +83,7 @@ class ProviderSession:
             resync_period=resync_period,
             name=f"provider-crds/{connection}",
             metrics=self._metrics,
-            transform=without_managed_fields,
+            transform=cache_form,
         )
 
         self._on_change = on_change

@@ -32,7 +32,13 @@ import structlog
 from connector.controllers import ownership
 from connector.controllers.binding_reconcile import BindingKey, SyncTarget
 from connector.controllers.fresh import FreshObjects
-from connector.controllers.runtime import Controller, now_rfc3339, without_managed_fields
+from connector.controllers.runtime import (
+    Controller,
+    cache_form,
+    now_rfc3339,
+    shared_strings,
+    without_managed_fields,
+)
 from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
 from connector.events import EventRecorder
 from connector.kube.client import KubeClient
@@ -129,7 +135,7 @@ class ObjectSyncer:
                 resync_period=resync_period,
                 name=f"consumer/{name}/{scope or '*'}",
                 metrics=self._metrics,
-                transform=without_managed_fields,
+                transform=cache_form,
             )
             for scope in scopes
         }
@@ -355,8 +361,9 @@ class ObjectSyncer:
 
 
 def _twin_transform(obj: Obj) -> Obj:
-    """A twin as cached: no managedFields beyond what ``ownership`` needs."""
-    return ownership.summarize(obj, FIELD_MANAGER)
+    """A twin as cached: no managedFields beyond what ``ownership`` needs, strings shared."""
+    result: Obj = shared_strings(ownership.summarize(obj, FIELD_MANAGER))
+    return result
 
 
 def _follow_write(obj: Obj, written: Obj) -> None:

@@ -157,3 +157,23 @@ def test_with_an_apply_entry_too_the_field_sets_are_merged() -> None:
         "f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}},
     }
     assert ownership.merged_entries(twin(entry(MANAGER, "Apply", {})), MANAGER) is None
+
+
+def test_cached_objects_share_their_keys_and_short_strings() -> None:
+    import json
+
+    from connector.controllers.runtime import cache_form
+
+    text = json.dumps(
+        {
+            "metadata": {"name": "a", "managedFields": [{"manager": "m"}], "labels": {"k": "v"}},
+            "spec": {"long": "x" * 100, "items": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+    one, two = cache_form(json.loads(text)), cache_form(json.loads(text))
+    assert one == two and "managedFields" not in one["metadata"]
+    key_one = next(k for k in one["metadata"]["labels"])
+    key_two = next(k for k in two["metadata"]["labels"])
+    assert key_one is key_two
+    assert one["spec"]["items"][0]["status"] is two["spec"]["items"][0]["status"]
+    assert one["spec"]["long"] == two["spec"]["long"]
