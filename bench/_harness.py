@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from connector import logs
-from connector.envtest import Cluster, start_clusters
+from connector.envtest import Cluster, eventually, start_clusters
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
     KubeClient,
@@ -157,23 +157,6 @@ def percentile(samples: list[float], p: float) -> float:
 # -- waiting ------------------------------------------------------------------------------
 
 
-def eventually(
-    what: str, check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.1
-) -> Any:
-    """Poll ``check`` until it returns something truthy; raise naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except KubeError as e:
-            last = e
-        time.sleep(interval)
-    raise BenchError(f"Timed out after {timeout:.0f} s waiting for {what} (last error: {last}).")
-
-
 def condition_status(obj: dict[str, Any], type_: str) -> str | None:
     cond = find_condition((obj.get("status") or {}).get("conditions"), type_)
     return None if cond is None else str(cond.get("status"))
@@ -234,17 +217,17 @@ def _publish_api(env: Env) -> None:
         CUSTOM_RESOURCE_DEFINITIONS,
         WALKTHROUGH / "provider" / "nopresources.nop.example.org.yaml",
     )
-    eventually("the provider to serve NopResources", lambda: env.provider.list(NOP)[1])
+    eventually(lambda: env.provider.list(NOP)[1], what="the provider to serve NopResources")
     for path in sorted((REPO / "package" / "crds").glob("*.yaml")):
         _apply_yaml(env.consumer, CUSTOM_RESOURCE_DEFINITIONS, path)
     for name in ("clusterconnections", "apibindings", "clusterapibindings"):
         eventually(
-            f"the CRD {name}.connect.upbound.io to be established",
             lambda n=name: condition_status(  # type: ignore[misc]
                 env.consumer.get(CUSTOM_RESOURCE_DEFINITIONS, f"{n}.connect.upbound.io"),
                 "Established",
             )
             == "True",
+            what=f"the CRD {name}.connect.upbound.io to be established",
         )
     for client in (env.consumer, env.provider):
         for ns in ("upbound-system", BOUND_NS, FLOOR_NS):
@@ -269,9 +252,9 @@ def connect_and_bind(env: Env, *, timeout: float = 120.0) -> None:
     )
     _apply_yaml(env.consumer, CLUSTER_CONNECTIONS, consumer_dir / "20-clusterconnection.yaml")
     eventually(
-        "the ClusterConnection to become Ready",
         lambda: condition_status(env.consumer.get(CLUSTER_CONNECTIONS, CONNECTION), "Ready")
         == "True",
+        what="the ClusterConnection to become Ready",
         timeout=timeout,
     )
     binding = {
@@ -282,12 +265,12 @@ def connect_and_bind(env: Env, *, timeout: float = 120.0) -> None:
     }
     env.consumer.apply(API_BINDINGS, binding, FIELD_MANAGER)
     eventually(
-        "the APIBinding to be Ready",
         lambda: condition_status(env.consumer.get(API_BINDINGS, NOP.group, BOUND_NS), "Ready")
         == "True",
+        what="the APIBinding to be Ready",
         timeout=timeout,
     )
-    eventually("the consumer to serve NopResources", lambda: env.consumer.list(NOP)[1])
+    eventually(lambda: env.consumer.list(NOP)[1], what="the consumer to serve NopResources")
 
 
 @contextlib.contextmanager

@@ -42,7 +42,8 @@ from _harness import (
     run_parallel,
 )
 
-from connector.kube import Informer, KubeClient
+from connector.kube import KubeClient
+from connector.runtime import Informer
 
 TARGET_RATIO = 0.60
 

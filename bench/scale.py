@@ -44,7 +44,8 @@ from _harness import (
     run_parallel,
 )
 
-from connector.kube import Informer, KubeClient
+from connector.kube import KubeClient
+from connector.runtime import Informer
 
 RSS_TARGET_MB = 200.0
 IDLE_CPU_TARGET = 1.0  # percent of one core

@@ -49,7 +49,6 @@ from _harness import (
     connector_in_process,
     counters,
     counters_per,
-    eventually,
     machine,
     nop,
     percentile,
@@ -58,8 +57,10 @@ from _harness import (
 )
 from _trace import Request, Trace
 
-from connector.kube import Informer, KubeClient, WorkQueue, run_workers
+from connector.envtest import eventually
+from connector.kube import KubeClient
 from connector.kube.metrics import Metrics
+from connector.runtime import Informer, WorkQueue, run_workers
 
 P50_TARGET_MS = 30.0
 P99_TARGET_MS = 150.0
@@ -367,8 +368,8 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         MarkerWatch(env.provider, FLOOR_NS, spec_marker, "bench-provider-floor") as watch,
     ):
         eventually(
-            "the floor relay to copy its pool",
             lambda: len(env.provider.list(NOP, FLOOR_NS)[0]) >= POOL,
+            what="the floor relay to copy its pool",
         )
         floor = paced_run(
             "spec floor",
@@ -381,13 +382,13 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
     pool = create_pool(env.consumer, BOUND_NS, "sc")
     with MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider") as watch:
         eventually(
-            "the connector to sync the pool",
             lambda: all(
                 condition_status(o, "APIBound") == "True"
                 for o in env.consumer.list(NOP, BOUND_NS)[0]
                 if o["metadata"]["name"] in pool
             )
             and len(env.provider.list(NOP, BOUND_NS)[0]) >= len(pool),
+            what="the connector to sync the pool",
             timeout=60,
         )
         with observed("spec connector", probe, spec_carrier) as measured:
@@ -428,13 +429,13 @@ def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Pr
     # The connector: twin status in provider bench/* → consumer bench/*.
     pool = create_pool(env.consumer, BOUND_NS, "tc")
     eventually(
-        "the connector to bind the status pool",
         lambda: sum(
             1
             for o in env.consumer.list(NOP, BOUND_NS)[0]
             if o["metadata"]["name"] in pool and condition_status(o, "APIBound") == "True"
         )
         == len(pool),
+        what="the connector to bind the status pool",
         timeout=60,
     )
     with (

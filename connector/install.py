@@ -91,6 +91,7 @@ from functions.common import (
     InvalidInputError,
     label_value,
 )
+from functions.common.api import DEFAULT_NAMESPACE
 from functions.crd_puller import OfferedAPI, PullRequest, pull
 
 __all__ = [
@@ -115,7 +116,6 @@ __all__ = [
 ]
 
 RELEASE = "api-connector"
-DEFAULT_NAMESPACE = "upbound-system"
 DEFAULT_CONNECTION = "provider-connection"
 FIELD_MANAGER = "api-connector-installer"
 #: Every consumer object the installer creates carries this label; ``uninstall --all``

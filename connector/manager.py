@@ -23,12 +23,9 @@ import structlog
 
 from connector.controllers.binding_controller import BindingController
 from connector.controllers.connection_controller import ConnectionController
-from connector.controllers.runtime import cache_form
 from connector.controllers.sync_controller import SyncSupervisor
-from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.errors import NotFoundError
-from connector.kube.informer import Informer
 from connector.kube.metrics import Metrics
 from connector.kube.resources import (
     API_BINDINGS,
@@ -38,6 +35,9 @@ from connector.kube.resources import (
     EVENTS,
     NAMESPACES,
 )
+from connector.runtime.controller import cache_form
+from connector.runtime.events import EventRecorder
+from connector.runtime.informer import Informer
 from connector.stages import Stages
 from functions.common.objects import Obj
 

@@ -18,7 +18,6 @@ function: bad input becomes a Fatal result naming the field, never an exception.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from functions.common import InvalidInputError, Obj
+from functions.common.clock import now_rfc3339
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -62,7 +62,6 @@ __all__ = [
     "set_composed",
     "set_composite_status",
     "start_server",
-    "utc_now",
 ]
 
 log = structlog.get_logger(__name__)
@@ -251,11 +250,6 @@ def serve_in_background(
 # --- Crossplane function adapters --------------------------------------------------------
 
 
-def utc_now() -> str:
-    """The current time as RFC 3339 in UTC, second precision, as Kubernetes writes it."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def plain(value: Any) -> Any:
     """``value`` decoded from a protobuf Struct with integers restored.
 
@@ -280,7 +274,7 @@ class StageFunction(grpcv1.FunctionRunnerServiceServicer):
     result, so that Crossplane reports it on the XR instead of seeing a failed call.
     """
 
-    def __init__(self, *, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, *, clock: Callable[[], str] = now_rfc3339) -> None:
         self._clock = clock
 
     async def RunFunction(  # the gRPC method name

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-
-from connector.kube.errors import NotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
-
-
-def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Call ``fn`` until it returns a truthy value without raising; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    value: T | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (AssertionError, NotFoundError, KeyError, IndexError, TypeError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s; last value {value!r}") from last
 
 
 def go_tool(name: str) -> Path:

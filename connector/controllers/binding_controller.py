@@ -15,19 +15,19 @@ from connector.controllers.binding_reconcile import (
     reconcile_binding,
 )
 from connector.controllers.claims import APIClaims
-from connector.controllers.runtime import Controller, now_rfc3339
 from connector.controllers.sync_controller import SyncSupervisor
-from connector.events import EventRecorder
 from connector.kube.client import KubeClient
-from connector.kube.informer import Informer
 from connector.kube.metrics import Metrics
 from connector.kube.resources import API_BINDINGS, CLUSTER_API_BINDINGS
-from connector.kube.workqueue import Result
+from connector.runtime.controller import Controller
+from connector.runtime.events import EventRecorder
+from connector.runtime.informer import Informer
+from connector.runtime.workqueue import Result
 from connector.stages import Stages
+from functions.common.api import FIELD_MANAGER
+from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj
 from functions.crd_puller.types import CRDConflict
-
-FIELD_MANAGER = "api-connector"
 
 
 class BindingController:

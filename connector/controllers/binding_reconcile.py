@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import structlog
 
 from connector.controllers.claims import Refusal, Settlement, Want
-from connector.kube.workqueue import Result
+from connector.runtime.workqueue import Result
 from functions.binder.logic import REASON_BOUND, REASON_CONNECTION_NOT_READY, REASON_NOT_OFFERED
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import find_condition, set_condition

@@ -28,30 +28,31 @@ from connector.controllers.connection_reconcile import (
     ConnectionDeps,
     Credentials,
     reconcile_connection,
+    secret_namespace,
 )
-from connector.controllers.fresh import FreshObjects
-from connector.controllers.runtime import (
-    Controller,
-    cache_form,
-    now_rfc3339,
-    without_managed_fields,
-)
-from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
 from connector.kube.errors import ConflictError
-from connector.kube.informer import Informer
 from connector.kube.metrics import Metrics
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
-from connector.kube.workqueue import Result
+from connector.runtime.controller import (
+    Controller,
+    cache_form,
+    without_managed_fields,
+)
+from connector.runtime.events import EventRecorder
+from connector.runtime.fresh import FreshObjects
+from connector.runtime.informer import Informer
+from connector.runtime.workqueue import Result
 from connector.stages import Stages
 from functions.common import BINDABLE_LABEL, LABEL_CONNECTION
+from functions.common.api import FIELD_MANAGER
+from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj, label_value
 from functions.crd_puller.types import CRDConflict
 
 log = structlog.get_logger(__name__)
 
-FIELD_MANAGER = "api-connector"
 #: How long a reconcile waits for a new provider informer's first list before requeueing.
 FIRST_LIST_WAIT = 5.0
 #: How often a provider session checks whether its watch started or stopped failing.
@@ -189,16 +190,16 @@ class ConnectionController:
     def on_connection(self, _event: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
         ref = (obj.get("spec") or {}).get("secretRef") or {}
-        self._ensure_secret_informer(str(ref.get("namespace") or "upbound-system"))
+        self._ensure_secret_informer(secret_namespace(ref))
         self.controller.enqueue(str(meta.get("name")))
 
     def on_secret(self, _event: str, obj: Obj) -> None:
         meta = obj.get("metadata", {})
         for conn in self._connections.list():
             ref = (conn.get("spec") or {}).get("secretRef") or {}
-            if ref.get("name") == meta.get("name") and str(
-                ref.get("namespace") or "upbound-system"
-            ) == meta.get("namespace"):
+            if ref.get("name") == meta.get("name") and secret_namespace(ref) == meta.get(
+                "namespace"
+            ):
                 self.controller.enqueue(str(conn["metadata"]["name"]))
 
     def on_consumer_crd(self, event: str, obj: Obj) -> None:

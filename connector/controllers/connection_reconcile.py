@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,8 +28,9 @@ from connector.kube.errors import (
     UnauthorizedError,
     UnreachableError,
 )
-from connector.kube.workqueue import Result
+from connector.runtime.workqueue import Result
 from functions.common import find_condition
+from functions.common.api import DEFAULT_NAMESPACE
 from functions.common.objects import Obj
 from functions.crd_puller.types import CRDConflict, ProviderError, PullRequest, PullResult
 
@@ -249,9 +250,14 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
     return Result()
 
 
+def secret_namespace(ref: Mapping[str, Any]) -> str:
+    """The namespace of a connection's ``spec.secretRef``; Upbound's convention when unset."""
+    return str(ref.get("namespace") or DEFAULT_NAMESPACE)
+
+
 def _credentials(ref: dict[str, Any], deps: ConnectionDeps) -> Credentials:
     kind = str(ref.get("kind") or KUBECONFIG)
-    ns = str(ref.get("namespace") or "upbound-system")
+    ns = secret_namespace(ref)
     secret_name = str(ref.get("name") or "")
     if not secret_name:
         raise CredentialsError("InvalidSecret", "spec.secretRef.name is empty.")

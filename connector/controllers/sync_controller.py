@@ -31,22 +31,21 @@ import structlog
 
 from connector.controllers import ownership
 from connector.controllers.binding_reconcile import BindingKey, SyncTarget
-from connector.controllers.fresh import FreshObjects
-from connector.controllers.runtime import (
+from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
+from connector.kube.client import KubeClient
+from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
+from connector.kube.metrics import Metrics
+from connector.kube.resources import NAMESPACES, Resource
+from connector.runtime.controller import (
     Controller,
     cache_form,
-    now_rfc3339,
     shared_strings,
     without_managed_fields,
 )
-from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
-from connector.events import EventRecorder
-from connector.kube.client import KubeClient
-from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
-from connector.kube.informer import Informer
-from connector.kube.metrics import Metrics
-from connector.kube.resources import NAMESPACES, Resource
-from connector.kube.workqueue import Result
+from connector.runtime.events import EventRecorder
+from connector.runtime.fresh import FreshObjects
+from connector.runtime.informer import Informer
+from connector.runtime.workqueue import Result
 from connector.stages import Stages
 from functions.binder.types import BoundResource
 from functions.common import (
@@ -58,11 +57,11 @@ from functions.common import (
     LABEL_CONSUMER_NAMESPACE,
     MANAGED_LABEL,
 )
+from functions.common.api import FIELD_MANAGER
+from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj, label_value
 
 log = structlog.get_logger(__name__)
-
-FIELD_MANAGER = "api-connector"
 
 
 def resource_of(bound: BoundResource) -> Resource:

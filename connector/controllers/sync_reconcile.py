@@ -34,14 +34,13 @@ from typing import Any
 import structlog
 
 from connector.kube.errors import BadRequestError, ForbiddenError, InvalidError
-from connector.kube.workqueue import Result
-from functions.common import FINALIZER, find_condition, set_condition
+from connector.runtime.workqueue import Result
+from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
 from functions.common.objects import Obj
 from functions.object_syncer.types import SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
 
-APIBOUND = "APIBound"
 #: How soon a deleted consumer object whose twin is not gone yet is looked at again.
 TWIN_GONE_RECHECK = 2.0
 
@@ -140,7 +139,9 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     status = result.consumer_status
     if status is not None:
         _write_status(consumer, status, deps)
-    api_bound = find_condition((status or consumer.get("status") or {}).get("conditions"), APIBOUND)
+    api_bound = find_condition(
+        (status or consumer.get("status") or {}).get("conditions"), CONDITION_API_BOUND
+    )
     if result.conflict is None and api_bound is not None and api_bound.get("status") == "True":
         deps.resolved(consumer, str(api_bound.get("reason")), str(api_bound.get("message")))
     if result.remove_finalizer:
@@ -169,7 +170,7 @@ def _rejected_status(consumer: Obj, result: SyncResult, message: str, now: str) 
     base = copy.deepcopy(result.consumer_status or consumer.get("status") or {})
     base["conditions"] = set_condition(
         base.get("conditions"),
-        type_=APIBOUND,
+        type_=CONDITION_API_BOUND,
         status="False",
         reason="ProviderRejected",
         message=message,

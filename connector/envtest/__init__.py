@@ -5,6 +5,7 @@ Public API::
     find_binaries() -> Binaries                   # runs tools/build.sh etcd kube-apiserver
     Cluster(name, base_dir, *, ...)               # start() / stop() / with-statement
     start_clusters(names, base_dir, *, ...)       # several in parallel, all or nothing
+    eventually(check, *, what, timeout)           # bounded poll; WaitTimeout names `what`
 
 Errors::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from connector.envtest._binaries import Binaries, find_binaries
 from connector.envtest._cluster import ADMIN_GROUPS, ADMIN_USER, Cluster, start_clusters
 from connector.envtest._errors import BinariesError, ClusterStartError, EnvtestError
+from connector.envtest._wait import WaitTimeout, eventually
 
 __all__ = [
     "ADMIN_GROUPS",
@@ -27,6 +29,8 @@ __all__ = [
     "Cluster",
     "ClusterStartError",
     "EnvtestError",
+    "WaitTimeout",
+    "eventually",
     "find_binaries",
     "start_clusters",
 ]

@@ -4,8 +4,6 @@
 - :mod:`~connector.kube.resources` — :class:`Resource` and the well-known APIs;
 - :mod:`~connector.kube.client` — :class:`KubeClient` (raw REST, JSON dicts, watches);
 - :mod:`~connector.kube.config` — building clients from kubeconfigs, in-cluster, robot tokens;
-- :mod:`~connector.kube.informer` — list+watch caches that call a handler on changes;
-- :mod:`~connector.kube.workqueue` — controller-runtime style queue and worker pool;
 - :mod:`~connector.kube.metrics` — Prometheus collectors and the ``/metrics`` server.
 """
 
@@ -35,7 +33,6 @@ from connector.kube.errors import (
     UnreachableError,
     error_from_api_exception,
 )
-from connector.kube.informer import Backoff, Informer
 from connector.kube.metrics import Metrics, MetricsServer, serve
 from connector.kube.resources import (
     API_BINDINGS,
@@ -54,14 +51,6 @@ from connector.kube.resources import (
     SERVICE_ACCOUNTS,
     Resource,
 )
-from connector.kube.workqueue import (
-    RateLimiter,
-    Result,
-    TerminalError,
-    WorkerPool,
-    WorkQueue,
-    run_workers,
-)
 
 __all__ = [
     "API_BINDINGS",
@@ -78,38 +67,30 @@ __all__ = [
     "ROLE_BINDINGS",
     "SECRETS",
     "SERVICE_ACCOUNTS",
-    "Backoff",
     "BadRequestError",
     "ConfigError",
     "ConflictError",
     "ForbiddenError",
     "GoneError",
-    "Informer",
     "InvalidError",
     "KubeClient",
     "KubeError",
     "Metrics",
     "MetricsServer",
     "NotFoundError",
-    "RateLimiter",
     "Resource",
-    "Result",
     "ServerError",
     "TLSError",
-    "TerminalError",
     "TooManyRequestsError",
     "UnauthorizedError",
     "UnreachableError",
     "WatchEvent",
     "WatchStream",
-    "WorkQueue",
-    "WorkerPool",
     "client_from_kubeconfig",
     "client_from_kubeconfig_file",
     "client_from_robot_token",
     "client_in_cluster",
     "error_from_api_exception",
-    "run_workers",
     "serve",
     "spaces_server_url",
 ]

@@ -39,7 +39,7 @@ __all__ = [
     "Resource",
 ]
 
-CONNECT_GROUP = "connect.upbound.io"
+from functions.common.api import CONNECT_GROUP
 
 
 def _segment(value: str) -> str:

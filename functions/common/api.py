@@ -40,6 +40,12 @@ ANNOTATION_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "api-connector"
 
+#: The field manager of the connector's own writes (server-side apply and the rest).
+FIELD_MANAGER = MANAGED_BY
+
+#: Where the connector's release, credentials Secrets and leader Lease live by convention.
+DEFAULT_NAMESPACE = "upbound-system"
+
 #: Condition types the stages write.
 CONDITION_READY = "Ready"
 CONDITION_CRDS_SYNCED = "CRDsSynced"

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from connector.envtest import eventually
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig
 from connector.kube.errors import NotFoundError
@@ -58,22 +59,6 @@ _KNOWN = {
 }
 
 T = TypeVar("T")
-
-
-def eventually(fn: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Call ``fn`` until it returns a truthy value without raising; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    value: T | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (AssertionError, NotFoundError, KeyError, IndexError, TypeError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s; last value {value!r}") from last
 
 
 def consistently(fn: Callable[[], bool], *, duration: float = 2.0, interval: float = 0.1) -> None:

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.envtest import Cluster, start_clusters
 from connector.envtest._cluster import free_port
 from connector.install import FIELD_MANAGER

@@ -24,7 +24,7 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from connector.envtest import Cluster, ClusterStartError
+from connector.envtest import Cluster, ClusterStartError, eventually
 from connector.envtest._process import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,18 +102,6 @@ def group(api: ApiClient, namespace: str) -> Iterator[str]:
         yield group
     finally:
         extensions.delete_custom_resource_definition(f"{PLURAL}.{group}")
-
-
-def eventually(check: Callable[[], T], *, what: str, timeout: float = 15.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def widget(name: str, color: str) -> dict[str, Any]:

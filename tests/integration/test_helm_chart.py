@@ -25,6 +25,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
+from connector.cli.run import parse_duration
 from connector.envtest import Cluster
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, ForbiddenError, NotFoundError
@@ -45,7 +46,6 @@ from connector.kube.resources import (
     SERVICE_ACCOUNTS,
     Resource,
 )
-from connector.run_cli import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "package" / "helm" / "api-connector"

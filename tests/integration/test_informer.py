@@ -20,7 +20,6 @@ from connector.envtest import Cluster
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
 from connector.kube.errors import ForbiddenError, NotFoundError, UnreachableError
-from connector.kube.informer import Backoff, Informer
 from connector.kube.metrics import Metrics, serve
 from connector.kube.resources import (
     CONFIG_MAPS,
@@ -28,6 +27,7 @@ from connector.kube.resources import (
     SECRETS,
     Resource,
 )
+from connector.runtime.informer import Backoff, Informer
 from tests.support import eventually
 
 

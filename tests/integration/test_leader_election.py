@@ -29,7 +29,7 @@ from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
 from connector.kube.errors import NotFoundError
 from connector.kube.resources import CONFIG_MAPS, LEASES, ROLE_BINDINGS, ROLES
-from connector.leader import LeaderElector
+from connector.runtime.leader import LeaderElector
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = "api-connector"
@@ -311,7 +311,7 @@ from connector import logs
 from connector.kube.config import client_from_kubeconfig_file
 from connector.kube.errors import ConflictError, KubeError
 from connector.kube.resources import CONFIG_MAPS
-from connector.leader import LeaderElector
+from connector.runtime.leader import LeaderElector
 
 kubeconfig, namespace, identity = sys.argv[1:4]
 logs.configure(debug=True)

@@ -17,7 +17,7 @@ from connector.controllers.binding_reconcile import (
     reconcile_binding,
 )
 from connector.controllers.claims import APIClaims, Want
-from connector.kube.workqueue import Result
+from connector.runtime.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import set_condition
 from functions.crd_puller.types import CRDConflict

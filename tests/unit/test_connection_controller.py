@@ -9,11 +9,11 @@ from typing import Any, cast
 import pytest
 
 from connector.controllers.connection_controller import ConnectionController
-from connector.events import EventRecorder
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError
-from connector.kube.informer import Informer
 from connector.kube.resources import Resource
+from connector.runtime.events import EventRecorder
+from connector.runtime.informer import Informer
 from connector.stages import InProcessStages
 from functions.common import LABEL_CONNECTION
 from functions.crd_puller.types import CRDConflict

@@ -17,7 +17,7 @@ from connector.controllers.connection_reconcile import (
 )
 from connector.kube.config import ConfigError
 from connector.kube.errors import UnauthorizedError, UnreachableError
-from connector.kube.workqueue import Result
+from connector.runtime.workqueue import Result
 from functions.common import set_condition
 from functions.crd_puller.types import CRDConflict, OfferedAPI, PullRequest, PullResult
 

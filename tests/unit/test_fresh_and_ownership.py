@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from connector.controllers import ownership
-from connector.controllers.fresh import FreshObjects
+from connector.runtime.fresh import FreshObjects
 
 
 def obj(rv: str, **extra: Any) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def test_with_an_apply_entry_too_the_field_sets_are_merged() -> None:
 def test_cached_objects_share_their_keys_and_short_strings() -> None:
     import json
 
-    from connector.controllers.runtime import cache_form
+    from connector.runtime.controller import cache_form
 
     text = json.dumps(
         {

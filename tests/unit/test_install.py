@@ -14,7 +14,7 @@ import urllib3.exceptions
 import yaml
 from click.testing import CliRunner
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.helm import Helm, HelmError
 from connector.install import (
     ClusterAccess,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from connector.cli import main
+from connector.cli.main import main
 
 
 def test_stage_tls_without_a_stage_address_is_refused_with_a_clear_message(

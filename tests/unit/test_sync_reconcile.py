@@ -7,7 +7,7 @@ from typing import Any
 
 from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
 from connector.kube.errors import InvalidError
-from connector.kube.workqueue import Result
+from connector.runtime.workqueue import Result
 from functions.object_syncer.types import SyncRequest, SyncResult
 
 NOW = "2026-01-01T00:00:00Z"

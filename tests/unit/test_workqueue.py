@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from connector.kube.errors import ConflictError, ServerError
 from connector.kube.metrics import Metrics
-from connector.kube.workqueue import (
+from connector.runtime.workqueue import (
     RateLimiter,
     Result,
     TerminalError,

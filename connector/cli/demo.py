@@ -25,16 +25,12 @@ import structlog
 import yaml
 
 from connector import logs
-from connector.envtest import Cluster, EnvtestError, start_clusters
+from connector.envtest import Cluster, EnvtestError, eventually, start_clusters
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
-    Informer,
     KubeClient,
-    KubeError,
     Resource,
-    WorkQueue,
     client_from_kubeconfig_file,
-    run_workers,
 )
 from connector.kube.resources import (
     CLUSTER_API_BINDINGS,
@@ -43,6 +39,7 @@ from connector.kube.resources import (
     SECRETS,
 )
 from connector.manager import Manager
+from connector.runtime import Informer, WorkQueue, run_workers
 from connector.shipped import ShippedFileError, chart_dir, walkthrough_dir
 from connector.stages import InProcessStages
 from functions.common import find_condition
@@ -84,24 +81,6 @@ def _apply_file(client: KubeClient, path: Path, **variables: str) -> list[dict[s
     text = string.Template(text).safe_substitute(variables)
     docs = [d for d in yaml.safe_load_all(text) if d]
     return [client.apply(_resource_of(d), d, FIELD_MANAGER) for d in docs]
-
-
-def _eventually(
-    what: str, check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.1
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except KubeError as e:
-            last_error = e
-        time.sleep(interval)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise DemoError(f"Timed out after {timeout:.0f} s waiting for {what}{detail}.")
 
 
 def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -219,9 +198,9 @@ class Demo:
         ):
             labels = crd["metadata"].get("labels", {})
             self.info(f"CRD {crd['metadata']['name']} labels {labels}")
-        _eventually(
-            "the NopResource API to be served by the provider",
+        eventually(
             lambda: provider.list(NOP)[1] is not None,
+            what="the NopResource API to be served by the provider",
         )
         self.nop = NopReconciler(provider)
         self.nop.start()
@@ -231,12 +210,12 @@ class Demo:
         for path in sorted(connect_crds.glob("*.yaml")):
             _apply_file(consumer, path)
         for name in ("clusterconnections", "clusterapibindings", "apibindings"):
-            _eventually(
-                f"the CRD {name}.connect.upbound.io to be established",
+            eventually(
                 lambda n=name: _condition(  # type: ignore[misc]
                     consumer.get(CUSTOM_RESOURCE_DEFINITIONS, f"{n}.connect.upbound.io"),
                     "Established",
                 ),
+                what=f"the CRD {name}.connect.upbound.io to be established",
             )
         self.manager = Manager(
             consumer,
@@ -264,7 +243,7 @@ class Demo:
             ready = _condition(obj, "Ready")
             return obj if ready and ready.get("status") == "True" else None
 
-        conn = _eventually(f"ClusterConnection {name} to become Ready", connection_ready)
+        conn = eventually(connection_ready, what=f"ClusterConnection {name} to become Ready")
         ready = _condition(conn, "Ready") or {}
         self.info(f"{'NAME':<22}{'STATUS':<9}MESSAGE")
         self.info(f"{name:<22}{ready.get('reason', ''):<9}{ready.get('message', '')}")
@@ -280,19 +259,19 @@ class Demo:
             ready = _condition(obj, "Ready") or {}
             return obj if ready.get("status") == "True" else None
 
-        binding = _eventually(f"ClusterAPIBinding {bname} to be bound", binding_bound)
+        binding = eventually(binding_bound, what=f"ClusterAPIBinding {bname} to be bound")
         self.info(f"{bname}: {(_condition(binding, 'Ready') or {}).get('message', '')}")
-        _eventually(
-            "the NopResource API to be installed in the consumer",
+        eventually(
             lambda: consumer.list(NOP)[1] is not None,
+            what="the NopResource API to be installed in the consumer",
         )
 
         self.step("Creating NopResource default/my-resource in the consumer")
         (obj,) = _apply_file(consumer, consumer_dir / "40-nopresource.yaml")
         ns, oname = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        twin = _eventually(
-            f"NopResource {ns}/{oname} to appear in the provider",
+        twin = eventually(
             lambda: _get_or_none(provider, NOP, oname, ns),
+            what=f"NopResource {ns}/{oname} to appear in the provider",
         )
         self.info(f"provider twin spec: {twin.get('spec')}")
         labels = {k: v for k, v in twin["metadata"].get("labels", {}).items()}
@@ -304,8 +283,9 @@ class Demo:
             bound = _condition(current, "APIBound") or {}
             return current if ready.get("status") == bound.get("status") == "True" else None
 
-        synced = _eventually(
-            f"NopResource {ns}/{oname} to be Ready and APIBound in the consumer", bound_and_ready
+        synced = eventually(
+            bound_and_ready,
+            what=f"NopResource {ns}/{oname} to be Ready and APIBound in the consumer",
         )
         for cond in synced["status"]["conditions"]:
             self.info(

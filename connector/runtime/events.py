@@ -14,19 +14,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import structlog
 
+from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj
 
 log = structlog.get_logger(__name__)
 
 COMPONENT = "api-connector"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -87,7 +83,7 @@ class EventRecorder:
             else:
                 self._warned.discard(ident)
         namespace = str(meta.get("namespace") or "default")
-        stamp = _now()
+        stamp = now_rfc3339()
         event: Obj = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -1,6 +1,6 @@
 """What every controller here shares: a keyed work queue with its worker pool, and the clock.
 
-A reconcile returns a :class:`~connector.kube.workqueue.Result`: ``Result()`` when done,
+A reconcile returns a :class:`~connector.runtime.workqueue.Result`: ``Result()`` when done,
 ``Result(requeue_after=s)`` to look again later, ``Result(requeue=True)`` to retry with
 backoff a failure already reported to the user (a condition, an Event); raising retries
 with backoff and logs the error.
@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from connector.kube.metrics import Metrics
-from connector.kube.workqueue import Result, WorkerPool, WorkQueue, run_workers
+from connector.runtime.workqueue import Result, WorkerPool, WorkQueue, run_workers
 
 K = TypeVar("K", bound=Hashable)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Controller(Generic[K]):

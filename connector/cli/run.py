@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import click
 import structlog
 
+from functions.common.api import DEFAULT_NAMESPACE
+
 if TYPE_CHECKING:
     from connector.manager import Manager
 
@@ -93,7 +95,7 @@ def parse_duration(text: str) -> float:
 )
 @click.option(
     "--leader-election-namespace",
-    default="upbound-system",
+    default=DEFAULT_NAMESPACE,
     show_default=True,
     help="Namespace of the leader-election Lease.",
 )
@@ -122,8 +124,8 @@ def run(
     from connector.kube.client import KubeClient
     from connector.kube.config import ConfigError, client_from_kubeconfig_file, client_in_cluster
     from connector.kube.metrics import Metrics, serve
-    from connector.leader import LeaderElector, default_identity
     from connector.manager import Manager, default_consumer_cluster_name
+    from connector.runtime.leader import LeaderElector, default_identity
     from connector.stages import GrpcStages, InProcessStages
 
     resync = parse_duration(poll_interval)

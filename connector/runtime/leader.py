@@ -46,7 +46,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -54,6 +53,8 @@ import structlog
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, KubeError, NotFoundError
 from connector.kube.resources import LEASES
+from functions.common.api import DEFAULT_NAMESPACE
+from functions.common.clock import now_micro_time
 
 __all__ = [
     "DEFAULT_LEADER_ELECTION_ID",
@@ -68,7 +69,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_LEADER_ELECTION_NAMESPACE = "upbound-system"
+DEFAULT_LEADER_ELECTION_NAMESPACE = DEFAULT_NAMESPACE
 DEFAULT_LEADER_ELECTION_ID = "api-connector"
 # controller-runtime's defaults.
 DEFAULT_LEASE_DURATION = 15.0
@@ -121,11 +122,6 @@ class LeaseRecord:
         if self.renew_time:
             spec["renewTime"] = self.renew_time
         return spec
-
-
-def _now_micro_time() -> str:
-    """The wall clock as a Kubernetes ``MicroTime``; for people reading the Lease, not expiry."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -244,7 +240,7 @@ class LeaderElector:
         # The term is counted from before the request: the server may have applied the write
         # any time after this, so the leader's own deadline must not start later.
         attempt_started = self._clock()
-        now_wall = _now_micro_time()
+        now_wall = now_micro_time()
         try:
             lease = self._client.get(LEASES, self.name, self.namespace)
         except NotFoundError:
@@ -478,7 +474,7 @@ class LeaderElector:
             rv = self._observed_rv
         if observed.holder_identity != self.identity:
             return
-        now_wall = _now_micro_time()
+        now_wall = now_micro_time()
         record = LeaseRecord(
             holder_identity="",
             lease_duration_seconds=1,

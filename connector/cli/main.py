@@ -18,11 +18,11 @@ def main(debug: bool) -> None:
 
 
 def _register() -> None:
-    from connector.demo import demo
+    from connector.cli.demo import demo
+    from connector.cli.install import install, uninstall
+    from connector.cli.run import run
+    from connector.cli.serve import serve
     from connector.envtest.cli import clusters
-    from connector.install_cli import install, uninstall
-    from connector.run_cli import run
-    from connector.serve_cli import serve
 
     main.add_command(clusters)
     main.add_command(install)

@@ -8,6 +8,8 @@ from typing import Any
 import click
 import yaml
 
+from functions.common.api import DEFAULT_NAMESPACE
+
 _CONSUMER_KUBECONFIG = click.option(
     "--consumer-kubeconfig",
     required=True,
@@ -19,7 +21,7 @@ _CONSUMER_CONTEXT = click.option(
 )
 _NAMESPACE = click.option(
     "--namespace",
-    default="upbound-system",
+    default=DEFAULT_NAMESPACE,
     show_default=True,
     help="Namespace of the Helm release and the credentials Secret.",
 )
@@ -34,7 +36,7 @@ _TIMEOUT = click.option(
 
 
 def _seconds(value: str, flag: str) -> float:
-    from connector.run_cli import parse_duration
+    from connector.cli.run import parse_duration
 
     try:
         seconds = parse_duration(value)
