@@ -135,8 +135,8 @@ class GrpcStages:
         import grpc
 
         from functions.proto import codec
+        from functions.proto.codec import DEFAULT_MAX_MESSAGE_BYTES
         from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
-        from functions.serving import DEFAULT_MAX_MESSAGE_BYTES
 
         self._grpc = grpc
         self._local = InProcessStages()

@@ -14,13 +14,9 @@ from dataclasses import dataclass
 
 import click
 
-from functions.serving import (
-    DEFAULT_GRACE_SECONDS,
-    DEFAULT_MAX_MESSAGE_BYTES,
-    ServerOptions,
-    StageFunction,
-    StageService,
-)
+from connector.server import DEFAULT_GRACE_SECONDS, ServerOptions
+from functions.adapters import StageFunction, StageService
+from functions.proto.codec import DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -115,7 +111,7 @@ def _command(stage: _Stage) -> click.Command:
             max_message_bytes=max_message_bytes,
             grace_seconds=grace_period,
         )
-        from functions.serving import serve_forever
+        from connector.server import serve_forever
 
         service, function = stage.load()
         asyncio.run(serve_forever(options, services=[service], function_runner=function))

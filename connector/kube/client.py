@@ -1,5 +1,9 @@
 """The Kubernetes client: raw REST calls on ``kubernetes.client.ApiClient``, JSON in and out.
 
+Long because :class:`KubeClient` is one class: every verb, and the one request path they all
+share (timeouts, ``Retry-After``, error mapping, metrics). Watch streams live in
+:mod:`connector.kube.watch`, errors in :mod:`connector.kube.errors`.
+
 Why raw calls: the connector handles arbitrary CRDs it learns about at run time, so typed
 model classes do not exist for most of its objects, and a :class:`Resource` already says
 everything a URL needs, so no discovery round-trip is made. The generated client is used only
@@ -20,12 +24,9 @@ that resumes watches must record that version, and a caller that does not care s
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -44,11 +45,11 @@ from connector.kube.errors import (
     UnreachableError,
     error_from_api_exception,
     error_from_response,
-    error_from_status,
     error_from_transport,
 )
 from connector.kube.metrics import Metrics
 from connector.kube.resources import SELF_SUBJECT_ACCESS_REVIEWS, Resource
+from connector.kube.watch import WatchEvent, WatchStream
 
 __all__ = ["KubeClient", "PatchType", "WatchEvent", "WatchStream"]
 
@@ -72,18 +73,6 @@ DEFAULT_WATCH_TIMEOUT_SECONDS = 300
 DEFAULT_LIST_PAGE_SIZE = 500
 DEFAULT_USER_AGENT = "api-connector"
 _MAX_RETRY_AFTER = 10.0
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
-
-    type: str
-    object: Object
-
-    @property
-    def resource_version(self) -> str:
-        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
 
 
 class KubeClient:
@@ -151,7 +140,7 @@ class KubeClient:
     def get(self, res: Resource, name: str, namespace: str | None = None) -> Object:
         """Read one object. Raises :class:`NotFoundError` when it does not exist."""
         obj = self._json("GET", res.object_path(name, namespace))
-        return _with_type(obj, res)
+        return res.with_type(obj)
 
     def list(
         self,
@@ -207,7 +196,7 @@ class KubeClient:
                 query.pop("resourceVersionMatch", None)
                 query["continue"] = token
             page = self._json("GET", path, query=query, verb="list")
-            items.extend(_with_type(item, res) for item in page.get("items") or [])
+            items.extend(res.with_type(item) for item in page.get("items") or [])
             meta = page.get("metadata") or {}
             # Every page of a paginated list is served from the first page's snapshot.
             resource_version = str(meta.get("resourceVersion") or resource_version)
@@ -245,11 +234,20 @@ class KubeClient:
             query["labelSelector"] = label_selector
         if field_selector:
             query["fieldSelector"] = field_selector
+        path = res.collection_path(namespace)
         return WatchStream(
-            self,
-            res,
-            res.collection_path(namespace),
-            query,
+            open_stream=lambda read_timeout: self._open(
+                "GET",
+                path,
+                query=query,
+                body=None,
+                content_type="application/json",
+                verb="watch",
+                read_timeout=read_timeout,
+            ),
+            transport_error=self._transport_error,
+            server=self.server,
+            res=res,
             resource_version=resource_version,
             # The server sends nothing while idle, so a read may last the whole session.
             read_timeout=float(timeout_seconds) + self.read_timeout,
@@ -293,11 +291,11 @@ class KubeClient:
         self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
     ) -> Object:
         """Create ``obj`` (its namespace from metadata). :class:`ConflictError` if it exists."""
-        body = _with_type(dict(obj), res)
+        body = res.with_type(dict(obj))
         query = {"fieldManager": field_manager} if field_manager else None
         path = res.collection_path(_namespace_of(obj, res))
         out = self._json("POST", path, body=body, query=query)
-        return _with_type(out, res)
+        return res.with_type(out)
 
     def create_subresource(
         self,
@@ -317,21 +315,21 @@ class KubeClient:
         self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
     ) -> Object:
         """Replace ``obj`` (PUT); its ``metadata.resourceVersion`` makes the write conditional."""
-        body = _with_type(dict(obj), res)
+        body = res.with_type(dict(obj))
         query = {"fieldManager": field_manager} if field_manager else None
         out = self._json("PUT", self._path_of(res, obj), body=body, query=query)
-        return _with_type(out, res)
+        return res.with_type(out)
 
     def update_status(
         self, res: Resource, obj: Mapping[str, Any], *, field_manager: str | None = None
     ) -> Object:
         """Replace the status subresource of ``obj`` (PUT .../status)."""
-        body = _with_type(dict(obj), res)
+        body = res.with_type(dict(obj))
         query = {"fieldManager": field_manager} if field_manager else None
         out = self._json(
             "PUT", self._path_of(res, obj, subresource="status"), body=body, query=query
         )
-        return _with_type(out, res)
+        return res.with_type(out)
 
     def apply(
         self, res: Resource, obj: Mapping[str, Any], field_manager: str, force: bool = True
@@ -361,7 +359,7 @@ class KubeClient:
     ) -> Object:
         if not field_manager:
             raise ValueError("Server-side apply needs a field manager.")
-        body = _with_type(dict(obj), res)
+        body = res.with_type(dict(obj))
         metadata = body.get("metadata")
         if isinstance(metadata, Mapping) and "managedFields" in metadata:
             # An apply body must not carry managedFields (the server rejects it); objects
@@ -378,7 +376,7 @@ class KubeClient:
             content_type=_APPLY_CONTENT_TYPE,
             verb="apply",
         )
-        return _with_type(out, res)
+        return res.with_type(out)
 
     def patch(
         self,
@@ -408,7 +406,7 @@ class KubeClient:
             query=query,
             content_type=content_type,
         )
-        return _with_type(out, res)
+        return res.with_type(out)
 
     def delete(
         self,
@@ -590,159 +588,10 @@ class KubeClient:
             self._metrics.api_request_errors.labels(self.name, label).inc()
 
 
-class WatchStream:
-    """An open watch: iterate for :class:`WatchEvent`; :meth:`close` stops it from any thread.
-
-    The request is sent on the first iteration. ``resource_version`` is the version of the
-    last event or bookmark seen (the one passed to ``watch`` until then).
-    """
-
-    def __init__(
-        self,
-        client: KubeClient,
-        res: Resource,
-        path: str,
-        query: dict[str, str],
-        *,
-        resource_version: str,
-        read_timeout: float,
-    ) -> None:
-        self._client = client
-        self._res = res
-        self._path = path
-        self._query = query
-        self._read_timeout = read_timeout
-        self.resource_version = resource_version
-        self._lock = threading.Lock()
-        self._closed = False
-        self._response: urllib3.BaseHTTPResponse | None = None
-        self._events: Iterator[WatchEvent] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __iter__(self) -> WatchStream:
-        return self
-
-    def __next__(self) -> WatchEvent:
-        if self._events is None:
-            self._events = self._run()
-        return next(self._events)
-
-    def __enter__(self) -> WatchStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """End the stream: a blocked iteration returns promptly, later ones stop at once."""
-        with self._lock:
-            self._closed = True
-            response = self._response
-        if response is not None:
-            _interrupt(response)
-
-    def _run(self) -> Iterator[WatchEvent]:
-        if self._closed:
-            return
-        response = self._client._open(
-            "GET",
-            self._path,
-            query=self._query,
-            body=None,
-            content_type="application/json",
-            verb="watch",
-            read_timeout=self._read_timeout,
-        )
-        with self._lock:
-            self._response = response
-            closed = self._closed
-        if closed:
-            _interrupt(response)
-        try:
-            yield from self._events_of(response)
-        finally:
-            with self._lock:
-                self._response = None
-            response.close()
-            response.release_conn()
-
-    def _events_of(self, response: urllib3.BaseHTTPResponse) -> Iterator[WatchEvent]:
-        buffer = b""
-        try:
-            for chunk in response.stream(amt=None, decode_content=True):
-                if self._closed:
-                    return
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield self._event(line)
-            if buffer.strip() and not self._closed:
-                yield self._event(buffer)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-            # An interrupted read surfaces as a protocol, SSL or socket error (or a read on a
-            # closed file): when we closed the stream ourselves, that is a normal end.
-            if self._closed:
-                return
-            if isinstance(e, urllib3.exceptions.HTTPError):
-                raise self._client._transport_error(e, "watch") from e
-            raise UnreachableError(
-                f"The watch connection to {self._client.server} failed: {e}.",
-                reason="ConnectionFailed",
-            ) from e
-
-    def _event(self, line: bytes) -> WatchEvent:
-        try:
-            raw = json.loads(line)
-        except ValueError as e:
-            raise KubeError(
-                f"The API server {self._client.server} sent a watch event that is not JSON.",
-                reason="InvalidResponse",
-            ) from e
-        event_type = str(raw.get("type") or "")
-        obj = raw.get("object") or {}
-        if event_type == "ERROR":
-            error = error_from_status(obj)
-            if error.status == 410 or error.reason in ("Expired", "Gone"):
-                raise GoneError(error.message, status=410, reason=error.reason or "Expired")
-            raise error
-        if not isinstance(obj, dict):
-            raise KubeError(
-                f"The API server {self._client.server} sent a watch event without an object.",
-                reason="InvalidResponse",
-            )
-        if event_type != "BOOKMARK":
-            _with_type(obj, self._res)
-        event = WatchEvent(event_type, obj)
-        if event.resource_version:
-            self.resource_version = event.resource_version
-        return event
-
-
-def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
-    # shutdown() wakes a read blocked in another thread (close() alone would not on Linux);
-    # close() then drops the connection so it is never reused mid-stream.
-    with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
-        response.shutdown()
-    with contextlib.suppress(OSError, AttributeError):
-        response.close()
-
-
 def _namespace_of(obj: Mapping[str, Any], res: Resource) -> str | None:
     if not res.namespaced:
         return None
     return (obj.get("metadata") or {}).get("namespace") or None
-
-
-def _with_type(obj: Object, res: Resource) -> Object:
-    # Items of a list come without apiVersion/kind; every object we hand out carries them,
-    # so stages and appliers never have to guess.
-    obj.setdefault("apiVersion", res.api_version)
-    obj.setdefault("kind", res.kind)
-    return obj
 
 
 def _verb_of(method: str) -> str:

@@ -97,6 +97,16 @@ class Resource:
             path = f"{path}/{_segment(subresource)}"
         return path
 
+    def with_type(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` with ``apiVersion`` and ``kind`` filled in when missing (in place).
+
+        Items of a list come without them; every object the client hands out carries them,
+        so stages and appliers never have to guess.
+        """
+        obj.setdefault("apiVersion", self.api_version)
+        obj.setdefault("kind", self.kind)
+        return obj
+
     @classmethod
     def from_crd(cls, crd: Mapping[str, Any], version: str | None = None) -> Resource:
         """The resource a CustomResourceDefinition serves, at ``version`` or its storage version.

@@ -18,17 +18,10 @@ The semantics are client-go's ``leaderelection`` package:
 
 Use::
 
-    elector = LeaderElector(
-        client,
-        namespace="upbound-system",
-        name="api-connector",
-        identity=default_identity(),
-        on_started_leading=start_controllers,
-        on_stopped_leading=exit_process,
-    )
-    thread = threading.Thread(target=elector.run, name="leader-election")
-    thread.start()
-    ...
+    elector = LeaderElector(client, namespace=..., name="api-connector",
+                            identity=default_identity(), on_started_leading=start,
+                            on_stopped_leading=exit_process)
+    threading.Thread(target=elector.run, name="leader-election").start()
     elector.stop()          # releases the Lease if leading, then run() returns
 
 The callbacks run on the elector's threads and must return promptly (start work in a thread

@@ -24,10 +24,7 @@ from typing import Any
 
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
-from functions.binder import logic
-from functions.binder.types import AccessRequest, BindRequest
-from functions.common import CONDITION_READY, find_condition, require_dict, require_str
-from functions.serving import (
+from functions.adapters import (
     StageFunction,
     fields_renamed,
     function_input,
@@ -36,6 +33,9 @@ from functions.serving import (
     set_composed,
     set_composite_status,
 )
+from functions.binder import logic
+from functions.binder.types import AccessRequest, BindRequest
+from functions.common import CONDITION_READY, find_condition, require_dict, require_str
 
 INPUT_API_VERSION = "binder.fn.connect.upbound.io/v1alpha1"
 INPUT_KIND = "Input"

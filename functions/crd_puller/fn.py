@@ -27,6 +27,16 @@ from typing import Any
 from crossplane.function import response
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
+from functions.adapters import (
+    StageFunction,
+    fields_renamed,
+    function_input,
+    observed_composite,
+    report_condition,
+    required_resources,
+    set_composed,
+    set_composite_status,
+)
 from functions.common import (
     BINDABLE_LABEL,
     CONDITION_READY,
@@ -37,16 +47,6 @@ from functions.common import (
 )
 from functions.crd_puller import logic
 from functions.crd_puller.types import PullRequest
-from functions.serving import (
-    StageFunction,
-    fields_renamed,
-    function_input,
-    observed_composite,
-    report_condition,
-    required_resources,
-    set_composed,
-    set_composite_status,
-)
 
 INPUT_API_VERSION = "crdpuller.fn.connect.upbound.io/v1alpha1"
 INPUT_KIND = "Input"

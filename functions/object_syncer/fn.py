@@ -22,6 +22,16 @@ from typing import Any
 from crossplane.function import response
 from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
+from functions.adapters import (
+    StageFunction,
+    fields_renamed,
+    function_input,
+    observed_composite,
+    report_condition,
+    required_resources,
+    set_composed,
+    set_composite_status,
+)
 from functions.common import (
     CONDITION_API_BOUND,
     find_condition,
@@ -32,16 +42,6 @@ from functions.common import (
 )
 from functions.object_syncer import logic
 from functions.object_syncer.types import SyncRequest
-from functions.serving import (
-    StageFunction,
-    fields_renamed,
-    function_input,
-    observed_composite,
-    report_condition,
-    required_resources,
-    set_composed,
-    set_composite_status,
-)
 
 INPUT_API_VERSION = "objectsyncer.fn.connect.upbound.io/v1alpha1"
 INPUT_KIND = "Input"

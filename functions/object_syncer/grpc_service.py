@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from functions.adapters import StageService, UnaryMethod
 from functions.object_syncer import logic
 from functions.proto import codec
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
-from functions.serving import StageService, UnaryMethod
 
 
 def sync(request: pb.SyncRequest) -> pb.SyncResponse:

@@ -30,6 +30,10 @@ from functions.crd_puller.types import (
 from functions.object_syncer.types import SyncRequest, SyncResult
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
 
+#: The largest stage message either side accepts: a provider's full CRD list (CRDs with big
+#: schemas reach 1 MiB each).
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 __all__ = [
     "access_request_from_proto",
     "access_request_to_proto",

@@ -28,7 +28,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from connector.envtest._certs import CertificateAuthority
+from connector.server import FUNCTION_RUNNER_V1, ServerOptions, serve_in_background
 from connector.stages import GrpcStages, InProcessStages, StageCallError, StageInputError
+from functions.adapters import StageService, UnaryMethod
 from functions.binder.grpc_service import SERVICE as BINDER
 from functions.binder.types import AccessRequest, BindRequest
 from functions.common import InvalidInputError
@@ -38,13 +40,6 @@ from functions.object_syncer.fn import ObjectSyncerFunction
 from functions.object_syncer.grpc_service import SERVICE as OBJECT_SYNCER
 from functions.object_syncer.types import SyncRequest
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
-from functions.serving import (
-    FUNCTION_RUNNER_V1,
-    ServerOptions,
-    StageService,
-    UnaryMethod,
-    serve_in_background,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-23T12:00:00Z"

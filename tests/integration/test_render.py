@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from connector.server import ServerOptions, serve_in_background
+from functions.adapters import StageFunction, StageService
 from functions.binder.fn import BinderFunction
 from functions.binder.grpc_service import SERVICE as BINDER
 from functions.crd_puller.fn import CRDPullerFunction
 from functions.crd_puller.grpc_service import SERVICE as CRD_PULLER
 from functions.object_syncer.fn import ObjectSyncerFunction
 from functions.object_syncer.grpc_service import SERVICE as OBJECT_SYNCER
-from functions.serving import ServerOptions, StageFunction, StageService, serve_in_background
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "functions"
