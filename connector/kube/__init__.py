@@ -12,10 +12,12 @@ from __future__ import annotations
 from connector.kube.client import KubeClient, WatchEvent, WatchStream
 from connector.kube.config import (
     ConfigError,
+    ContextNotFoundError,
     client_from_kubeconfig,
     client_from_kubeconfig_file,
     client_from_robot_token,
     client_in_cluster,
+    cluster_of_context,
     spaces_server_url,
 )
 from connector.kube.errors import (
@@ -70,6 +72,7 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ConflictError",
+    "ContextNotFoundError",
     "ForbiddenError",
     "GoneError",
     "InvalidError",
@@ -90,6 +93,7 @@ __all__ = [
     "client_from_kubeconfig_file",
     "client_from_robot_token",
     "client_in_cluster",
+    "cluster_of_context",
     "error_from_api_exception",
     "serve",
     "spaces_server_url",

@@ -40,6 +40,7 @@ from connector.kube._ratelimit import TokenBucket
 from connector.kube.errors import (
     GoneError,
     KubeError,
+    NotFoundError,
     TLSError,
     TooManyRequestsError,
     UnreachableError,
@@ -141,6 +142,19 @@ class KubeClient:
         """Read one object. Raises :class:`NotFoundError` when it does not exist."""
         obj = self._json("GET", res.object_path(name, namespace))
         return res.with_type(obj)
+
+    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> Object | None:
+        """Read one object; None when it does not exist.
+
+        Raises :class:`NotFoundError` when the resource itself is not served (its CRD is not
+        installed, its API is switched off): that says nothing about the object.
+        """
+        try:
+            return self.get(res, name, namespace)
+        except NotFoundError as e:
+            if e.object_missing:
+                return None
+            raise
 
     def list(
         self,

@@ -12,6 +12,7 @@ trusts the system CAs, or only ``ca_data`` when given.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,10 +36,12 @@ from connector.kube.metrics import Metrics
 
 __all__ = [
     "ConfigError",
+    "ContextNotFoundError",
     "client_from_kubeconfig",
     "client_from_kubeconfig_file",
     "client_from_robot_token",
     "client_in_cluster",
+    "cluster_of_context",
     "configuration_from_kubeconfig",
     "spaces_server_url",
 ]
@@ -53,6 +56,19 @@ class ConfigError(KubeError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="InvalidConfig")
+
+
+class ContextNotFoundError(ConfigError):
+    """The chosen context (or the current-context) is not in the kubeconfig.
+
+    ``context`` is the name looked for, ``available`` the contexts the kubeconfig defines, so
+    that a command line can say which flag takes one of them.
+    """
+
+    def __init__(self, context: str, available: list[str]) -> None:
+        super().__init__(f"context {context!r} not found; available: {_available(available)}.")
+        self.context = context
+        self.available = available
 
 
 def _names(entries: list[Any]) -> list[str]:
@@ -105,8 +121,11 @@ def _parse_kubeconfig(kubeconfig: str | bytes) -> dict[str, Any]:
     return config
 
 
-def _check_kubeconfig(config: Mapping[str, Any], context: str | None) -> str:
-    """Validate the parts the chosen context needs; return the context's name."""
+def _check_kubeconfig(config: Mapping[str, Any], context: str | None, *, warn: bool = True) -> str:
+    """Validate the parts the chosen context needs; return the context's name.
+
+    ``warn``: log that the context's cluster skips TLS verification (once per client built).
+    """
     contexts = _section(config, "contexts")
     clusters = _section(config, "clusters")
     users = _section(config, "users")
@@ -126,7 +145,7 @@ def _check_kubeconfig(config: Mapping[str, Any], context: str | None) -> str:
             context = context_names[0]
     entry = _named(contexts, context)
     if entry is None:
-        raise ConfigError(f"context {context!r} not found; available: {_available(context_names)}.")
+        raise ContextNotFoundError(context, context_names)
     details = entry.get("context")
     if not isinstance(details, Mapping):
         raise ConfigError(f"The kubeconfig's context {context!r} has no 'context' section.")
@@ -155,7 +174,7 @@ def _check_kubeconfig(config: Mapping[str, Any], context: str | None) -> str:
             f"The kubeconfig's context {context!r} refers to user {user_name!r}, which it does "
             f"not define; users: {_available(_names(users))}."
         )
-    if isinstance(cluster, Mapping) and cluster.get("insecure-skip-tls-verify"):
+    if warn and isinstance(cluster, Mapping) and cluster.get("insecure-skip-tls-verify"):
         log.warning(
             "The kubeconfig disables TLS verification for this cluster; the connection is not "
             "protected against impersonation.",
@@ -198,6 +217,35 @@ def configuration_from_kubeconfig(
         ) from e
     _harden(configuration)
     return configuration
+
+
+def cluster_of_context(
+    kubeconfig: str | bytes, context: str | None = None, *, base_path: str | None = None
+) -> dict[str, Any]:
+    """The ``cluster`` entry (server, CA, TLS settings) that ``context`` uses, self-contained.
+
+    A ``certificate-authority`` file (relative to ``base_path``) is read into
+    ``certificate-authority-data``, so that the entry can be copied into a kubeconfig that is
+    used elsewhere, e.g. one stored in a Secret. The user's credentials are not part of it.
+    """
+    config = _parse_kubeconfig(kubeconfig)
+    chosen = _check_kubeconfig(config, context, warn=False)
+    details = (_named(_section(config, "contexts"), chosen) or {}).get("context") or {}
+    cluster_name = str(details.get("cluster"))
+    entry = dict((_named(_section(config, "clusters"), cluster_name) or {}).get("cluster") or {})
+    ca_file = entry.pop("certificate-authority", None)
+    if ca_file and "certificate-authority-data" not in entry:
+        ca_path = Path(str(ca_file))
+        if not ca_path.is_absolute() and base_path:
+            ca_path = Path(base_path) / ca_path
+        try:
+            entry["certificate-authority-data"] = base64.b64encode(ca_path.read_bytes()).decode()
+        except OSError as e:
+            raise ConfigError(
+                f"The certificate authority {ca_path} of the kubeconfig's cluster "
+                f"{cluster_name!r} cannot be read: {e.strerror or e}."
+            ) from e
+    return entry
 
 
 #: Settings that make the client run a program or read a file on the connector's own disk.

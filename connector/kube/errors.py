@@ -2,17 +2,19 @@
 
 The tree::
 
-    KubeError                   base: .status (HTTP code or None), .reason, .message
+    KubeError                   base: .status (HTTP code or None), .reason, .message, .details
     ├── BadRequestError         400  malformed request (a bug on our side, or a bad patch)
     ├── UnauthorizedError       401  credentials missing, wrong or expired
     ├── ForbiddenError          403  the identity lacks RBAC for the verb
-    ├── NotFoundError           404  the object (or its API) does not exist
+    ├── NotFoundError           404  the object does not exist, or its API is not served
+    │                                (.object_missing tells which)
     ├── ConflictError           409  already exists, or a stale resourceVersion/uid
     ├── GoneError               410  resourceVersion (or continue token) too old: relist
     ├── InvalidError            422  rejected by validation; .causes, and the causes in .message
     ├── TooManyRequestsError    429  throttled by the server; .retry_after seconds (or None)
     ├── ServerError             5xx  the server failed; retry with backoff
-    ├── UnreachableError        no HTTP answer: connection refused, timeout, DNS, reset
+    ├── UnreachableError        no HTTP answer: connection refused, timeout, DNS, reset;
+    │                           .cause says which in a few words
     ├── TLSError                the server's certificate failed verification (never bypassed)
     └── ConfigError             a kubeconfig or robot-token credential cannot be used
                                 (defined in ``connector.kube.config``)
@@ -60,6 +62,8 @@ class KubeError(Exception):
     ``reason`` the machine-readable reason of the server's ``Status`` (e.g. ``NotFound``,
     ``AlreadyExists``, ``Expired``) or of the transport failure, ``message`` a sentence a
     user can read. ``retry_after`` is the server's ``Retry-After`` in seconds, if it sent one.
+    ``details`` is the ``details`` of the server's ``Status`` (``kind``, ``name``, ``group``,
+    ``causes``), empty when the answer carried none.
     """
 
     def __init__(
@@ -69,12 +73,14 @@ class KubeError(Exception):
         status: int | None = None,
         reason: str = "",
         retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.details: Mapping[str, Any] = details or {}
 
     def __str__(self) -> str:
         return self.message
@@ -99,7 +105,23 @@ class ForbiddenError(KubeError):
 
 
 class NotFoundError(KubeError):
-    """404: the object, its namespace or its API does not exist."""
+    """404: the object, its namespace or its API does not exist.
+
+    :attr:`object_missing` tells "this object does not exist" from "this URL is not served".
+    """
+
+    @property
+    def object_missing(self) -> bool:
+        """Whether the server said that a named object does not exist.
+
+        The API server answers a missing object with a ``Status`` of reason ``NotFound`` whose
+        ``details`` name the object (and its resource). A group, version or resource it does not
+        serve (a CRD not installed, an API switched off) is a 404 that names no object: a
+        ``Status`` without ``details.name``, or no ``Status`` at all. So is a list of such a
+        resource. The answer is about the request's URL only: creating an object in a missing
+        namespace names the namespace, which is missing too.
+        """
+        return self.reason == "NotFound" and bool(self.details.get("name"))
 
 
 class ConflictError(KubeError):
@@ -120,9 +142,12 @@ class InvalidError(KubeError):
         status: int | None = 422,
         reason: str = "Invalid",
         retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
         causes: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(message, status=status, reason=reason, retry_after=retry_after)
+        super().__init__(
+            message, status=status, reason=reason, retry_after=retry_after, details=details
+        )
         self.causes: list[dict[str, Any]] = causes or []
 
 
@@ -135,7 +160,26 @@ class ServerError(KubeError):
 
 
 class UnreachableError(KubeError):
-    """No HTTP answer: the connection was refused, timed out, reset, or the name did not resolve."""
+    """No HTTP answer: the connection was refused, timed out, reset, or the name did not resolve.
+
+    ``cause`` says which in a few words a user can act on: ``connection refused``, ``the host
+    name does not resolve``, ``timed out``, or else the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+        details: Mapping[str, Any] | None = None,
+        cause: str = "",
+    ) -> None:
+        super().__init__(
+            message, status=status, reason=reason, retry_after=retry_after, details=details
+        )
+        self.cause = cause or message.rstrip(".")
 
 
 class TLSError(KubeError):
@@ -185,9 +229,10 @@ def error_from_status(
     message = str(status_obj.get("message") or "") or (
         f"The API server answered HTTP {code} ({reason or 'no reason given'})."
     )
-    details = status_obj.get("details")
+    raw_details = status_obj.get("details")
+    details: Mapping[str, Any] = raw_details if isinstance(raw_details, Mapping) else {}
     causes: list[dict[str, Any]] = []
-    if isinstance(details, Mapping):
+    if details:
         raw_causes = details.get("causes")
         if isinstance(raw_causes, list):
             causes = [c for c in raw_causes if isinstance(c, dict)]
@@ -212,9 +257,14 @@ def error_from_status(
         cls = KubeError
     if cls is InvalidError:
         return InvalidError(
-            message, status=code, reason=reason, retry_after=retry_after, causes=causes
+            message,
+            status=code,
+            reason=reason,
+            retry_after=retry_after,
+            details=details,
+            causes=causes,
         )
-    return cls(message, status=code, reason=reason, retry_after=retry_after)
+    return cls(message, status=code, reason=reason, retry_after=retry_after, details=details)
 
 
 def error_from_response(
@@ -242,17 +292,33 @@ def error_from_response(
     return error_from_status(status_obj, http_status=http_status, retry_after=retry_after)
 
 
-def _is_certificate_failure(exc: BaseException | None) -> bool:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ssl.SSLError | urllib3.exceptions.SSLError):
-            return True
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and what it wraps: causes, contexts, and the reason of a ``MaxRetryError``."""
+    chain: list[BaseException] = []
+    while exc is not None and all(exc is not seen for seen in chain):
+        chain.append(exc)
         if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
             exc = exc.reason
-            continue
-        exc = exc.__cause__ or exc.__context__
-    return False
+        else:
+            exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _is_certificate_failure(exc: BaseException | None) -> bool:
+    return any(isinstance(e, ssl.SSLError | urllib3.exceptions.SSLError) for e in _chain(exc))
+
+
+def _short_cause(exc: BaseException) -> str:
+    """Why no answer came, in a few words; empty when the chain does not say."""
+    chain = _chain(exc)
+    # urllib3's NewConnectionError is also a ConnectTimeoutError: look for the OS error first.
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+        return "the host name does not resolve"
+    if any(isinstance(e, TimeoutError | urllib3.exceptions.TimeoutError) for e in chain):
+        return "timed out"
+    return ""
 
 
 _VERIFY_FAILED = re.compile(r"certificate verify failed: (.+?)(?:\.?\s*\(_ssl\.c:\d+\)|\"\)|'\)|$)")
@@ -276,29 +342,35 @@ def error_from_transport(exc: BaseException, *, server: str) -> KubeError:
     if _is_certificate_failure(exc):
         detail = _first_line(exc)
         return TLSError(_tls_message(server, detail), reason="CertificateVerificationFailed")
+    cause = _short_cause(exc)
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
         return UnreachableError(
             f"The API server {server} did not answer in time: {_first_line(exc)}.",
             reason="Timeout",
+            cause=cause,
         )
     if isinstance(exc, urllib3.exceptions.NameResolutionError):
         return UnreachableError(
             f"The API server {server} could not be resolved: {_first_line(exc)}.",
             reason="NameResolution",
+            cause=cause,
         )
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return UnreachableError(
             f"The API server {server} could not be reached: {_first_line(exc)}.",
             reason="ConnectionFailed",
+            cause=cause,
         )
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return UnreachableError(
             f"Connecting to the API server {server} timed out: {_first_line(exc)}.",
             reason="Timeout",
+            cause=cause,
         )
     return UnreachableError(
         f"The connection to the API server {server} failed: {_first_line(exc)}.",
         reason="ConnectionFailed",
+        cause=cause,
     )
 
 
@@ -336,6 +408,7 @@ def error_from_api_exception(e: ApiException, *, server: str = "") -> KubeError:
         return UnreachableError(
             f"The API server {server_name} gave no answer: {reason_text or 'unknown error'}.",
             reason="ConnectionFailed",
+            cause=_short_cause(e),
         )
     headers = e.headers if isinstance(e.headers, Mapping) else None
     return error_from_response(status, e.body, headers=headers, http_reason=e.reason)

@@ -29,6 +29,7 @@ __all__ = [
     "EVENTS",
     "LEASES",
     "NAMESPACES",
+    "PODS",
     "ROLES",
     "ROLE_BINDINGS",
     "SECRETS",
@@ -146,6 +147,7 @@ NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)
 CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
+PODS = Resource("", "v1", "pods", "Pod", True)
 # Core v1 Events: what `kubectl describe` shows, and writable by every apiserver version.
 EVENTS = Resource("", "v1", "events", "Event", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)

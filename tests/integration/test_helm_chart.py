@@ -40,6 +40,7 @@ from connector.kube.resources import (
     EVENTS,
     LEASES,
     NAMESPACES,
+    PODS,
     ROLE_BINDINGS,
     ROLES,
     SECRETS,
@@ -486,7 +487,6 @@ CHART_RESOURCES = {
         Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
     )
 }
-PODS = Resource("", "v1", "pods", "Pod", True)
 NOP_RESOURCES = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
 UNBOUND = Resource("unbound.example.org", "v1", "widgets", "Widget", True)
 

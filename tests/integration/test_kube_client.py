@@ -365,6 +365,25 @@ def test_a_missing_object_is_not_found(client: KubeClient, namespace: str) -> No
     assert '"missing" not found' in raised.value.message
 
 
+def test_a_missing_object_is_none_but_an_api_not_served_is_an_error(
+    client: KubeClient, widgets: Resource, namespace: str
+) -> None:
+    assert client.get_or_none(CONFIG_MAPS, "missing", namespace) is None
+    assert client.get_or_none(widgets, "missing", namespace) is None
+    assert client.get_or_none(NAMESPACES, f"{namespace}-missing") is None
+    # A resource its group version does not serve, and a group nobody serves: the answer is
+    # about the API, not the object, so it is raised.
+    unserved = [
+        Resource("", "v1", "nosuchthings", "NoSuchThing", True),
+        Resource("nosuch.example.org", "v1", "things", "Thing", True),
+        Resource(widgets.group, "v9", widgets.plural, widgets.kind, True),
+    ]
+    for res in unserved:
+        with pytest.raises(NotFoundError) as raised:
+            client.get_or_none(res, "x", namespace)
+        assert not raised.value.object_missing, (res, raised.value)
+
+
 def test_an_object_violating_the_crd_schema_is_invalid_with_the_field_named(
     client: KubeClient, widgets: Resource, namespace: str
 ) -> None:

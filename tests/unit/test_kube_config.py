@@ -12,9 +12,11 @@ from kubernetes.client import Configuration
 
 from connector.kube.config import (
     ConfigError,
+    ContextNotFoundError,
     client_from_kubeconfig,
     client_from_kubeconfig_file,
     client_from_robot_token,
+    cluster_of_context,
     spaces_server_url,
 )
 from connector.kube.errors import KubeError
@@ -302,3 +304,76 @@ def test_a_kubeconfig_from_a_secret_may_not_run_programs_or_read_local_files(
 def test_a_kubeconfig_carrying_its_credentials_as_data_is_self_contained() -> None:
     client = client_from_kubeconfig(dump(kubeconfig()), self_contained=True)
     assert client.server == "https://127.0.0.1:6443"
+
+
+def test_a_missing_context_says_which_ones_there_are() -> None:
+    with pytest.raises(ContextNotFoundError) as raised:
+        client_from_kubeconfig(dump(kubeconfig()), "x")
+    assert (raised.value.context, raised.value.available) == ("x", ["provider", "second"])
+
+
+@dataclass
+class ClusterCase:
+    reason: str
+    cluster: dict[str, Any]
+    context: str | None
+    want: dict[str, Any]
+
+
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ClusterCase(
+            "the current context's cluster, as it is",
+            {"server": "https://127.0.0.1:6443", "tls-server-name": "kubernetes"},
+            None,
+            {"server": "https://127.0.0.1:6443", "tls-server-name": "kubernetes"},
+        ),
+        ClusterCase(
+            "the chosen context's cluster",
+            {"server": "https://127.0.0.1:6443"},
+            "second",
+            {"server": "https://127.0.0.1:7443/"},
+        ),
+        ClusterCase(
+            "a CA file relative to the kubeconfig is embedded",
+            {"server": "https://127.0.0.1:6443", "certificate-authority": "ca.crt"},
+            None,
+            {
+                "server": "https://127.0.0.1:6443",
+                "certificate-authority-data": base64.b64encode(CA_PEM).decode(),
+            },
+        ),
+        ClusterCase(
+            "embedded CA data wins over a file",
+            {
+                "server": "https://127.0.0.1:6443",
+                "certificate-authority": "elsewhere.crt",
+                "certificate-authority-data": "Q0E=",
+            },
+            None,
+            {"server": "https://127.0.0.1:6443", "certificate-authority-data": "Q0E="},
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_cluster_of_context(case: ClusterCase, tmp_path: Any) -> None:
+    (tmp_path / "ca.crt").write_bytes(CA_PEM)
+    config = kubeconfig()
+    config["clusters"][0]["cluster"] = case.cluster
+    got = cluster_of_context(dump(config), case.context, base_path=str(tmp_path))
+    assert got == case.want, case.reason
+
+
+def test_cluster_of_context_names_an_unreadable_ca_file(tmp_path: Any) -> None:
+    config = kubeconfig()
+    config["clusters"][0]["cluster"]["certificate-authority"] = "missing.crt"
+    with pytest.raises(ConfigError) as raised:
+        cluster_of_context(dump(config), base_path=str(tmp_path))
+    assert str(raised.value) == (
+        f"The certificate authority {tmp_path / 'missing.crt'} of the kubeconfig's cluster "
+        "'prov' cannot be read: No such file or directory."
+    )
