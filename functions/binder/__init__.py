@@ -7,6 +7,7 @@ from functions.binder.logic import (
     REASON_INVALID_BINDING,
     REASON_NOT_OFFERED,
     bind,
+    bound_resource,
     provider_access,
 )
 from functions.binder.types import (
@@ -29,5 +30,6 @@ __all__ = [
     "BindResult",
     "BoundResource",
     "bind",
+    "bound_resource",
     "provider_access",
 ]

@@ -4,6 +4,8 @@
 ClusterConnection. The binding's name is either an API group (every offered API of the
 group) or a CRD name ``<plural>.<group>`` (that one API).
 
+``bound_resource`` turns an offered API into the resource a binding syncs.
+
 ``provider_access`` is the provider-side half: the namespace, identity and least-privilege
 role one consumer cluster uses on the provider, limited to the APIs bound to it.
 """
@@ -153,7 +155,7 @@ def bind(req: BindRequest) -> BindResult:
             resources=[],
         )
     left_out = [api for api in matched if namespaced and api.scope == "Cluster"]
-    bound = [_bound_resource(api) for api in matched if api not in left_out]
+    bound = [bound_resource(api) for api in matched if api not in left_out]
     if not bound:
         return result(
             REASON_NOT_OFFERED,
@@ -206,16 +208,21 @@ def _ready_condition(connection: Obj) -> Condition | None:
     return find_condition(conditions if isinstance(conditions, list) else None, CONDITION_READY)
 
 
-def _bound_resource(api: OfferedAPI) -> BoundResource:
+def bound_resource(api: OfferedAPI) -> BoundResource:
+    """The resource a binding syncs for the offered API ``api``: the one conversion of an
+    offered API into a bound resource (bindings and ``api-connector install`` use it).
+
+    The version is the storage version, which round-trips every field; the last served
+    version is the best guess when an older connector did not report one; empty when the
+    offer names no version at all.
+    """
     return BoundResource(
         crd_name=api.name,
         group=api.group,
         kind=api.kind,
         plural=api.plural,
         scope=api.scope,
-        # The storage version round-trips every field; the last served version is the best
-        # guess when an older connector did not report one.
-        version=api.storage_version or api.versions[-1],
+        version=api.storage_version or (api.versions[-1] if api.versions else ""),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,28 @@ class BoundResource:
             "scope": self.scope,
             "version": self.version,
         }
+
+    @classmethod
+    def from_status(cls, data: Mapping[str, Any]) -> BoundResource:
+        """The inverse of :meth:`to_status`: an entry of a binding's ``status.boundResources``.
+
+        Stored status may come from an older connector, so only ``name`` (``<plural>.<group>``)
+        is required: a missing group or plural is read from it, a missing scope is
+        ``Namespaced``, a missing kind or version is empty. Raises ``ValueError`` when the
+        entry has no name.
+        """
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a bound resource needs a name")
+        plural, _, group = name.partition(".")
+        return cls(
+            crd_name=name,
+            group=str(data.get("group") or group),
+            kind=str(data.get("kind") or ""),
+            plural=str(data.get("plural") or plural),
+            scope=str(data.get("scope") or "Namespaced"),
+            version=str(data.get("version") or ""),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

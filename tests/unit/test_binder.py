@@ -15,9 +15,11 @@ from functions.binder import (
     BindResult,
     BoundResource,
     bind,
+    bound_resource,
     provider_access,
 )
 from functions.common import InvalidInputError, Obj
+from functions.crd_puller import OfferedAPI
 
 from . import assert_same
 
@@ -615,3 +617,107 @@ def test_provider_access_rejects_bad_input_naming_the_field(case: BadAccessCase)
     with pytest.raises(InvalidInputError) as caught:
         provider_access(case.req)
     assert caught.value.field == case.want_field, case.reason
+
+
+# -- offered API → bound resource, and back from a binding's status ---------------------------
+
+
+@dataclass
+class ConversionCase:
+    reason: str
+    offered: dict[str, Any]
+    want: BoundResource
+
+
+def nop_bound(version: str) -> BoundResource:
+    return BoundResource(
+        crd_name=f"nopresources.{GROUP}",
+        group=GROUP,
+        kind="NopResource",
+        plural="nopresources",
+        scope="Namespaced",
+        version=version,
+    )
+
+
+CONVERSIONS = [
+    ConversionCase(
+        "the storage version is synced",
+        ZAP,
+        BoundResource(
+            crd_name=f"zaps.{GROUP}",
+            group=GROUP,
+            kind="Zap",
+            plural="zaps",
+            scope="Namespaced",
+            version="v1beta1",
+        ),
+    ),
+    ConversionCase(
+        "without a storage version, the last served one",
+        offered("nopresources", "NopResource", versions=["v1", "v2"], storage=None),
+        nop_bound("v2"),
+    ),
+    ConversionCase(
+        "without any version, none",
+        offered("nopresources", "NopResource", versions=[], storage=None),
+        nop_bound(""),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CONVERSIONS, ids=[c.reason for c in CONVERSIONS])
+def test_bound_resource_of_an_offered_api(case: ConversionCase) -> None:
+    assert_same(case.want, bound_resource(OfferedAPI.from_status(case.offered)), case.reason)
+
+
+@pytest.mark.parametrize("case", CONVERSIONS, ids=[c.reason for c in CONVERSIONS])
+def test_a_bound_resource_round_trips_through_status(case: ConversionCase) -> None:
+    assert_same(case.want, BoundResource.from_status(case.want.to_status()), case.reason)
+
+
+@dataclass
+class FromStatusCase:
+    reason: str
+    entry: dict[str, Any]
+    want: BoundResource
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        FromStatusCase(
+            "an older connector's entry: group, plural and scope from the name",
+            {"name": f"nopresources.{GROUP}"},
+            BoundResource(
+                crd_name=f"nopresources.{GROUP}",
+                group=GROUP,
+                kind="",
+                plural="nopresources",
+                scope="Namespaced",
+                version="",
+            ),
+        ),
+        FromStatusCase(
+            "what the entry says wins over the name",
+            {"name": "xs.a.org", "group": "b.org", "plural": "ys", "scope": "Cluster"},
+            BoundResource(
+                crd_name="xs.a.org",
+                group="b.org",
+                kind="",
+                plural="ys",
+                scope="Cluster",
+                version="",
+            ),
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_bound_resource_from_status(case: FromStatusCase) -> None:
+    assert_same(case.want, BoundResource.from_status(case.entry), case.reason)
+
+
+@pytest.mark.parametrize("entry", [{}, {"name": ""}, {"name": 3}])
+def test_a_status_entry_without_a_name_is_no_bound_resource(entry: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="needs a name"):
+        BoundResource.from_status(entry)
