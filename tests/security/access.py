@@ -7,7 +7,7 @@ import base64
 from dataclasses import dataclass
 
 from connector.envtest import Cluster
-from connector.install import _token_request, scoped_kubeconfig
+from connector.install import request_token, scoped_kubeconfig
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig
 from connector.kube.resources import (
@@ -70,7 +70,7 @@ def provision(
         if obj["kind"] == "Secret":
             continue  # a token Secret stays empty without kube-controller-manager
         apply(admin, obj, resource_of(obj["kind"]))
-    token, _expires = _token_request(admin, access)
+    token, _expires = request_token(admin, access)
     server = {
         "server": cluster.server,
         "certificate-authority-data": base64.b64encode(cluster.ca_file.read_bytes()).decode(),

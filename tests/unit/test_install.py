@@ -1,39 +1,34 @@
-"""install/uninstall logic that needs no cluster: values, names, API selection, helm calls."""
+"""install/uninstall logic that needs no cluster: names, API selection, the provider identity,
+permissions, opening kubeconfigs, and the command line. Values and helm: test_install_values.py
+and test_install_release.py."""
 
 from __future__ import annotations
 
+import base64
 import json
-import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3.exceptions
 import yaml
 from click.testing import CliRunner
 
 from connector.cli.main import main
-from connector.helm import Helm, HelmError
 from connector.install import (
     ClusterAccess,
     InstallError,
-    InstallOptions,
     Permission,
-    _plan_release,
-    _reason_of,
     default_secret_name,
-    find_chart,
     isolation_permissions,
-    parse_set,
+    resources_from_flags,
     revocation_order,
     revoke_permissions,
     scoped_kubeconfig,
     select_apis,
     token_claims,
-    union_bound_apis,
 )
+from connector.install.clusters import open_cluster
 from connector.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     VALIDATING_ADMISSION_POLICIES,
@@ -44,57 +39,6 @@ from functions.binder.isolation import policy_name
 from functions.crd_puller import OfferedAPI
 
 from . import assert_same
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-# -- --set ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SetCase:
-    reason: str
-    args: list[str]
-    want: dict[str, Any]
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        SetCase("a dotted key nests", ["a.b.c=x"], {"a": {"b": {"c": "x"}}}),
-        SetCase(
-            "helm's types: bool, int, null; the rest stays a string",
-            ["t=true,f=False,n=null,i=42,s=1.5,w=10m"],
-            {"t": True, "f": False, "n": None, "i": 42, "s": "1.5", "w": "10m"},
-        ),
-        SetCase("a later assignment wins", ["a=1", "a=2"], {"a": 2}),
-        SetCase("braces make a list", ["l={x,y,3}"], {"l": ["x", "y", 3]}),
-        SetCase(
-            "escaped dots and commas are literal",
-            [r"podAnnotations.example\.com/team=a\,b"],
-            {"podAnnotations": {"example.com/team": "a,b"}},
-        ),
-        SetCase("an empty value is an empty string", ["a="], {"a": ""}),
-        SetCase("assignments merge into one tree", ["a.b=1", "a.c=2"], {"a": {"b": 1, "c": 2}}),
-    ],
-    ids=lambda c: c.reason,
-)
-def test_parse_set(case: SetCase) -> None:
-    assert_same(case.want, parse_set(case.args), case.reason)
-
-
-@pytest.mark.parametrize(
-    ("arg", "message"),
-    [
-        ("novalue", "expected key=value"),
-        ("a..b=1", "empty part"),
-        ("list[0]=x", "list indexes are not supported"),
-    ],
-)
-def test_parse_set_rejects_what_it_cannot_express(arg: str, message: str) -> None:
-    with pytest.raises(InstallError, match=message):
-        parse_set([arg])
-
 
 # -- names and APIs -------------------------------------------------------------------------
 
@@ -167,17 +111,45 @@ def test_select_apis_names_what_is_offered_when_a_flag_matches_nothing() -> None
     assert "nop.example.org/nopresources" in str(e.value)
 
 
-def test_union_of_bound_apis_keeps_every_group_and_plural_once() -> None:
-    got = union_bound_apis(
-        [{"group": "b.org", "resources": ["ys"]}, {"group": "a.org", "resources": ["xs"]}],
-        [{"group": "b.org", "resources": ["zs", "ys"]}, "junk", {"resources": ["orphans"]}],
-        None,
-    )
-    assert_same(
-        [{"group": "a.org", "resources": ["xs"]}, {"group": "b.org", "resources": ["ys", "zs"]}],
-        got,
-        "union",
-    )
+@dataclass(frozen=True)
+class FlagsCase:
+    reason: str
+    entries: list[str]
+    want: list[BoundResource]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        FlagsCase("none", [], []),
+        FlagsCase(
+            "GROUP/PLURAL names a namespaced API of unknown kind and version",
+            ["nop.example.org/nopresources"],
+            [
+                BoundResource(
+                    crd_name="nopresources.nop.example.org",
+                    group="nop.example.org",
+                    kind="",
+                    plural="nopresources",
+                    scope="Namespaced",
+                    version="",
+                )
+            ],
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_resources_from_flags(case: FlagsCase) -> None:
+    assert_same(case.want, resources_from_flags(case.entries), case.reason)
+
+
+@pytest.mark.parametrize(
+    "entry", ["nop.example.org", "/nopresources", "a.org/xs/ys", "a.org/*", "*/xs"]
+)
+def test_resources_from_flags_want_group_slash_plural(entry: str) -> None:
+    with pytest.raises(InstallError) as raised:
+        resources_from_flags([entry])
+    assert str(raised.value).startswith(f"--bound-api {entry}: expected GROUP/PLURAL")
 
 
 # -- the scoped kubeconfig ------------------------------------------------------------------
@@ -232,17 +204,7 @@ def test_token_claims(token: str, want: dict[str, Any]) -> None:
     assert token_claims(token) == want
 
 
-# -- messages -------------------------------------------------------------------------------
-
-
-def test_refused_connection_is_reported_as_such_although_urllib3_calls_it_a_timeout() -> None:
-    refused = ConnectionRefusedError(111, "Connection refused")
-    wrapped = urllib3.exceptions.NewConnectionError(None, "Failed to establish")  # type: ignore[arg-type]
-    wrapped.__cause__ = refused
-    outer = RuntimeError("unreachable")
-    outer.__cause__ = wrapped
-    assert _reason_of(outer) == "connection refused"
-    assert _reason_of(TimeoutError("read timed out")) == "timed out"
+# -- permissions ----------------------------------------------------------------------------
 
 
 def test_permission_description_names_verb_resource_and_namespace() -> None:
@@ -299,219 +261,69 @@ def test_uninstall_checks_it_may_read_and_delete_each_kind_it_removes() -> None:
             assert (verb, res.plural, namespace) in needs, (verb, res.plural)
 
 
-# -- the chart ------------------------------------------------------------------------------
+# -- opening kubeconfigs --------------------------------------------------------------------
 
 
-def test_default_chart_is_the_one_in_the_repository() -> None:
-    chart, directory = find_chart(None, None)
-    assert directory == ROOT / "package" / "helm" / "api-connector"
-    assert chart == str(directory)
+def write_kubeconfig(path: Path, **overrides: Any) -> Path:
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t0k"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "ctx",
+    }
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-def test_chart_version_must_match_a_local_chart() -> None:
-    with pytest.raises(InstallError, match=r"--version 9\.9\.9: the chart in .* is version 0\."):
-        find_chart(None, "9.9.9")
-
-
-def test_chart_reference_is_passed_to_helm_as_is() -> None:
-    assert find_chart("oci://registry.example.org/charts/api-connector", "1.2.3") == (
-        "oci://registry.example.org/charts/api-connector",
-        None,
+def test_a_missing_context_names_the_available_ones_and_the_flag(tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "k")
+    with pytest.raises(InstallError) as raised:
+        open_cluster(ClusterAccess(kubeconfig=path, context="nope"), "provider")
+    assert str(raised.value) == (
+        f"context 'nope' not found in {path}; available: ctx. Pass one of them to "
+        "--provider-context."
     )
 
 
-def test_chart_directory_without_chart_yaml_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InstallError, match="no Chart.yaml"):
-        find_chart(str(tmp_path), None)
+def test_a_missing_current_context_is_named_too(tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "k", **{"current-context": "gone"})
+    with pytest.raises(InstallError, match="context 'gone' not found in .*--consumer-context"):
+        open_cluster(ClusterAccess(kubeconfig=path), "consumer")
 
 
-# -- helm -----------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeHelm:
-    """Answers helm commands from canned outputs and records every argv."""
-
-    release: dict[str, Any] | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    fail: str = ""
-    calls: list[list[str]] = field(default_factory=list)
-
-    def __call__(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        argv = list(argv)
-        self.calls.append(argv)
-        if self.fail and self.fail in argv:
-            return subprocess.CompletedProcess(argv, 1, "", "Error: boom\nsecond line")
-        if argv[1] == "list":
-            return subprocess.CompletedProcess(
-                argv, 0, json.dumps([self.release] if self.release else []), ""
-            )
-        if argv[1:3] == ["get", "values"]:
-            return subprocess.CompletedProcess(argv, 0, json.dumps(self.values), "")
-        return subprocess.CompletedProcess(argv, 0, "", "")
-
-
-def helm_with(fake: FakeHelm) -> Helm:
-    return Helm("helm", kubeconfig=Path("/k"), context="ctx", run=fake, timeout=60)
-
-
-def test_helm_install_passes_cluster_values_file_and_skips_crds() -> None:
-    fake = FakeHelm()
-    helm_with(fake).install("api-connector", "/chart", "upbound-system", {"a": 1})
-    (argv,) = fake.calls
-    assert argv[:4] == ["helm", "install", "api-connector", "/chart"]
-    assert argv[-4:] == ["--kubeconfig", "/k", "--kube-context", "ctx"]
-    assert "--skip-crds" in argv
-    assert argv[argv.index("--namespace") + 1] == "upbound-system"
-    assert "--values" in argv
-
-
-def test_helm_upgrade_installs_if_missing_and_passes_the_version() -> None:
-    fake = FakeHelm()
-    helm_with(fake).install(
-        "api-connector", "oci://x/c", "ns", {}, upgrade=True, version="1.0.0", skip_crds=False
-    )
-    (argv,) = fake.calls
-    assert argv[1:3] == ["upgrade", "--install"]
-    assert argv[argv.index("--version") + 1] == "1.0.0"
-    assert "--skip-crds" not in argv
-
-
-def test_helm_failure_carries_the_end_of_its_output() -> None:
-    fake = FakeHelm(fail="uninstall")
-    with pytest.raises(
-        HelmError, match="helm uninstall api-connector failed: Error: boom second line"
-    ):
-        helm_with(fake).uninstall("api-connector", "ns")
-
-
-def test_helm_release_lists_all_states_and_matches_the_name_exactly() -> None:
-    fake = FakeHelm(
-        release={
-            "name": "api-connector",
-            "namespace": "ns",
-            "status": "failed",
-            "chart": "api-connector-0.1.0",
-            "revision": "3",
-        }
-    )
-    release = helm_with(fake).release("api-connector", "ns")
-    assert release is not None
-    assert (release.status, release.revision) == ("failed", "3")
-    argv = fake.calls[0]
-    assert "--all" in argv
-    assert argv[argv.index("--filter") + 1] == "^api-connector$"
-
-
-# -- whether and how helm runs --------------------------------------------------------------
-
-NOP_RESOURCE = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
-COMPUTED = {
-    "consumerClusterDisplayName": "team-a",
-    "pollInterval": "10m",
-    "boundAPIs": [{"group": "nop.example.org", "resources": ["nopresources"]}],
-}
-DEPLOYED = {"name": "api-connector", "status": "deployed", "chart": "api-connector-0.1.0"}
-CHART_DIR = ROOT / "package" / "helm" / "api-connector"
-
-
-def options(*, upgrade: bool = False, values: dict[str, Any] | None = None) -> InstallOptions:
-    return InstallOptions(
-        consumer=ClusterAccess(kubeconfig=Path("/k")),
-        provider=ClusterAccess(kubeconfig=Path("/p")),
-        upgrade=upgrade,
-        values=values or {},
+def test_an_unusable_kubeconfig_names_the_file_and_why(tmp_path: Path) -> None:
+    path = write_kubeconfig(tmp_path / "k", clusters=[])
+    with pytest.raises(InstallError) as raised:
+        open_cluster(ClusterAccess(kubeconfig=path), "consumer")
+    assert str(raised.value) == (
+        f"the consumer kubeconfig {path} cannot be used: The kubeconfig defines no clusters."
     )
 
 
-@dataclass(frozen=True)
-class ReleaseCase:
-    reason: str
-    opts: InstallOptions
-    release: dict[str, Any] | None
-    current: dict[str, Any]
-    want_run: bool
-    want_values: dict[str, Any]
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        ReleaseCase("no release: install", options(), None, {}, True, COMPUTED),
-        ReleaseCase(
-            "same values, deployed: leave it (a rerun resumes)",
-            options(),
-            DEPLOYED,
-            COMPUTED,
-            False,
-            COMPUTED,
-        ),
-        ReleaseCase(
-            "--set values go over the computed ones",
-            options(values={"workers": 2, "pollInterval": "1h"}),
-            None,
-            {},
-            True,
-            {**COMPUTED, "workers": 2, "pollInterval": "1h"},
-        ),
-        ReleaseCase(
-            "upgrade keeps APIs another connection bound",
-            options(upgrade=True),
-            DEPLOYED,
-            {**COMPUTED, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
-            True,
-            {
-                **COMPUTED,
-                "boundAPIs": [
-                    {"group": "a.org", "resources": ["xs"]},
-                    {"group": "nop.example.org", "resources": ["nopresources"]},
-                ],
-            },
-        ),
-        ReleaseCase(
-            "upgrade with boundAPIs given explicitly replaces them",
-            options(upgrade=True, values={"boundAPIs": []}),
-            DEPLOYED,
-            {**COMPUTED, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
-            True,
-            {**COMPUTED, "boundAPIs": []},
-        ),
-    ],
-    ids=lambda c: c.reason,
-)
-def test_plan_release(case: ReleaseCase) -> None:
-    fake = FakeHelm(release=case.release, values=case.current)
-    _, values, run = _plan_release(case.opts, helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
-    assert run == case.want_run, case.reason
-    assert_same(case.want_values, values, case.reason)
-
-
-@pytest.mark.parametrize(
-    ("release", "current"),
-    [
-        (DEPLOYED, {**COMPUTED, "pollInterval": "1h"}),
-        ({**DEPLOYED, "status": "failed"}, COMPUTED),
-        ({**DEPLOYED, "chart": "api-connector-0.0.1"}, COMPUTED),
-    ],
-    ids=["other values", "failed release", "other chart version"],
-)
-def test_existing_release_without_upgrade_is_refused(
-    release: dict[str, Any], current: dict[str, Any]
+def test_a_ca_file_beside_the_kubeconfig_is_embedded_for_the_scoped_kubeconfig(
+    tmp_path: Path,
 ) -> None:
-    fake = FakeHelm(release=release, values=current)
-    with pytest.raises(InstallError) as e:
-        _plan_release(options(), helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
-    assert "the Helm release api-connector already exists in namespace upbound-system" in str(
-        e.value
-    )
-    assert "rerun with --upgrade" in str(e.value)
+    (tmp_path / "ca.crt").write_bytes(b"PEM")
+    cluster = {"server": "https://127.0.0.1:6443", "certificate-authority": "ca.crt"}
+    path = write_kubeconfig(tmp_path / "k", clusters=[{"name": "c", "cluster": cluster}])
+    opened = open_cluster(ClusterAccess(kubeconfig=path), "provider")
+    assert opened.cluster_entry == {
+        "server": "https://127.0.0.1:6443",
+        "certificate-authority-data": base64.b64encode(b"PEM").decode(),
+    }
+
+
+def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:
+    cluster = {"server": "https://127.0.0.1:6443", "certificate-authority": "missing.crt"}
+    path = write_kubeconfig(tmp_path / "k", clusters=[{"name": "c", "cluster": cluster}])
+    with pytest.raises(InstallError) as raised:
+        open_cluster(ClusterAccess(kubeconfig=path), "provider")
+    assert f"the provider kubeconfig {path} cannot be used: " in str(raised.value)
+    assert f"{tmp_path / 'missing.crt'}" in str(raised.value)
+    assert "No such file or directory" in str(raised.value)
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -39,3 +39,23 @@ def test_stage_modules_import_no_kubernetes_client_or_network_library(path: Path
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
     ]
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}: functions/ must stay pure"
+
+
+#: Only the client layer talks to Kubernetes; envtest runs the API servers and keeps its own.
+CLIENT_LAYER = ("connector/kube/", "connector/envtest/")
+CLIENT_LIBRARIES = ("kubernetes", "urllib3")
+CONNECTOR_FILES = sorted(
+    p
+    for p in (ROOT / "connector").rglob("*.py")
+    if not str(p.relative_to(ROOT)).startswith(CLIENT_LAYER)
+)
+
+
+@pytest.mark.parametrize("path", CONNECTOR_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_client_layer_imports_a_kubernetes_client(path: Path) -> None:
+    bad = [
+        name
+        for name in _imports(path)
+        if any(name == f or name.startswith(f + ".") for f in CLIENT_LIBRARIES)
+    ]
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}: only connector/kube/ may"

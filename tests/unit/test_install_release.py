@@ -1,0 +1,237 @@
+"""install's Helm side without a cluster: the chart, helm's arguments, and whether and how
+helm runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.helm import Helm, HelmError
+from connector.install import ClusterAccess, InstallError, InstallOptions, find_chart
+from connector.install.release import plan_release
+from functions.binder import BoundResource
+
+from . import assert_same
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "package" / "helm" / "api-connector"
+
+
+# -- the chart ------------------------------------------------------------------------------
+
+
+def test_default_chart_is_the_one_in_the_repository() -> None:
+    chart, directory = find_chart(None, None)
+    assert directory == CHART_DIR
+    assert chart == str(directory)
+
+
+def test_chart_version_must_match_a_local_chart() -> None:
+    with pytest.raises(InstallError, match=r"--version 9\.9\.9: the chart in .* is version 0\."):
+        find_chart(None, "9.9.9")
+
+
+def test_chart_reference_is_passed_to_helm_as_is() -> None:
+    assert find_chart("oci://registry.example.org/charts/api-connector", "1.2.3") == (
+        "oci://registry.example.org/charts/api-connector",
+        None,
+    )
+
+
+def test_chart_directory_without_chart_yaml_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match="no Chart.yaml"):
+        find_chart(str(tmp_path), None)
+
+
+# -- helm's arguments -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeHelm:
+    """Answers helm commands from canned outputs and records every argv."""
+
+    release: dict[str, Any] | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    fail: str = ""
+    calls: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        argv = list(argv)
+        self.calls.append(argv)
+        if self.fail and self.fail in argv:
+            return subprocess.CompletedProcess(argv, 1, "", "Error: boom\nsecond line")
+        if argv[1] == "list":
+            return subprocess.CompletedProcess(
+                argv, 0, json.dumps([self.release] if self.release else []), ""
+            )
+        if argv[1:3] == ["get", "values"]:
+            return subprocess.CompletedProcess(argv, 0, json.dumps(self.values), "")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+
+def helm_with(fake: FakeHelm) -> Helm:
+    return Helm("helm", kubeconfig=Path("/k"), context="ctx", run=fake, timeout=60)
+
+
+def test_helm_install_passes_cluster_values_file_and_skips_crds() -> None:
+    fake = FakeHelm()
+    helm_with(fake).install("api-connector", "/chart", "upbound-system", {"a": 1})
+    (argv,) = fake.calls
+    assert argv[:4] == ["helm", "install", "api-connector", "/chart"]
+    assert argv[-4:] == ["--kubeconfig", "/k", "--kube-context", "ctx"]
+    assert "--skip-crds" in argv
+    assert argv[argv.index("--namespace") + 1] == "upbound-system"
+    assert "--values" in argv
+
+
+def test_helm_upgrade_installs_if_missing_and_passes_the_version() -> None:
+    fake = FakeHelm()
+    helm_with(fake).install(
+        "api-connector", "oci://x/c", "ns", {}, upgrade=True, version="1.0.0", skip_crds=False
+    )
+    (argv,) = fake.calls
+    assert argv[1:3] == ["upgrade", "--install"]
+    assert argv[argv.index("--version") + 1] == "1.0.0"
+    assert "--skip-crds" not in argv
+
+
+def test_helm_failure_carries_the_end_of_its_output() -> None:
+    fake = FakeHelm(fail="uninstall")
+    with pytest.raises(
+        HelmError, match="helm uninstall api-connector failed: Error: boom second line"
+    ):
+        helm_with(fake).uninstall("api-connector", "ns")
+
+
+def test_helm_release_lists_all_states_and_matches_the_name_exactly() -> None:
+    fake = FakeHelm(
+        release={
+            "name": "api-connector",
+            "namespace": "ns",
+            "status": "failed",
+            "chart": "api-connector-0.1.0",
+            "revision": "3",
+        }
+    )
+    release = helm_with(fake).release("api-connector", "ns")
+    assert release is not None
+    assert (release.status, release.revision) == ("failed", "3")
+    argv = fake.calls[0]
+    assert "--all" in argv
+    assert argv[argv.index("--filter") + 1] == "^api-connector$"
+
+
+# -- whether and how helm runs --------------------------------------------------------------
+
+NOP_RESOURCE = BoundResource(
+    crd_name="nopresources.nop.example.org",
+    group="nop.example.org",
+    kind="NopResource",
+    plural="nopresources",
+    scope="Namespaced",
+    version="v1alpha1",
+)
+COMPUTED = {
+    "consumerClusterDisplayName": "team-a",
+    "pollInterval": "10m",
+    "boundAPIs": [{"group": "nop.example.org", "resources": ["nopresources"]}],
+}
+DEPLOYED = {"name": "api-connector", "status": "deployed", "chart": "api-connector-0.1.0"}
+
+
+def options(*, upgrade: bool = False, values: dict[str, Any] | None = None) -> InstallOptions:
+    return InstallOptions(
+        consumer=ClusterAccess(kubeconfig=Path("/k")),
+        provider=ClusterAccess(kubeconfig=Path("/p")),
+        upgrade=upgrade,
+        values=values or {},
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseCase:
+    reason: str
+    opts: InstallOptions
+    release: dict[str, Any] | None
+    current: dict[str, Any]
+    want_run: bool
+    want_values: dict[str, Any]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ReleaseCase("no release: install", options(), None, {}, True, COMPUTED),
+        ReleaseCase(
+            "same values, deployed: leave it (a rerun resumes)",
+            options(),
+            DEPLOYED,
+            COMPUTED,
+            False,
+            COMPUTED,
+        ),
+        ReleaseCase(
+            "--set values go over the computed ones",
+            options(values={"workers": 2, "pollInterval": "1h"}),
+            None,
+            {},
+            True,
+            {**COMPUTED, "workers": 2, "pollInterval": "1h"},
+        ),
+        ReleaseCase(
+            "upgrade keeps APIs another connection bound",
+            options(upgrade=True),
+            DEPLOYED,
+            {**COMPUTED, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
+            True,
+            {
+                **COMPUTED,
+                "boundAPIs": [
+                    {"group": "a.org", "resources": ["xs"]},
+                    {"group": "nop.example.org", "resources": ["nopresources"]},
+                ],
+            },
+        ),
+        ReleaseCase(
+            "upgrade with boundAPIs given explicitly replaces them",
+            options(upgrade=True, values={"boundAPIs": []}),
+            DEPLOYED,
+            {**COMPUTED, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
+            True,
+            {**COMPUTED, "boundAPIs": []},
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_plan_release(case: ReleaseCase) -> None:
+    fake = FakeHelm(release=case.release, values=case.current)
+    _, values, run = plan_release(case.opts, helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
+    assert run == case.want_run, case.reason
+    assert_same(case.want_values, values, case.reason)
+
+
+@pytest.mark.parametrize(
+    ("release", "current"),
+    [
+        (DEPLOYED, {**COMPUTED, "pollInterval": "1h"}),
+        ({**DEPLOYED, "status": "failed"}, COMPUTED),
+        ({**DEPLOYED, "chart": "api-connector-0.0.1"}, COMPUTED),
+    ],
+    ids=["other values", "failed release", "other chart version"],
+)
+def test_existing_release_without_upgrade_is_refused(
+    release: dict[str, Any], current: dict[str, Any]
+) -> None:
+    fake = FakeHelm(release=release, values=current)
+    with pytest.raises(InstallError) as e:
+        plan_release(options(), helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
+    assert "the Helm release api-connector already exists in namespace upbound-system" in str(
+        e.value
+    )
+    assert "rerun with --upgrade" in str(e.value)
