@@ -6,12 +6,16 @@ decide which cluster is changed. Values go through a file, never through the com
 and hold no secret material (credentials live in the Secret the installer writes itself).
 
 The process runner is injectable (``run=``) so that the argument building is unit-testable.
+The product never builds helm: :func:`find_helm` takes the one it is given, the one on PATH,
+or the one the project's ``tools/build.sh helm`` left in its cache, and otherwise says how to
+get one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -33,8 +37,8 @@ __all__ = [
 #: Runs argv and returns the finished process (stdout and stderr captured as text).
 Runner = Callable[[Sequence[str], float], subprocess.CompletedProcess[str]]
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-_BUILD_SCRIPT = _REPO_ROOT / "tools" / "build.sh"
+#: A finished build in the tool cache: ``helm-<version>-<hash>`` (``.tmp.<pid>`` while building).
+_CACHED_BUILD = re.compile(r"helm-v(\d+)\.(\d+)\.(\d+)-[0-9a-f]+")
 
 
 class HelmError(Exception):
@@ -56,11 +60,11 @@ def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str
     return subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout)
 
 
-def find_helm(explicit: str | None = None, *, run: Runner = _run) -> str:
-    """The helm binary: ``explicit``, else ``helm`` on PATH, else the project's cached build.
+def find_helm(explicit: str | None = None) -> str:
+    """The helm binary: ``explicit`` (``--helm``), else ``helm`` on PATH, else the newest helm
+    in the project's tool cache (what ``tools/build.sh helm`` builds in a checkout).
 
-    The cached build is what ``tools/build.sh helm`` prints; it only exists in a checkout of
-    the repository (and may build helm with Go on its first run).
+    Raises :class:`HelmError` saying how to get helm when there is none.
     """
     if explicit:
         path = shutil.which(explicit) or explicit
@@ -70,23 +74,39 @@ def find_helm(explicit: str | None = None, *, run: Runner = _run) -> str:
     on_path = shutil.which("helm")
     if on_path:
         return on_path
-    if _BUILD_SCRIPT.is_file():
-        try:
-            done = run([str(_BUILD_SCRIPT), "helm"], 1800.0)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise HelmError(f"helm is not on PATH and {_BUILD_SCRIPT} failed: {e}") from e
-        for line in done.stdout.splitlines():
-            tool, _, path = line.partition(" ")
-            if tool == "helm" and path:
-                return path
-        raise HelmError(
-            f"helm is not on PATH and '{_BUILD_SCRIPT} helm' did not provide it: "
-            f"{_tail(done.stderr)}"
-        )
+    cached = _cached_helm()
+    if cached is not None:
+        return str(cached)
     raise HelmError(
-        "helm is not on PATH; install Helm 3 (https://helm.sh/docs/intro/install/) or pass "
-        "--helm /path/to/helm."
+        "helm is not on PATH, and not in the tool cache "
+        f"({tool_cache() / 'helm-*' / 'helm'}); install Helm 3 "
+        "(https://helm.sh/docs/intro/install/) and put it on PATH, pass --helm "
+        "/path/to/helm, or run tools/build.sh helm in a checkout of api-connector."
     )
+
+
+def tool_cache() -> Path:
+    """Where ``tools/build.sh`` keeps the binaries it builds (its ``$bin_root``)."""
+    root = os.environ.get("API_CONNECTOR_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "api-connector")
+    return Path(root) / "bin"
+
+
+def _cached_helm() -> Path | None:
+    try:
+        entries = list(tool_cache().iterdir())
+    except OSError:
+        return None
+    builds: list[tuple[tuple[int, ...], float, Path]] = []
+    for entry in entries:
+        match = _CACHED_BUILD.fullmatch(entry.name)
+        binary = entry / "helm"
+        if match and binary.is_file() and os.access(binary, os.X_OK):
+            version = tuple(int(part) for part in match.groups())
+            builds.append((version, binary.stat().st_mtime, binary))
+    return max(builds)[2] if builds else None
 
 
 class Helm:

@@ -25,7 +25,11 @@ _NAMESPACE = click.option(
     show_default=True,
     help="Namespace of the Helm release and the credentials Secret.",
 )
-_HELM = click.option("--helm", metavar="PATH", help="The helm binary (default: helm on PATH).")
+_HELM = click.option(
+    "--helm",
+    metavar="PATH",
+    help="The helm binary (default: helm on PATH, else the one tools/build.sh helm cached).",
+)
 _PROVIDER_CONTEXT = click.option("--provider-context", help="Context in --provider-kubeconfig.")
 _TIMEOUT = click.option(
     "--timeout",

@@ -102,7 +102,7 @@ def open_helm(
     """helm for the consumer cluster: ``binary`` (``--helm``) or the one :func:`find_helm`
     finds; ``run`` replaces the process runner (tests)."""
     try:
-        found = find_helm(binary, **({"run": run} if run else {}))
+        found = find_helm(binary)
     except HelmError as e:
         raise InstallError(str(e)) from e
     return Helm(

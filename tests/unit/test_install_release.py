@@ -1,9 +1,10 @@
-"""install's Helm side without a cluster: the chart, helm's arguments, and whether and how
-helm runs."""
+"""install's Helm side without a cluster: the chart, finding helm, helm's arguments, and
+whether and how helm runs."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connector.helm import Helm, HelmError
+from connector.helm import Helm, HelmError, find_helm, tool_cache
 from connector.install import ClusterAccess, InstallError, InstallOptions, find_chart
 from connector.install.release import plan_release
 from functions.binder import BoundResource
@@ -47,6 +48,109 @@ def test_chart_reference_is_passed_to_helm_as_is() -> None:
 def test_chart_directory_without_chart_yaml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="no Chart.yaml"):
         find_chart(str(tmp_path), None)
+
+
+# -- finding helm ---------------------------------------------------------------------------
+
+
+def executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def no_helm_around(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty PATH and an empty tool cache; returns the cache's bin directory."""
+    empty = tmp_path / "path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("API_CONNECTOR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "bin"
+
+
+@dataclass(frozen=True)
+class FindCase:
+    reason: str
+    #: Files to create, relative to the tmp dir (``path/`` is PATH, ``cache/bin/`` the cache).
+    files: list[str]
+    flag: str | None
+    #: The path found, relative to the tmp dir.
+    want: str
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        FindCase("--helm wins over PATH", ["path/helm", "mine/helm"], "mine/helm", "mine/helm"),
+        FindCase(
+            "helm on PATH wins over the cache",
+            ["path/helm", "cache/bin/helm-v3.19.0-0123456789ab/helm"],
+            None,
+            "path/helm",
+        ),
+        FindCase(
+            "else the cached build of tools/build.sh",
+            ["cache/bin/helm-v3.19.0-0123456789ab/helm"],
+            None,
+            "cache/bin/helm-v3.19.0-0123456789ab/helm",
+        ),
+        FindCase(
+            "the newest cached version, compared as numbers",
+            [
+                "cache/bin/helm-v3.9.0-aaaaaaaaaaaa/helm",
+                "cache/bin/helm-v3.19.0-bbbbbbbbbbbb/helm",
+            ],
+            None,
+            "cache/bin/helm-v3.19.0-bbbbbbbbbbbb/helm",
+        ),
+        FindCase(
+            "never a build still in progress",
+            [
+                "cache/bin/helm-v3.18.0-aaaaaaaaaaaa/helm",
+                "cache/bin/helm-v3.19.0-bbbbbbbbbbbb.tmp.4242/helm",
+            ],
+            None,
+            "cache/bin/helm-v3.18.0-aaaaaaaaaaaa/helm",
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_find_helm(case: FindCase, tmp_path: Path, no_helm_around: Path) -> None:
+    for name in case.files:
+        executable(tmp_path / name)
+    flag = str(tmp_path / case.flag) if case.flag else None
+    assert find_helm(flag) == str(tmp_path / case.want), case.reason
+
+
+def test_without_helm_the_message_says_how_to_get_it(no_helm_around: Path) -> None:
+    with pytest.raises(HelmError) as raised:
+        find_helm(None)
+    message = str(raised.value)
+    assert message.startswith("helm is not on PATH")
+    assert str(no_helm_around / "helm-*" / "helm") in message
+    assert "pass --helm /path/to/helm" in message
+    assert "run tools/build.sh helm in a checkout" in message
+
+
+def test_an_explicit_helm_that_is_not_executable_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "helm").write_text("")
+    with pytest.raises(HelmError, match="--helm .*: no executable file there"):
+        find_helm(str(tmp_path / "helm"))
+
+
+def test_the_tool_cache_is_where_tools_build_sh_puts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_CONNECTOR_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/x")
+    assert tool_cache() == Path("/x/api-connector/bin")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert tool_cache() == Path(os.path.expanduser("~/.cache/api-connector/bin"))
+    script = (ROOT / "tools" / "build.sh").read_text()
+    assert (
+        "cache_root=${API_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/api-connector}" in script
+    )
+    assert 'bin_root="$cache_root/bin"' in script
 
 
 # -- helm's arguments -----------------------------------------------------------------------
