@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from connector.controllers import ownership
-from connector.envtest import Cluster
+from connector.envtest import Cluster, eventually
 from connector.kube.client import KubeClient, WatchEvent
 from connector.kube.config import (
     client_from_kubeconfig,
@@ -41,7 +41,6 @@ from connector.kube.resources import (
     SERVICE_ACCOUNTS,
     Resource,
 )
-from tests.support import eventually
 
 
 def kube(cluster: Cluster, **kwargs: Any) -> KubeClient:
