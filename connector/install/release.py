@@ -207,7 +207,8 @@ def wait_established(client: KubeClient, crds: Sequence[Mapping[str, Any]]) -> N
         name = str(crd["metadata"]["name"])
         while True:
             current = client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
-            if (_condition(current, "Established") or {}).get("status") == "True":
+            conditions = (current.get("status") or {}).get("conditions")
+            if (find_condition(conditions, "Established") or {}).get("status") == "True":
                 break
             if time.monotonic() > deadline:
                 raise InstallError(f"the CRD {name} did not become Established in the consumer.")
@@ -224,7 +225,8 @@ def wait_ready(client: KubeClient, name: str, timeout: float, *, report: Report)
         except KubeError as e:
             state = f"cannot read it: {e.message}"
         else:
-            ready = _condition(connection, "Ready") or {}
+            conditions = (connection.get("status") or {}).get("conditions")
+            ready = find_condition(conditions, "Ready") or {}
             if ready.get("status") == "True":
                 report(f"ClusterConnection {name} is Ready: {ready.get('message') or 'Ready'}")
                 return
@@ -268,8 +270,3 @@ def wait_connector_gone(
                 f"{duration(timeout)}; rerun uninstall once they are gone."
             )
         time.sleep(1.0)
-
-
-def _condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
-    conditions = (obj.get("status") or {}).get("conditions")
-    return find_condition(conditions if isinstance(conditions, list) else None, type_)
