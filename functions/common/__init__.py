@@ -21,6 +21,10 @@ from functions.common.api import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
     MANAGED_LABEL,
+    OFFER_BOTH,
+    OFFER_CLAIM,
+    OFFER_COMPOSITE,
+    OFFER_LABEL,
 )
 from functions.common.conditions import Condition, find_condition, set_condition
 from functions.common.errors import InvalidInputError, StageError
@@ -63,6 +67,10 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "MANAGED_BY",
     "MANAGED_LABEL",
+    "OFFER_BOTH",
+    "OFFER_CLAIM",
+    "OFFER_COMPOSITE",
+    "OFFER_LABEL",
     "SERVER_SET_METADATA",
     "Condition",
     "InvalidInputError",

@@ -8,6 +8,14 @@ CONNECT_VERSION = "v1alpha1"
 #: On a provider CRD: this API may be bound by consumers.
 BINDABLE_LABEL = "connect.upbound.io/bindable"
 
+#: On a Crossplane XRD (Crossplane copies it to the CRDs it generates): which of the XRD's
+#: CRDs are offered, ``claim``, ``composite`` or ``both``. Unset: the claim of an XRD that
+#: may have one (a v1 or LegacyCluster XRD), else the composite resource.
+OFFER_LABEL = "connect.upbound.io/offer"
+OFFER_CLAIM = "claim"
+OFFER_COMPOSITE = "composite"
+OFFER_BOTH = "both"
+
 #: On a provider twin: the object is managed by a connector.
 MANAGED_LABEL = "connect.upbound.io/managed"
 
