@@ -34,6 +34,10 @@ LABEL_CONNECTION = "connect.upbound.io/connection"
 #: On a consumer object: held until its provider twin is gone.
 FINALIZER = "connect.upbound.io/finalizer"
 
+#: On a provider twin: the consumer object's ``metadata.generation`` its content reflects, so
+#: that the provider's status can be reported in the consumer object's own generation terms.
+ANNOTATION_CONSUMER_GENERATION = "connect.upbound.io/consumer-generation"
+
 #: On a consumer object: ``Orphan`` keeps the provider twin when the object is deleted.
 ANNOTATION_DELETION_POLICY = "connect.upbound.io/deletion-policy"
 
