@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
-from functions.object_syncer import SyncRequest, SyncResult, desired_twin, sync
+from functions.object_syncer import (
+    SyncRequest,
+    SyncResult,
+    consumer_generation,
+    desired_twin,
+    sync,
+)
 
 from . import assert_same
 
@@ -692,6 +698,55 @@ DELETION_CASES = [
         want=SyncResult(remove_finalizer=True),
     ),
 ]
+
+
+@dataclass
+class GenerationCase:
+    reason: str
+    observed: object  # the provider's observedGeneration
+    twin_generation: int
+    recorded: str | None  # the twin's consumer-generation annotation
+    consumer_generation: int | None
+    want: int | None
+    deleting: bool = False  # both objects being deleted
+    twin_uid: str = UID
+
+
+def generation_request(case: GenerationCase) -> tuple[Obj, Obj]:
+    obj = consumer(deleting=case.deleting, generation=case.consumer_generation)
+    twin = as_provider_returns(TWIN, generation=case.twin_generation)
+    twin["metadata"]["labels"]["connect.upbound.io/consumer-uid"] = case.twin_uid
+    annotations = twin["metadata"]["annotations"]
+    annotations.pop("connect.upbound.io/consumer-generation")
+    if case.recorded is not None:
+        annotations["connect.upbound.io/consumer-generation"] = case.recorded
+    if case.deleting:
+        twin["metadata"]["deletionTimestamp"] = DELETED_AT
+    return obj, twin
+
+
+GENERATION_RULE = [
+    GenerationCase("Current for the twin: the generation it reflects.", 3, 3, "2", 2, 2),
+    GenerationCase("Above the twin's generation: still the twin as it is.", 4, 3, "2", 2, 2),
+    GenerationCase("The twin behind the consumer: its generation, out of date.", 3, 3, "2", 5, 2),
+    GenerationCase("About an older twin spec: one less than reflected.", 2, 3, "2", 2, 1),
+    GenerationCase("About an older twin spec of a first generation: 0.", 1, 3, "1", 1, 0),
+    GenerationCase("Both deleted: the consumer's current generation.", 4, 4, "2", 3, 3, True),
+    GenerationCase("Both deleted, an older condition: out of date.", 3, 4, "2", 3, 2, True),
+    GenerationCase("No record on the twin: out of date.", 3, 3, None, 2, 1),
+    GenerationCase("A record that is not a number: out of date.", 3, 3, "two", 2, 1),
+    GenerationCase("A record ahead of the consumer: out of date.", 3, 3, "7", 2, 1),
+    GenerationCase("Another object's twin (uid): out of date.", 3, 3, "2", 2, 1, twin_uid="old"),
+    GenerationCase("A consumer without generation: none.", 3, 3, "2", None, None),
+    GenerationCase("A provider value that is not a number: none.", "3", 3, "2", 2, None),
+    GenerationCase("A provider value that is a boolean: none.", True, 3, "2", 2, None),
+]
+
+
+@pytest.mark.parametrize("case", GENERATION_RULE, ids=[c.reason for c in GENERATION_RULE])
+def test_consumer_generation(case: GenerationCase) -> None:
+    obj, twin = generation_request(case)
+    assert consumer_generation(case.observed, twin, obj) == case.want, case.reason
 
 
 @pytest.mark.parametrize("case", GENERATION_CASES, ids=[c.reason for c in GENERATION_CASES])
