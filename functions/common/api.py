@@ -10,7 +10,7 @@ BINDABLE_LABEL = "connect.upbound.io/bindable"
 
 #: On a Crossplane XRD (Crossplane copies it to the CRDs it generates): which of the XRD's
 #: CRDs are offered, ``claim``, ``composite`` or ``both``. Unset: the claim of an XRD that
-#: may have one (a v1 or LegacyCluster XRD), else the composite resource.
+#: may have one (scope LegacyCluster, every Crossplane v1 XRD), else the composite resource.
 OFFER_LABEL = "connect.upbound.io/offer"
 OFFER_CLAIM = "claim"
 OFFER_COMPOSITE = "composite"

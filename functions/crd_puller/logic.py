@@ -14,13 +14,13 @@ reference to its XRD and Crossplane's category ``claim`` or ``composite``):
 
 - ``connect.upbound.io/offer`` on the XRD (copied to both CRDs) says it: ``claim``,
   ``composite`` or ``both``;
-- unset, an XRD that may have a claim (a v1 or ``LegacyCluster`` XRD: its composite resource
-  is cluster-scoped plumbing with ``spec.claimRef``) offers its claim, and a modern v2 XRD
-  (``Namespaced`` or ``Cluster``, no claims: ``spec.crossplane`` in its XR's schema) offers
-  its composite resource. The default depends on each CRD alone, never on whether the
-  other CRD of the XRD is in sight: Crossplane writes the two CRDs from two controllers, so
-  the claim CRD may show up (or get its label) a moment after the XR's, and a consumer CRD,
-  once pulled, is never deleted.
+- unset, an XRD that may have a claim (scope ``LegacyCluster``, what every Crossplane v1 XRD
+  is: its composite resource is cluster-scoped plumbing with ``spec.claimRef``) offers its
+  claim, and an XRD of scope ``Namespaced`` or ``Cluster`` (no claims: ``spec.crossplane``
+  in its XR's schema) offers its composite resource. The default depends on each CRD
+  alone, never on whether the other CRD of the XRD is in sight: Crossplane writes the two
+  CRDs from two controllers, so the claim CRD may show up (or get its label) a moment after
+  the XR's, and a consumer CRD, once pulled, is never deleted.
 
 A CRD the offer leaves out is *withheld*: neither pulled nor offered, and listed with a
 message saying why and how to offer it. CRDs that Crossplane did not generate are offered
@@ -272,8 +272,8 @@ class XRDPart:
 
     xrd: str  # the XRD's name
     role: str  # OFFER_CLAIM or OFFER_COMPOSITE
-    #: The XRD may have a claim: a v1 or LegacyCluster XRD, whose composite resource is the
-    #: cluster-scoped object behind its claims.
+    #: The XRD may have a claim: scope LegacyCluster (every Crossplane v1 XRD), whose composite
+    #: resource is the cluster-scoped object behind its claims.
     legacy: bool
 
     @property
@@ -305,8 +305,8 @@ def xrd_part(crd: Obj) -> XRDPart | None:
     else:
         # Crossplane names the XR's CRD after the XRD, the claim's after its claim names.
         role = OFFER_COMPOSITE if metadata(crd)["name"] == xrd else OFFER_CLAIM
-    # A modern (v2 Namespaced or Cluster) XR nests Crossplane's fields under spec.crossplane;
-    # a legacy one has them directly under spec, next to spec.claimRef.
+    # A Namespaced or Cluster XR nests Crossplane's fields under spec.crossplane; a
+    # LegacyCluster one has them directly under spec, next to spec.claimRef.
     legacy = role == OFFER_CLAIM or not any(
         "crossplane" in _spec_properties(version) for version in crd["spec"]["versions"]
     )
@@ -349,7 +349,7 @@ def _withheld_message(
     if explicit:
         why = f"which is labelled {OFFER_LABEL}={offer}"
     else:
-        why = "a v1 (LegacyCluster) XRD, which offers only its claim unless labelled otherwise"
+        why = "a LegacyCluster XRD, which offers only its claim unless labelled otherwise"
     return (
         f"{what}, {why}, and no claim of it is bindable; to offer the composite resource, "
         f"label the XRD: {how.format(OFFER_COMPOSITE)}"

@@ -656,7 +656,7 @@ REF = {"type": "object", "properties": {"name": {"type": "string"}}}
 
 
 def legacy_xr(**labels: str) -> Obj:
-    """The composite resource CRD of a v1 (LegacyCluster) XRD: cluster-scoped, Crossplane's
+    """The composite resource CRD of a LegacyCluster (v1) XRD: cluster-scoped, Crossplane's
     fields directly under spec, next to claimRef."""
     return generated(
         "xnopresources",
@@ -744,9 +744,9 @@ XR_FOR_CLAIM = (
 )
 XR_WITHOUT_CLAIM = (
     "xnopresources.nop.example.org is the composite resource of XRD "
-    "xnopresources.nop.example.org, a v1 (LegacyCluster) XRD, which offers only its claim "
-    "unless labelled otherwise, and no claim of it is bindable; to offer the composite "
-    "resource, label the XRD: kubectl label xrd xnopresources.nop.example.org "
+    "xnopresources.nop.example.org, a LegacyCluster XRD, which offers only its claim unless "
+    "labelled otherwise, and no claim of it is bindable; to offer the composite resource, "
+    "label the XRD: kubectl label xrd xnopresources.nop.example.org "
     "connect.upbound.io/offer=composite --overwrite"
 )
 
