@@ -288,7 +288,7 @@ def _reflected_generation(twin: Obj, consumer: Obj, generation: int) -> int | No
     ):
         return None  # an earlier consumer object of that name left it
     value = string_map(twin, "annotations").get(ANNOTATION_CONSUMER_GENERATION, "")
-    if not value.isdigit() or int(value) > generation:
+    if not (value.isascii() and value.isdigit()) or int(value) > generation:
         return None
     return int(value)
 

@@ -735,6 +735,7 @@ GENERATION_RULE = [
     GenerationCase("Both deleted, an older condition: out of date.", 3, 4, "2", 3, 2, True),
     GenerationCase("No record on the twin: out of date.", 3, 3, None, 2, 1),
     GenerationCase("A record that is not a number: out of date.", 3, 3, "two", 2, 1),
+    GenerationCase("A record in non-ASCII digits: out of date.", 3, 3, "²", 2, 1),
     GenerationCase("A record ahead of the consumer: out of date.", 3, 3, "7", 2, 1),
     GenerationCase("Another object's twin (uid): out of date.", 3, 3, "2", 2, 1, twin_uid="old"),
     GenerationCase("A consumer without generation: none.", 3, 3, "2", None, None),
