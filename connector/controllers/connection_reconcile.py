@@ -223,14 +223,17 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
         deps.record_conflicts(name, list(result.conflicts))
 
     offered = [o.to_status() for o in result.offered]
+    withheld = [w.to_status() for w in result.withheld]
     if provider_error is not None:
         # Keep what was offered: an outage must not look like the APIs were withdrawn.
         offered = list(status.get("offeredAPIs") or [])
+        withheld = list(status.get("withheldAPIs") or [])
         deps.warn(conn, provider_error.reason, provider_error.message)
-    desired = {"conditions": result.conditions, "offeredAPIs": offered}
+    desired = {"conditions": result.conditions, "offeredAPIs": offered, "withheldAPIs": withheld}
     current = {
         "conditions": status.get("conditions") or [],
         "offeredAPIs": status.get("offeredAPIs") or [],
+        "withheldAPIs": status.get("withheldAPIs") or [],
     }
     if desired != current:
         deps.write_status(name, desired)

@@ -39,7 +39,7 @@ from functions.common import (
     require_str,
     set_condition,
 )
-from functions.crd_puller.types import OfferedAPI
+from functions.crd_puller.types import OfferedAPI, WithheldAPI
 
 CLUSTER_BINDING_KIND = "ClusterAPIBinding"
 NAMESPACED_BINDING_KIND = "APIBinding"
@@ -147,10 +147,18 @@ def bind(req: BindRequest) -> BindResult:
         )
 
     matched = [api for api in offered if name in (api.name, api.group)]
+    # APIs the connection withholds (e.g. the composite resource of an XRD that offers its
+    # claim) are named with the CRD-puller's reason, so the user learns how to offer them.
+    withheld = [w for w in _withheld_apis(req.connection) if name in (w.name, w.group)]
     if not matched:
+        message = _not_offered_message(name, connection_name, offered)
+        if withheld:
+            message = f"{name} is not offered by {CONNECTION_KIND} {connection_name}: " + "; ".join(
+                w.message for w in withheld
+            )
         return result(
             REASON_NOT_OFFERED,
-            _not_offered_message(name, connection_name, offered),
+            message,
             connection_name=connection_name,
             resources=[],
         )
@@ -170,6 +178,11 @@ def bind(req: BindRequest) -> BindResult:
         message += (
             f"; cluster-scoped APIs are left out of an {NAMESPACED_BINDING_KIND}: "
             f"{_names(left_out)}"
+        )
+    if withheld:
+        message += (
+            f"; not offered in this group: {', '.join(w.name for w in withheld)} (see "
+            f"{CONNECTION_KIND} {connection_name} status.withheldAPIs)"
         )
     return result(REASON_BOUND, message, connection_name=connection_name, resources=bound)
 
@@ -200,6 +213,23 @@ def _offered_apis(connection: Obj, connection_name: str) -> list[OfferedAPI]:
             raise InvalidInputError(f"{field}.storageVersion", "is required without versions")
         offered.append(api)
     return sorted(offered, key=lambda api: api.name)
+
+
+def _withheld_apis(connection: Obj) -> list[WithheldAPI]:
+    status = connection.get("status")
+    entries = status.get("withheldAPIs") if isinstance(status, dict) else None
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise InvalidInputError("connection.status.withheldAPIs", "must be a list")
+    withheld = []
+    for i, entry in enumerate(entries):
+        field = f"connection.status.withheldAPIs[{i}]"
+        if not isinstance(entry, dict):
+            raise InvalidInputError(field, "must be an object")
+        require_str(entry.get("name"), f"{field}.name")
+        withheld.append(WithheldAPI.from_status(entry))
+    return sorted(withheld, key=lambda w: w.name)
 
 
 def _ready_condition(connection: Obj) -> Condition | None:

@@ -2,6 +2,7 @@
 
 from functions.common.api import (
     ANNOTATION_APPLIED_HASH,
+    ANNOTATION_CONSUMER_GENERATION,
     ANNOTATION_DELETION_POLICY,
     ANNOTATION_LAST_APPLIED,
     ANNOTATION_ORIGIN_NAME,
@@ -21,6 +22,10 @@ from functions.common.api import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
     MANAGED_LABEL,
+    OFFER_BOTH,
+    OFFER_CLAIM,
+    OFFER_COMPOSITE,
+    OFFER_LABEL,
 )
 from functions.common.conditions import Condition, find_condition, set_condition
 from functions.common.errors import InvalidInputError, StageError
@@ -43,6 +48,7 @@ from functions.common.objects import (
 
 __all__ = [
     "ANNOTATION_APPLIED_HASH",
+    "ANNOTATION_CONSUMER_GENERATION",
     "ANNOTATION_DELETION_POLICY",
     "ANNOTATION_LAST_APPLIED",
     "ANNOTATION_ORIGIN_NAME",
@@ -63,6 +69,10 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "MANAGED_BY",
     "MANAGED_LABEL",
+    "OFFER_BOTH",
+    "OFFER_CLAIM",
+    "OFFER_COMPOSITE",
+    "OFFER_LABEL",
     "SERVER_SET_METADATA",
     "Condition",
     "InvalidInputError",

@@ -8,6 +8,14 @@ CONNECT_VERSION = "v1alpha1"
 #: On a provider CRD: this API may be bound by consumers.
 BINDABLE_LABEL = "connect.upbound.io/bindable"
 
+#: On a Crossplane XRD (Crossplane copies it to the CRDs it generates): which of the XRD's
+#: CRDs are offered, ``claim``, ``composite`` or ``both``. Unset: the claim of an XRD that
+#: may have one (scope LegacyCluster, every Crossplane v1 XRD), else the composite resource.
+OFFER_LABEL = "connect.upbound.io/offer"
+OFFER_CLAIM = "claim"
+OFFER_COMPOSITE = "composite"
+OFFER_BOTH = "both"
+
 #: On a provider twin: the object is managed by a connector.
 MANAGED_LABEL = "connect.upbound.io/managed"
 
@@ -25,6 +33,10 @@ LABEL_CONNECTION = "connect.upbound.io/connection"
 
 #: On a consumer object: held until its provider twin is gone.
 FINALIZER = "connect.upbound.io/finalizer"
+
+#: On a provider twin: the consumer object's ``metadata.generation`` its content reflects, so
+#: that the provider's status can be reported in the consumer object's own generation terms.
+ANNOTATION_CONSUMER_GENERATION = "connect.upbound.io/consumer-generation"
 
 #: On a consumer object: ``Orphan`` keeps the provider twin when the object is deleted.
 ANNOTATION_DELETION_POLICY = "connect.upbound.io/deletion-policy"

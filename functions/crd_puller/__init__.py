@@ -6,9 +6,11 @@ from functions.crd_puller.logic import (
     REASON_PULL_DISABLED,
     REASON_READY,
     REASON_SYNCED,
+    XRDPart,
     crd_in_sync,
     desired_consumer_crd,
     pull,
+    xrd_part,
 )
 from functions.crd_puller.types import (
     CRDConflict,
@@ -16,6 +18,7 @@ from functions.crd_puller.types import (
     ProviderError,
     PullRequest,
     PullResult,
+    WithheldAPI,
 )
 
 __all__ = [
@@ -29,7 +32,10 @@ __all__ = [
     "ProviderError",
     "PullRequest",
     "PullResult",
+    "WithheldAPI",
+    "XRDPart",
     "crd_in_sync",
     "desired_consumer_crd",
     "pull",
+    "xrd_part",
 ]

@@ -15,9 +15,10 @@ Mapping, one XR per connection:
 - XR ``spec.consumerCRDs`` (optional): consumer CRDs already there, to detect conflicts;
 - desired composed resources ``crd-<name>``: every offered CRD, in full (Crossplane deletes
   what a function stops returning, and the stage's ``apply`` lists only what changed);
-- desired XR status: ``offeredAPIs``, ``conflicts``, ``connectionConditions`` (Ready and
-  CRDsSynced; kept in the status because Crossplane owns the XR's Ready condition), and
-  the ``CRDsSynced`` condition on the XR.
+- desired XR status: ``offeredAPIs``, ``withheldAPIs`` (bindable CRDs an XRD's offer leaves
+  out, and why), ``conflicts``, ``connectionConditions`` (Ready and CRDsSynced; kept in the
+  status because Crossplane owns the XR's Ready condition), and the ``CRDsSynced``
+  condition on the XR.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class CRDPullerFunction(StageFunction):
             rsp,
             {
                 "offeredAPIs": [api.to_status() for api in result.offered],
+                "withheldAPIs": [w.to_status() for w in result.withheld],
                 "conflicts": [{"name": c.name, "message": c.message} for c in result.conflicts],
                 "connectionConditions": result.conditions,
             },

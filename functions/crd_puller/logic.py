@@ -5,11 +5,32 @@ no server-set metadata, no status, and no conversion webhook (it would point at 
 in the provider). The copy is labelled with the connection that owns it; a consumer CRD of
 the same name that this connection does not own is a conflict and is never overwritten.
 Consumer CRDs are never deleted: objects of those APIs may still exist in the consumer.
+
+What a Crossplane XRD offers. Crossplane generates the CRDs of an XRD itself, copies the
+XRD's labels onto them, and reverts labels added to them by hand; so a platform team
+publishes an XRD's API by labelling the XRD, and both generated CRDs arrive labelled. Which
+of them are offered is decided here, from the CRDs alone (each carries a controller
+reference to its XRD and Crossplane's category ``claim`` or ``composite``):
+
+- ``connect.upbound.io/offer`` on the XRD (copied to both CRDs) says it: ``claim``,
+  ``composite`` or ``both``;
+- unset, an XRD that may have a claim (scope ``LegacyCluster``, what every Crossplane v1 XRD
+  is: its composite resource is cluster-scoped plumbing with ``spec.claimRef``) offers its
+  claim, and an XRD of scope ``Namespaced`` or ``Cluster`` (no claims: ``spec.crossplane``
+  in its XR's schema) offers its composite resource. The default depends on each CRD
+  alone, never on whether the other CRD of the XRD is in sight: Crossplane writes the two
+  CRDs from two controllers, so the claim CRD may show up (or get its label) a moment after
+  the XR's, and a consumer CRD, once pulled, is never deleted.
+
+A CRD the offer leaves out is *withheld*: neither pulled nor offered, and listed with a
+message saying why and how to offer it. CRDs that Crossplane did not generate are offered
+as they are.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from functions.common import (
@@ -19,9 +40,14 @@ from functions.common import (
     CONDITION_CRDS_SYNCED,
     CONDITION_READY,
     LABEL_CONNECTION,
+    OFFER_BOTH,
+    OFFER_CLAIM,
+    OFFER_COMPOSITE,
+    OFFER_LABEL,
     Condition,
     InvalidInputError,
     Obj,
+    api_group,
     canonical_hash,
     is_subset,
     label_value,
@@ -33,7 +59,13 @@ from functions.common import (
     set_condition,
     string_map,
 )
-from functions.crd_puller.types import CRDConflict, OfferedAPI, PullRequest, PullResult
+from functions.crd_puller.types import (
+    CRDConflict,
+    OfferedAPI,
+    PullRequest,
+    PullResult,
+    WithheldAPI,
+)
 
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 CRD_KIND = "CustomResourceDefinition"
@@ -48,6 +80,16 @@ REASON_PULL_DISABLED = "PullDisabled"
 
 #: Annotations that describe the CRD's life in the provider, not the API it defines.
 PROVIDER_ONLY_ANNOTATIONS = frozenset({ANNOTATION_LAST_APPLIED})
+#: Labels that are instructions to the connector in the provider, not part of the API.
+PROVIDER_ONLY_LABELS = frozenset({BINDABLE_LABEL, OFFER_LABEL})
+
+#: Crossplane's CompositeResourceDefinition, the controller owner of the CRDs it generates.
+XRD_GROUP = "apiextensions.crossplane.io"
+XRD_KIND = "CompositeResourceDefinition"
+#: The categories Crossplane gives the claim and composite resource CRDs of an XRD.
+CATEGORY_CLAIM = "claim"
+CATEGORY_COMPOSITE = "composite"
+OFFER_VALUES = (OFFER_CLAIM, OFFER_COMPOSITE, OFFER_BOTH)
 
 #: The schema of standard Kubernetes conditions, added to a status schema that lacks one so
 #: that the API server does not prune the ``APIBound`` condition the connector writes.
@@ -102,12 +144,26 @@ def pull(req: PullRequest) -> PullResult:
     pulling = req.pull_behavior == "Pull"
     connection_label = label_value(req.connection_name)
 
+    parts = {str(metadata(crd)["name"]): xrd_part(crd) for crd in bindable}
+    claims = {p.xrd: name for name, p in parts.items() if p is not None and p.role == OFFER_CLAIM}
+
     apply: list[Obj] = []
     offered: list[OfferedAPI] = []
+    withheld: list[WithheldAPI] = []
     conflicts: list[CRDConflict] = []
     unconverted: list[str] = []
+    invalid: dict[str, str] = {}  # XRD name -> its offer label's bad value
     for crd in bindable:
         name = str(metadata(crd)["name"])
+        part = parts[name]
+        if part is not None:
+            label = string_map(crd, "labels").get(OFFER_LABEL)
+            if label is not None and label not in OFFER_VALUES:
+                invalid[part.xrd] = label
+            why_not = _withheld_message(name, part, label, claims)
+            if why_not is not None:
+                withheld.append(WithheldAPI(name=name, group=crd["spec"]["group"], message=why_not))
+                continue
         current = observed.get(name)
         if pulling and current is not None:
             owner = string_map(current, "labels").get(LABEL_CONNECTION)
@@ -136,15 +192,22 @@ def pull(req: PullRequest) -> PullResult:
         synced=len(offered),
         conflicts=conflicts,
         unconverted=unconverted,
+        withheld=withheld,
+        invalid=invalid,
         now=req.now,
     )
-    return PullResult(apply=apply, offered=offered, conflicts=conflicts, conditions=conditions)
+    return PullResult(
+        apply=apply, offered=offered, conflicts=conflicts, conditions=conditions, withheld=withheld
+    )
 
 
 def desired_consumer_crd(provider_crd: Obj, *, connection_name: str) -> Obj:
     """The consumer copy of a (checked) bindable provider CRD, owned by ``connection_name``."""
-    labels = string_map(provider_crd, "labels")
-    labels.pop(BINDABLE_LABEL, None)
+    labels = {
+        key: value
+        for key, value in string_map(provider_crd, "labels").items()
+        if key not in PROVIDER_ONLY_LABELS
+    }
     labels[LABEL_CONNECTION] = label_value(connection_name)
     annotations = {
         key: value
@@ -201,6 +264,96 @@ def _normalised_spec(spec: object) -> dict[str, Any]:
     if out.get("preserveUnknownFields") is False:
         del out["preserveUnknownFields"]
     return out
+
+
+@dataclass(frozen=True)
+class XRDPart:
+    """What a CRD is to the Crossplane XRD that generated it."""
+
+    xrd: str  # the XRD's name
+    role: str  # OFFER_CLAIM or OFFER_COMPOSITE
+    #: The XRD may have a claim: scope LegacyCluster (every Crossplane v1 XRD), whose composite
+    #: resource is the cluster-scoped object behind its claims.
+    legacy: bool
+
+    @property
+    def default_offer(self) -> str:
+        return OFFER_CLAIM if self.legacy else OFFER_COMPOSITE
+
+
+def xrd_part(crd: Obj) -> XRDPart | None:
+    """The XRD a (checked) CRD was generated from and its role there; None if Crossplane did
+    not generate it."""
+    xrd = next(
+        (
+            str(ref.get("name"))
+            for ref in metadata(crd).get("ownerReferences") or []
+            if isinstance(ref, dict)
+            and ref.get("kind") == XRD_KIND
+            and api_group(str(ref.get("apiVersion") or "")) == XRD_GROUP
+            and ref.get("name")
+        ),
+        None,
+    )
+    if xrd is None:
+        return None
+    categories = crd["spec"]["names"].get("categories") or []
+    if CATEGORY_CLAIM in categories:
+        role = OFFER_CLAIM
+    elif CATEGORY_COMPOSITE in categories:
+        role = OFFER_COMPOSITE
+    else:
+        # Crossplane names the XR's CRD after the XRD, the claim's after its claim names.
+        role = OFFER_COMPOSITE if metadata(crd)["name"] == xrd else OFFER_CLAIM
+    # A Namespaced or Cluster XR nests Crossplane's fields under spec.crossplane; a
+    # LegacyCluster one has them directly under spec, next to spec.claimRef.
+    legacy = role == OFFER_CLAIM or not any(
+        "crossplane" in _spec_properties(version) for version in crd["spec"]["versions"]
+    )
+    return XRDPart(xrd=xrd, role=role, legacy=legacy)
+
+
+def _spec_properties(version: dict[str, Any]) -> dict[str, Any]:
+    schema = version.get("schema")
+    root = schema.get("openAPIV3Schema") if isinstance(schema, dict) else None
+    properties = root.get("properties") if isinstance(root, dict) else None
+    spec = properties.get("spec") if isinstance(properties, dict) else None
+    spec_properties = spec.get("properties") if isinstance(spec, dict) else None
+    return spec_properties if isinstance(spec_properties, dict) else {}
+
+
+def _withheld_message(
+    name: str, part: XRDPart, label: str | None, claims: dict[str, str]
+) -> str | None:
+    """Why the XRD's offer leaves CRD ``name`` out, and how to offer it; None if offered."""
+    explicit = label in OFFER_VALUES
+    offer = label if explicit and label is not None else part.default_offer
+    if offer in (part.role, OFFER_BOTH):
+        return None
+    how = f"kubectl label xrd {part.xrd} {OFFER_LABEL}={{}} --overwrite"
+    if part.role == OFFER_CLAIM:
+        return (
+            f"{name} is the claim of XRD {part.xrd}, which is labelled {OFFER_LABEL}={offer}; "
+            f"to offer the claim too, label the XRD: {how.format(OFFER_BOTH)}"
+        )
+    what = f"{name} is the composite resource of XRD {part.xrd}"
+    claim = claims.get(part.xrd)
+    if claim is not None:
+        why = "the default for an XRD with a claim"
+        if explicit:
+            why = f"labelled {OFFER_LABEL}={offer}"
+        return (
+            f"{what}, which offers its claim {claim} instead ({why}); "
+            f"to offer both, label the XRD: {how.format(OFFER_BOTH)}"
+        )
+    if explicit:
+        why = f"which is labelled {OFFER_LABEL}={offer}"
+    else:
+        why = "a LegacyCluster XRD, which offers only its claim unless labelled otherwise"
+    return (
+        f"{what}, {why}, and no claim of it is bindable; to offer the composite resource, "
+        f"label the XRD: {how.format(OFFER_COMPOSITE)}"
+    )
 
 
 def _is_bindable(crd: Obj) -> bool:
@@ -290,20 +443,32 @@ def _set_crds_synced(
     synced: int,
     conflicts: list[CRDConflict],
     unconverted: list[str],
+    withheld: list[WithheldAPI],
+    invalid: dict[str, str],
     now: str,
 ) -> list[Condition]:
+    notes = ""
+    if withheld:
+        names = ", ".join(w.name for w in withheld)
+        notes += f"; not offered: {names} (status.withheldAPIs says why)"
+    for xrd, value in sorted(invalid.items()):
+        notes += (
+            f"; XRD {xrd} is labelled {OFFER_LABEL}={value}, which is not one of "
+            f"{', '.join(OFFER_VALUES)}: its default offer applies"
+        )
     if pull_behavior != "Pull":
         return set_condition(
             conditions,
             type_=CONDITION_CRDS_SYNCED,
             status="True",
             reason=REASON_PULL_DISABLED,
-            message=f"pullBehavior is {pull_behavior}: CRDs are not installed by the connector",
+            message=f"pullBehavior is {pull_behavior}: CRDs are not installed by the connector"
+            + notes,
             now=now,
         )
-    note = ""
+    note = notes
     if unconverted:
-        note = (
+        note += (
             "; served without their provider's conversion webhook (objects keep the version "
             f"they were written in): {', '.join(unconverted)}"
         )

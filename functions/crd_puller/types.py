@@ -73,6 +73,29 @@ class OfferedAPI:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WithheldAPI:
+    """A bindable CRD that is not offered, as listed in ``status.withheldAPIs``: a CRD that
+    Crossplane generated from an XRD whose offer (``connect.upbound.io/offer``, or the
+    default) leaves it out, e.g. the composite resource of an XRD that offers its claim."""
+
+    name: str  # the CRD name, <plural>.<group>
+    group: str
+    #: Why it is not offered, and how to offer it.
+    message: str
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.name, "group": self.group, "message": self.message}
+
+    @classmethod
+    def from_status(cls, data: dict[str, Any]) -> WithheldAPI:
+        return cls(
+            name=str(data["name"]),
+            group=str(data.get("group", "")),
+            message=str(data.get("message", "")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class CRDConflict:
     name: str
     message: str
@@ -87,3 +110,5 @@ class PullResult:
     conflicts: list[CRDConflict]
     #: The connection's new ``status.conditions``.
     conditions: list[Condition]
+    #: Bindable CRDs that are not offered, and why; neither applied nor offered.
+    withheld: list[WithheldAPI] = field(default_factory=list)

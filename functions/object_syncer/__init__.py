@@ -3,8 +3,11 @@
 from functions.object_syncer.logic import (
     REASON_BOUND,
     REASON_CONFLICT,
+    REASON_DELETING,
     REASON_PENDING,
     REASON_SYNCING,
+    consumer_generation,
+    consumer_terms,
     desired_twin,
     sync,
 )
@@ -13,10 +16,13 @@ from functions.object_syncer.types import SyncRequest, SyncResult
 __all__ = [
     "REASON_BOUND",
     "REASON_CONFLICT",
+    "REASON_DELETING",
     "REASON_PENDING",
     "REASON_SYNCING",
     "SyncRequest",
     "SyncResult",
+    "consumer_generation",
+    "consumer_terms",
     "desired_twin",
     "sync",
 ]

@@ -11,6 +11,16 @@ belongs to another consumer cluster, or to nobody, is never written or deleted.
 - ``Syncing`` (False): the twin exists but differs from the consumer object (a spec change,
   or an edit made in the provider); it is being updated.
 - ``Conflict`` (False): a provider object of that name belongs to someone else.
+- ``Deleting`` (True): the consumer object is being deleted and so is its twin; the message
+  names what the provider's deletion waits for. The API stays bound meanwhile, and the
+  twin's status keeps flowing until the twin is gone and the finalizer is released.
+
+Generations. The twin carries the annotation ``connect.upbound.io/consumer-generation``: the
+consumer object's ``metadata.generation`` its content reflects (it is part of what is
+applied, so it changes exactly when the twin is brought up to date). Every
+``observedGeneration`` in the copied status (each condition's, and ``status.observedGeneration``)
+is rewritten in the consumer object's terms (see ``consumer_generation``), because tools
+compare it with the consumer object's own ``metadata.generation``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 
 from functions.common import (
     ANNOTATION_APPLIED_HASH,
+    ANNOTATION_CONSUMER_GENERATION,
     ANNOTATION_DELETION_POLICY,
     ANNOTATION_LAST_APPLIED,
     ANNOTATION_ORIGIN_NAME,
@@ -49,13 +60,19 @@ REASON_BOUND = "Bound"
 REASON_PENDING = "Pending"
 REASON_SYNCING = "Syncing"
 REASON_CONFLICT = "Conflict"
+REASON_DELETING = "Deleting"
 
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
 #: Consumer annotations that are not copied: kubectl's record of the consumer-side apply, and
 #: our own instructions to the connector.
 _NOT_COPIED_ANNOTATIONS = frozenset(
-    {ANNOTATION_LAST_APPLIED, ANNOTATION_DELETION_POLICY, ANNOTATION_APPLIED_HASH}
+    {
+        ANNOTATION_LAST_APPLIED,
+        ANNOTATION_DELETION_POLICY,
+        ANNOTATION_APPLIED_HASH,
+        ANNOTATION_CONSUMER_GENERATION,
+    }
 )
 
 
@@ -83,8 +100,20 @@ def sync(req: SyncRequest) -> SyncResult:
         orphan = string_map(consumer, "annotations").get(ANNOTATION_DELETION_POLICY) == "Orphan"
         if orphan or twin is None:
             return SyncResult(remove_finalizer=has_finalizer)
-        # Keep the finalizer until the twin is gone; ask once, not again while it terminates.
-        return SyncResult(provider_delete=not metadata(twin).get("deletionTimestamp"))
+        if not metadata(twin).get("deletionTimestamp"):
+            # Ask once. The status waits for the next pass, which sees what the twin's
+            # deletion waits for; a twin that goes at once needs no word, only the release.
+            return SyncResult(provider_delete=True)
+        # Keep the finalizer until the twin is gone, and its status flowing meanwhile.
+        status = _with_api_bound(
+            consumer_terms(twin, consumer),
+            consumer,
+            "True",
+            REASON_DELETING,
+            _deletion_message(twin),
+            req.now,
+        )
+        return SyncResult(consumer_status=_if_changed(status, consumer))
 
     desired = desired_twin(consumer, consumer_cluster=consumer_cluster)
     add_finalizer = not has_finalizer
@@ -112,7 +141,7 @@ def sync(req: SyncRequest) -> SyncResult:
     # adopted by applying the new uid, rather than stuck as a conflict only a provider admin
     # could resolve.
     in_sync = is_subset(desired, twin)
-    provider_status = _status(twin)
+    provider_status = consumer_terms(twin, consumer)
     if in_sync:
         status = _with_api_bound(
             provider_status, consumer, "True", REASON_BOUND, "Synced to the provider", req.now
@@ -155,6 +184,9 @@ def desired_twin(consumer: Obj, *, consumer_cluster: str) -> Obj:
     annotations[ANNOTATION_ORIGIN_NAME] = str(meta["name"])
     if namespace:
         annotations[ANNOTATION_ORIGIN_NAMESPACE] = namespace
+    generation = _as_int(meta.get("generation"))
+    if generation is not None:
+        annotations[ANNOTATION_CONSUMER_GENERATION] = str(generation)
 
     twin_meta: dict[str, Any] = {"name": meta["name"]}
     if namespace:
@@ -197,6 +229,104 @@ def _conflict(twin: Obj | None, consumer: Obj, consumer_cluster: str) -> str | N
     if owner is None:
         return f"{what} is not managed by any consumer cluster; it is left untouched"
     return f"{what} belongs to consumer cluster {owner}; it is left untouched"
+
+
+def consumer_terms(twin: Obj, consumer: Obj) -> dict[str, Any]:
+    """The twin's status, every ``observedGeneration`` in it rewritten by
+    ``consumer_generation``; one that maps to nothing is dropped."""
+    status = _status(twin)
+    conditions = status.get("conditions")
+    if isinstance(conditions, list):
+        status["conditions"] = [
+            _mapped(c, twin, consumer) if isinstance(c, dict) else c for c in conditions
+        ]
+    return _mapped(status, twin, consumer)
+
+
+def consumer_generation(observed: object, twin: Obj, consumer: Obj) -> int | None:
+    """The consumer generation a provider ``observedGeneration`` of ``twin`` stands for.
+
+    Tools (kstatus, Argo CD, Flux) compare an ``observedGeneration`` with the object's own
+    ``metadata.generation``: equal means the status describes the current spec, lower means
+    it is out of date. The twin's generation moves on its own (Crossplane writes
+    ``compositionRef``, ``resourceRef``, ... into its spec), so the provider's number says
+    nothing in the consumer. The rule:
+
+    - the twin reflects consumer generation A (its ``consumer-generation`` annotation, if the
+      twin belongs to this consumer object, i.e. carries its uid, and A is not ahead of it);
+    - a provider value at or above the twin's ``metadata.generation`` describes the twin as it
+      is, so it stands for A; while both objects are being deleted, for the consumer's
+      current generation, since the twin's deletion is the consumer's;
+    - a lower value describes an older twin spec, which reflected A or an earlier
+      generation: it stands for one less than what the twin reflects, so that it reads as
+      out of date (the exact older generation is not known, and not claimed);
+    - without a known A, every value reads as out of date: the consumer's generation - 1.
+
+    None when the consumer has no generation, or the value is not an integer.
+    """
+    generation = _as_int(metadata(consumer).get("generation"))
+    value = _as_int(observed)
+    if generation is None or value is None:
+        return None
+    if metadata(consumer).get("deletionTimestamp") and metadata(twin).get("deletionTimestamp"):
+        current: int | None = generation
+    else:
+        current = _reflected_generation(twin, consumer, generation)
+    twin_generation = _as_int(metadata(twin).get("generation"))
+    if current is not None and (twin_generation is None or value >= twin_generation):
+        return current
+    return max((current if current is not None else generation) - 1, 0)
+
+
+def _reflected_generation(twin: Obj, consumer: Obj, generation: int) -> int | None:
+    """The consumer generation the twin's content reflects, if known."""
+    uid = metadata(consumer).get("uid")
+    if (
+        isinstance(uid, str)
+        and uid
+        and string_map(twin, "labels").get(LABEL_CONSUMER_UID) != label_value(uid)
+    ):
+        return None  # an earlier consumer object of that name left it
+    value = string_map(twin, "annotations").get(ANNOTATION_CONSUMER_GENERATION, "")
+    if not (value.isascii() and value.isdigit()) or int(value) > generation:
+        return None
+    return int(value)
+
+
+def _mapped(item: dict[str, Any], twin: Obj, consumer: Obj) -> dict[str, Any]:
+    if "observedGeneration" not in item:
+        return item
+    out = dict(item)
+    mapped = consumer_generation(out.pop("observedGeneration"), twin, consumer)
+    if mapped is not None:
+        out["observedGeneration"] = mapped
+    return out
+
+
+def _as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _deletion_message(twin: Obj) -> str:
+    """What the deletion of a terminating twin waits for, as far as the twin tells."""
+    meta = metadata(twin)
+    where = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+    message = f"Waiting for the provider object {where} to be deleted"
+    finalizers = [str(f) for f in meta.get("finalizers") or []]
+    if finalizers:
+        message += f"; its finalizers: {', '.join(finalizers)}"
+    spec = twin.get("spec")
+    if isinstance(spec, dict) and spec.get("compositeDeletePolicy") == "Foreground":
+        # A Crossplane claim: Foreground deletes its composite resource (and what that
+        # composed) before the claim goes.
+        ref = spec.get("resourceRef")
+        if isinstance(ref, dict) and ref.get("name"):
+            xr = f"{ref.get('kind') or 'composite resource'} {ref['name']}"
+            message += (
+                f"; compositeDeletePolicy is Foreground: Crossplane deletes {xr} and the "
+                "resources it composed first"
+            )
+    return message
 
 
 def _status(obj: Obj) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from functions.crd_puller.types import (
     ProviderError,
     PullRequest,
     PullResult,
+    WithheldAPI,
 )
 from functions.object_syncer.types import SyncRequest, SyncResult
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
@@ -183,6 +184,9 @@ def pull_result_to_proto(result: PullResult) -> pb.PullResponse:
         offered=[_offered_to_proto(api) for api in result.offered],
         conflicts=[pb.CRDConflict(name=c.name, message=c.message) for c in result.conflicts],
         conditions=_conditions_to_proto(result.conditions),
+        withheld=[
+            pb.WithheldAPI(name=w.name, group=w.group, message=w.message) for w in result.withheld
+        ],
     )
 
 
@@ -192,6 +196,9 @@ def pull_result_from_proto(message: pb.PullResponse) -> PullResult:
         offered=[_offered_from_proto(m) for m in message.offered],
         conflicts=[CRDConflict(name=c.name, message=c.message) for c in message.conflicts],
         conditions=_conditions_from_proto(message.conditions),
+        withheld=[
+            WithheldAPI(name=w.name, group=w.group, message=w.message) for w in message.withheld
+        ],
     )
 
 

@@ -137,8 +137,13 @@ def test_fields_labels_and_annotations_removed_in_the_consumer_go_from_the_twin(
 def test_provider_status_comes_back_with_api_bound_true(world: World, namespace: str) -> None:
     apply(world.consumer, nop(namespace))
     t = eventually(lambda: twin(world, namespace))
-    # The provider's reconciler (played here) reports Ready on the status subresource.
-    t = copy.deepcopy(t)
+    # The provider's reconciler (played here) writes a spec field of its own, as Crossplane
+    # does (moving the twin's generation on), then reports Ready for that generation.
+    world.provider.patch(
+        NOP, "my-resource", namespace, {"spec": {"compositionRef": {"name": "nop"}}}
+    )
+    t = copy.deepcopy(twin(world, namespace))
+    assert t["metadata"]["generation"] > 1
     t["status"] = {
         "conditions": [
             {
@@ -147,6 +152,7 @@ def test_provider_status_comes_back_with_api_bound_true(world: World, namespace:
                 "reason": "Available",
                 "message": "",
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": t["metadata"]["generation"],
             }
         ]
     }
@@ -160,6 +166,11 @@ def test_provider_status_comes_back_with_api_bound_true(world: World, namespace:
         )
 
     eventually(synced_back)
+    obj = world.consumer.get(NOP, "my-resource", namespace)
+    # In the consumer object's own terms: the provider has seen its current spec.
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+    # The provider's own spec field is left alone.
+    assert twin(world, namespace)["spec"]["compositionRef"] == {"name": "nop"}
 
 
 def test_deleting_waits_for_the_twin_to_be_gone(world: World, namespace: str) -> None:
@@ -170,10 +181,43 @@ def test_deleting_waits_for_the_twin_to_be_gone(world: World, namespace: str) ->
         NOP, "my-resource", namespace, {"metadata": {"finalizers": ["example.org/cleanup"]}}
     )
     world.consumer.delete(NOP, "my-resource", namespace)
-    eventually(lambda: twin(world, namespace)["metadata"].get("deletionTimestamp"))
+
+    def terminating() -> dict[str, Any] | None:
+        t = twin(world, namespace)
+        return t if t["metadata"].get("deletionTimestamp") else None
+
+    t = copy.deepcopy(eventually(terminating))
     still = world.consumer.get(NOP, "my-resource", namespace)
     assert still["metadata"].get("deletionTimestamp")
     assert FINALIZER in still["metadata"]["finalizers"]
+    # The provider reports the deletion in progress (as Crossplane does): it comes back, and
+    # APIBound says what the deletion waits for.
+    t["status"] = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "Deleting",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": t["metadata"]["generation"],
+            }
+        ]
+    }
+    world.provider.update_status(NOP, t)
+
+    def deleting() -> dict[str, Any] | None:
+        obj = world.consumer.get(NOP, "my-resource", namespace)
+        ready, bound = condition(obj, "Ready"), condition(obj, "APIBound")
+        if ready.get("reason") == "Deleting" and bound.get("reason") == "Deleting":
+            return obj
+        return None
+
+    obj = eventually(deleting)
+    bound = condition(obj, "APIBound")
+    assert bound["status"] == "True"
+    assert "example.org/cleanup" in bound["message"], bound["message"]
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
     world.provider.patch(NOP, "my-resource", namespace, {"metadata": {"finalizers": None}})
     eventually(lambda: get(world.consumer, NOP, "my-resource", namespace) is None)
     assert twin(world, namespace) is None

@@ -136,6 +136,8 @@ def test_object_syncer_writes_the_twins_status_back_once_it_is_in_sync(
     assert condition(xr, "APIBound")["status"] == "True"
     consumer_conditions = {c["type"]: c for c in xr["status"]["consumerStatus"]["conditions"]}
     assert consumer_conditions["Ready"]["status"] == "True"  # the provider's status, synced back
+    # Computed for the twin's generation 3, reported for the consumer's generation 1.
+    assert consumer_conditions["Ready"]["observedGeneration"] == 1
     assert consumer_conditions["APIBound"]["reason"] == "Bound"
     # Still composed, or Crossplane would delete the twin.
     assert "twin" in composed(docs)

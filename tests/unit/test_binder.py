@@ -83,6 +83,23 @@ def connection(
     }
 
 
+XR_WITHHELD = {
+    "name": "xnopresources.nop.example.org",
+    "group": GROUP,
+    "message": "xnopresources.nop.example.org is the composite resource of XRD "
+    "xnopresources.nop.example.org, which offers its claim nopresources.nop.example.org instead "
+    "(the default for an XRD with a claim); to offer both, label the XRD: kubectl label xrd "
+    "xnopresources.nop.example.org connect.upbound.io/offer=both --overwrite",
+}
+
+
+def withholding(conn: Obj, *withheld: dict[str, Any]) -> Obj:
+    """``conn`` listing ``withheld`` in status.withheldAPIs, as the CRD-puller writes them."""
+    out = copy.deepcopy(conn)
+    out["status"]["withheldAPIs"] = list(withheld)
+    return out
+
+
 def binding(
     name: str = GROUP,
     *,
@@ -255,6 +272,38 @@ CASES = [
         ),
     ),
     Case(
+        reason="A CRD name the connection withholds (the composite resource of an XRD that "
+        "offers its claim) is not offered, with why and how to offer it.",
+        req=req(
+            binding("xnopresources.nop.example.org"), withholding(connection(NOP), XR_WITHHELD)
+        ),
+        want=result(
+            "NotOffered",
+            "xnopresources.nop.example.org is not offered by ClusterConnection "
+            "provider-connection: " + XR_WITHHELD["message"],
+        ),
+    ),
+    Case(
+        reason="A group binding names what the connection withholds in the group.",
+        req=req(binding(), withholding(connection(NOP), XR_WITHHELD)),
+        want=result(
+            "Bound",
+            "Bound nopresources.nop.example.org (v1alpha1); not offered in this group: "
+            "xnopresources.nop.example.org (see ClusterConnection provider-connection "
+            "status.withheldAPIs)",
+            resource(NOP, "v1alpha1"),
+        ),
+    ),
+    Case(
+        reason="A group whose APIs are all withheld is not offered, with why.",
+        req=req(binding(), withholding(connection(), XR_WITHHELD)),
+        want=result(
+            "NotOffered",
+            "nop.example.org is not offered by ClusterConnection provider-connection: "
+            + XR_WITHHELD["message"],
+        ),
+    ),
+    Case(
         reason="A missing connection is reported as not found.",
         req=req(binding(), None),
         want=result("ConnectionNotFound", "ClusterConnection provider-connection not found"),
@@ -385,6 +434,19 @@ BAD_BIND = [
         "An offered API without any version.",
         req(binding(), connection(offered("olds", "Old", storage=None, versions=[]))),
         "connection.status.offeredAPIs[0].storageVersion",
+    ),
+    BadBindCase(
+        "Withheld APIs that are not a list.",
+        req(
+            binding(),
+            {**connection(NOP), "status": {**connection(NOP)["status"], "withheldAPIs": {}}},
+        ),
+        "connection.status.withheldAPIs",
+    ),
+    BadBindCase(
+        "A withheld API without a name.",
+        req(binding(), withholding(connection(NOP), {"group": GROUP, "message": "why"})),
+        "connection.status.withheldAPIs[0].name",
     ),
 ]
 

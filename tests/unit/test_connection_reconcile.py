@@ -19,7 +19,13 @@ from connector.kube.config import ConfigError
 from connector.kube.errors import UnauthorizedError, UnreachableError
 from connector.runtime.workqueue import Result
 from functions.common import set_condition
-from functions.crd_puller.types import CRDConflict, OfferedAPI, PullRequest, PullResult
+from functions.crd_puller.types import (
+    CRDConflict,
+    OfferedAPI,
+    PullRequest,
+    PullResult,
+    WithheldAPI,
+)
 
 NOW = "2026-01-01T00:00:00Z"
 DONE = Result()
@@ -79,6 +85,7 @@ class World:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     requests: list[PullRequest] = field(default_factory=list)
     conflicts: list[CRDConflict] = field(default_factory=list)
+    withheld: list[WithheldAPI] = field(default_factory=list)
     recorded: list[tuple[str, list[CRDConflict]]] = field(default_factory=list)
 
     def pull(self, req: PullRequest) -> PullResult:
@@ -103,7 +110,13 @@ class World:
         )
         apply = [{"metadata": {"name": c["metadata"]["name"]}} for c in req.provider_crds]
         offered = [OFFERED] if req.provider_crds else []
-        return PullResult(apply=apply, offered=offered, conflicts=self.conflicts, conditions=cond)
+        return PullResult(
+            apply=apply,
+            offered=offered,
+            conflicts=self.conflicts,
+            conditions=cond,
+            withheld=self.withheld,
+        )
 
     def connect(self, name: str, creds: Credentials) -> View:
         if isinstance(self.view, Exception):
@@ -137,6 +150,26 @@ def test_a_reachable_provider_installs_its_crds_and_offers_them() -> None:
     assert status["conditions"][0]["reason"] == "Ready"
 
 
+WITHHELD = WithheldAPI(
+    name="xnopresources.nop.example.org",
+    group="nop.example.org",
+    message="xnopresources.nop.example.org is the composite resource of XRD ...",
+)
+
+
+def test_the_apis_an_xrd_withholds_are_listed_with_why() -> None:
+    world = World(
+        conn=connection(),
+        secret=SECRET,
+        view=View([{"metadata": {"name": OFFERED.name}}]),
+        withheld=[WITHHELD],
+    )
+    reconcile_connection("c", world.deps())
+    (status,) = world.statuses
+    assert status["offeredAPIs"] == [OFFERED.to_status()]
+    assert status["withheldAPIs"] == [WITHHELD.to_status()]
+
+
 def test_an_unchanged_status_is_not_written_again() -> None:
     world = World(
         conn=connection(), secret=SECRET, view=View([{"metadata": {"name": OFFERED.name}}])
@@ -167,12 +200,17 @@ def test_an_unchanged_status_is_not_written_again() -> None:
 def test_a_provider_error_names_its_reason_and_keeps_what_was_offered(
     secret: dict[str, Any] | None, view: View | Exception, reason: str, outcome: object
 ) -> None:
-    before = {"conditions": [], "offeredAPIs": [OFFERED.to_status()]}
+    before = {
+        "conditions": [],
+        "offeredAPIs": [OFFERED.to_status()],
+        "withheldAPIs": [WITHHELD.to_status()],
+    }
     world = World(conn=connection(status=before), secret=secret, view=view)
     assert reconcile_connection("c", world.deps()) == outcome
     (status,) = world.statuses
     assert status["conditions"][0]["reason"] == reason
     assert status["offeredAPIs"] == [OFFERED.to_status()]
+    assert status["withheldAPIs"] == [WITHHELD.to_status()]
     assert world.applied == []
     assert world.warnings and world.warnings[0][0] == reason
 

@@ -17,8 +17,11 @@ from functions.crd_puller import (
     ProviderError,
     PullRequest,
     PullResult,
+    WithheldAPI,
+    XRDPart,
     desired_consumer_crd,
     pull,
+    xrd_part,
 )
 
 from . import assert_same
@@ -597,7 +600,320 @@ def test_pull(case: Case) -> None:
     assert_same(case.want, pull(case.req), case.reason)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.reason for c in CASES])
+# --- What a Crossplane XRD offers ------------------------------------------------------
+
+XRD = "xnopresources.nop.example.org"
+OFFER = "connect.upbound.io/offer"
+
+
+def generated(
+    plural: str,
+    kind: str,
+    *,
+    category: str,
+    scope: str,
+    crossplane_fields: dict[str, Any],
+    xrd: str = XRD,
+    xrd_api_version: str = "apiextensions.crossplane.io/v1",
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """A CRD as Crossplane generates it from an XRD: owned by the XRD, in its category, with
+    the XRD's labels (Crossplane copies them)."""
+    spec_schema = {
+        "type": "object",
+        "properties": {"coolField": {"type": "string"}, **crossplane_fields},
+    }
+    crd = make_crd(
+        plural,
+        "nop.example.org",
+        kind,
+        scope=scope,
+        labels=labels if labels is not None else dict(BINDABLE),
+        versions=[
+            {
+                **version("v1alpha1"),
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}
+                },
+            }
+        ],
+    )
+    crd["spec"]["names"]["categories"] = [category]
+    crd["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": xrd_api_version,
+            "kind": "CompositeResourceDefinition",
+            "name": xrd,
+            "uid": "1f0c3a8e-2b7d-4c0e-9a55-6d2e1f3b4c77",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    return crd
+
+
+REF = {"type": "object", "properties": {"name": {"type": "string"}}}
+
+
+def legacy_xr(**labels: str) -> Obj:
+    """The composite resource CRD of a LegacyCluster (v1) XRD: cluster-scoped, Crossplane's
+    fields directly under spec, next to claimRef."""
+    return generated(
+        "xnopresources",
+        "XNopResource",
+        category="composite",
+        scope="Cluster",
+        crossplane_fields={"claimRef": REF, "compositionRef": REF},
+        labels={**BINDABLE, **labels},
+    )
+
+
+def claim(**labels: str) -> Obj:
+    """The claim CRD of the same XRD: namespaced, named after its claim names."""
+    return generated(
+        "nopresources",
+        "NopResource",
+        category="claim",
+        scope="Namespaced",
+        crossplane_fields={"compositeDeletePolicy": {"type": "string"}, "resourceRef": REF},
+        labels={**BINDABLE, **labels},
+    )
+
+
+def modern_xr(**labels: str) -> Obj:
+    """The composite resource CRD of a v2 XRD with scope Cluster: no claim can exist."""
+    return generated(
+        "xclusternops",
+        "XClusterNop",
+        category="composite",
+        scope="Cluster",
+        crossplane_fields={"crossplane": {"type": "object", "properties": {"compositionRef": REF}}},
+        xrd="xclusternops.nop.example.org",
+        xrd_api_version="apiextensions.crossplane.io/v2",
+        labels={**BINDABLE, **labels},
+    )
+
+
+def offered_api(crd: Obj) -> OfferedAPI:
+    spec = crd["spec"]
+    return OfferedAPI(
+        name=crd["metadata"]["name"],
+        group=spec["group"],
+        kind=spec["names"]["kind"],
+        plural=spec["names"]["plural"],
+        scope=spec["scope"],
+        versions=["v1alpha1"],
+        storage_version="v1alpha1",
+    )
+
+
+def withheld_api(name: str, message: str) -> WithheldAPI:
+    return WithheldAPI(name=name, group="nop.example.org", message=message)
+
+
+def xrd_result(
+    offered: list[Obj], withheld: list[WithheldAPI], *, note: str = "", pulled: bool = True
+) -> PullResult:
+    n = len(offered)
+    message = f"{n} bindable CRD{'' if n == 1 else 's'} installed in the consumer"
+    if withheld:
+        names = ", ".join(w.name for w in withheld)
+        message += f"; not offered: {names} (status.withheldAPIs says why)"
+    message += note
+    synced = crds_synced(message)
+    if not pulled:
+        synced = crds_synced(
+            "pullBehavior is Manual: CRDs are not installed by the connector"
+            + message.partition(" installed in the consumer")[2],
+            reason="PullDisabled",
+        )
+    return PullResult(
+        apply=[ours(crd) for crd in offered] if pulled else [],
+        offered=[offered_api(crd) for crd in offered],
+        conflicts=[],
+        conditions=[ready(), synced],
+        withheld=withheld,
+    )
+
+
+XR_FOR_CLAIM = (
+    "xnopresources.nop.example.org is the composite resource of XRD "
+    "xnopresources.nop.example.org, which offers its claim nopresources.nop.example.org "
+    "instead (the default for an XRD with a claim); to offer both, label the XRD: "
+    "kubectl label xrd xnopresources.nop.example.org connect.upbound.io/offer=both --overwrite"
+)
+XR_WITHOUT_CLAIM = (
+    "xnopresources.nop.example.org is the composite resource of XRD "
+    "xnopresources.nop.example.org, a LegacyCluster XRD, which offers only its claim unless "
+    "labelled otherwise, and no claim of it is bindable; to offer the composite resource, "
+    "label the XRD: kubectl label xrd xnopresources.nop.example.org "
+    "connect.upbound.io/offer=composite --overwrite"
+)
+
+XRD_CASES = [
+    Case(
+        reason="An XRD with a claim offers the claim only: the cluster-scoped composite "
+        "resource is withheld, with why and how to offer it.",
+        req=req([legacy_xr(), claim()]),
+        want=xrd_result([claim()], [withheld_api(XRD, XR_FOR_CLAIM)]),
+    ),
+    Case(
+        reason="The composite resource of a LegacyCluster XRD is withheld even while its claim "
+        "CRD is not in sight (Crossplane may create or label it a moment later).",
+        req=req([legacy_xr(), claim(**{"connect.upbound.io/bindable": "false"})]),
+        want=xrd_result([], [withheld_api(XRD, XR_WITHOUT_CLAIM)]),
+    ),
+    Case(
+        reason="connect.upbound.io/offer=both on the XRD offers its claim and its composite "
+        "resource; the label is not copied to the consumer.",
+        req=req([legacy_xr(**{OFFER: "both"}), claim(**{OFFER: "both"})]),
+        want=xrd_result([claim(), legacy_xr()], []),
+    ),
+    Case(
+        reason="connect.upbound.io/offer=composite offers the composite resource and withholds "
+        "the claim.",
+        req=req([legacy_xr(**{OFFER: "composite"}), claim(**{OFFER: "composite"})]),
+        want=xrd_result(
+            [legacy_xr()],
+            [
+                withheld_api(
+                    "nopresources.nop.example.org",
+                    "nopresources.nop.example.org is the claim of XRD "
+                    "xnopresources.nop.example.org, which is labelled "
+                    "connect.upbound.io/offer=composite; to offer the claim too, label the XRD: "
+                    "kubectl label xrd xnopresources.nop.example.org connect.upbound.io/offer=both"
+                    " --overwrite",
+                )
+            ],
+        ),
+    ),
+    Case(
+        reason="A LegacyCluster XRD without a claim offers its composite resource when "
+        "labelled connect.upbound.io/offer=composite.",
+        req=req([legacy_xr(**{OFFER: "composite"})]),
+        want=xrd_result([legacy_xr()], []),
+    ),
+    Case(
+        reason="An XRD labelled connect.upbound.io/offer=claim withholds the composite resource.",
+        req=req([legacy_xr(**{OFFER: "claim"}), claim(**{OFFER: "claim"})]),
+        want=xrd_result(
+            [claim()],
+            [
+                withheld_api(
+                    XRD,
+                    "xnopresources.nop.example.org is the composite resource of XRD "
+                    "xnopresources.nop.example.org, which offers its claim "
+                    "nopresources.nop.example.org instead (labelled "
+                    "connect.upbound.io/offer=claim); to offer both, label the XRD: kubectl "
+                    "label xrd xnopresources.nop.example.org connect.upbound.io/offer=both "
+                    "--overwrite",
+                )
+            ],
+        ),
+    ),
+    Case(
+        reason="A v2 XRD (no claims) offers its composite resource, cluster-scoped or namespaced.",
+        req=req([modern_xr(), NOP]),
+        want=PullResult(
+            apply=[NOP_CONSUMER, ours(modern_xr())],
+            offered=[NOP_OFFERED, offered_api(modern_xr())],
+            conflicts=[],
+            conditions=[ready(), crds_synced("2 bindable CRDs installed in the consumer")],
+        ),
+    ),
+    Case(
+        reason="A v2 XRD labelled connect.upbound.io/offer=claim has no claim to offer: its "
+        "composite resource is withheld, and the message says how to offer it.",
+        req=req([modern_xr(**{OFFER: "claim"})]),
+        want=xrd_result(
+            [],
+            [
+                withheld_api(
+                    "xclusternops.nop.example.org",
+                    "xclusternops.nop.example.org is the composite resource of XRD "
+                    "xclusternops.nop.example.org, which is labelled "
+                    "connect.upbound.io/offer=claim, and no claim of it is bindable; to offer "
+                    "the composite resource, label the XRD: kubectl label xrd "
+                    "xclusternops.nop.example.org connect.upbound.io/offer=composite --overwrite",
+                )
+            ],
+        ),
+    ),
+    Case(
+        reason="An offer label that is not claim, composite or both is reported, and the "
+        "default applies.",
+        req=req([legacy_xr(**{OFFER: "Both"}), claim(**{OFFER: "Both"})]),
+        want=xrd_result(
+            [claim()],
+            [withheld_api(XRD, XR_FOR_CLAIM)],
+            note="; XRD xnopresources.nop.example.org is labelled connect.upbound.io/offer=Both, "
+            "which is not one of claim, composite, both: its default offer applies",
+        ),
+    ),
+    Case(
+        reason="Without an owner XRD a CRD is offered as it is: Crossplane's category alone, "
+        "or an offer label, does not withhold it.",
+        req=req(
+            [
+                {
+                    **legacy_xr(**{OFFER: "claim"}),
+                    "metadata": {
+                        "name": "xnopresources.nop.example.org",
+                        "labels": {**BINDABLE, OFFER: "claim"},
+                    },
+                }
+            ]
+        ),
+        want=xrd_result([legacy_xr()], []),
+    ),
+    Case(
+        reason="Without pullBehavior Pull the XRD's offer still decides what is offered.",
+        req=req([legacy_xr(), claim()], pull_behavior="Manual"),
+        want=xrd_result([claim()], [withheld_api(XRD, XR_FOR_CLAIM)], pulled=False),
+    ),
+    Case(
+        reason="A withheld CRD is never a conflict: a consumer CRD of its name is left alone.",
+        req=req([legacy_xr(), claim()], [as_stored(make_crd("xnopresources", "nop.example.org"))]),
+        want=xrd_result([claim()], [withheld_api(XRD, XR_FOR_CLAIM)]),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", XRD_CASES, ids=[c.reason for c in XRD_CASES])
+def test_pull_offers_what_the_xrd_offers(case: Case) -> None:
+    assert_same(case.want, pull(case.req), case.reason)
+
+
+@pytest.mark.parametrize(
+    ("crd", "want"),
+    [
+        (legacy_xr(), XRDPart(xrd=XRD, role="composite", legacy=True)),
+        (claim(), XRDPart(xrd=XRD, role="claim", legacy=True)),
+        (
+            modern_xr(),
+            XRDPart(xrd="xclusternops.nop.example.org", role="composite", legacy=False),
+        ),
+        (NOP, XRDPart(xrd="nopresources.nop.example.org", role="composite", legacy=False)),
+        (make_crd(), None),
+    ],
+    ids=["legacy XR", "claim", "v2 cluster XR", "v2 namespaced XR", "not generated"],
+)
+def test_xrd_part_tells_what_a_crd_is_to_its_xrd(crd: Obj, want: XRDPart | None) -> None:
+    assert xrd_part(crd) == want
+
+
+def test_xrd_part_without_categories_tells_the_xr_by_its_name() -> None:
+    xr, cl = legacy_xr(), claim()
+    for crd in (xr, cl):
+        del crd["spec"]["names"]["categories"]
+    assert xrd_part(xr) == XRDPart(xrd=XRD, role="composite", legacy=True)
+    assert xrd_part(cl) == XRDPart(xrd=XRD, role="claim", legacy=True)
+
+
+ALL_CASES = CASES + XRD_CASES
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.reason for c in ALL_CASES])
 def test_pull_applies_nothing_once_its_output_is_in_the_consumer(case: Case) -> None:
     first = pull(case.req)
     stored = {c["metadata"]["name"]: c for c in case.req.consumer_crds}

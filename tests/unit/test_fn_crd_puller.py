@@ -125,6 +125,7 @@ CASES = [
                     "resource": {
                         "status": {
                             "offeredAPIs": [],
+                            "withheldAPIs": [],
                             "conflicts": [],
                             "connectionConditions": [
                                 READY,
@@ -207,3 +208,34 @@ def test_pull_behavior_other_than_pull_composes_nothing_but_offers_the_apis() ->
     got = got_for(request(fn_input={**INPUT, "pullBehavior": "Manual"}, crds=[PROVIDER_CRD]))
     assert "resources" not in got["desired"]
     assert got["desired"]["composite"]["resource"]["status"]["offeredAPIs"] == [OFFERED]
+
+
+def test_an_xrd_with_a_claim_composes_the_claim_crd_only_and_reports_the_withheld_xr() -> None:
+    owner = {
+        "apiVersion": "apiextensions.crossplane.io/v1",
+        "kind": "CompositeResourceDefinition",
+        "name": "xnopresources.nop.example.org",
+        "uid": "1f0c3a8e-2b7d-4c0e-9a55-6d2e1f3b4c77",
+        "controller": True,
+    }
+    claim = copy.deepcopy(PROVIDER_CRD)
+    claim["metadata"]["ownerReferences"] = [owner]
+    claim["spec"]["names"]["categories"] = ["claim"]
+    xr = copy.deepcopy(PROVIDER_CRD)
+    xr["metadata"].update(name="xnopresources.nop.example.org", ownerReferences=[owner])
+    xr["spec"]["names"].update(
+        kind="XNopResource",
+        plural="xnopresources",
+        singular="xnopresource",
+        listKind="XNopResourceList",
+    )
+    xr["spec"].update(scope="Cluster")
+    xr["spec"]["names"]["categories"] = ["composite"]
+
+    got = got_for(request(crds=[xr, claim]))
+
+    assert list(got["desired"]["resources"]) == ["crd-nopresources.nop.example.org"]
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert [api["name"] for api in status["offeredAPIs"]] == ["nopresources.nop.example.org"]
+    assert [w["name"] for w in status["withheldAPIs"]] == ["xnopresources.nop.example.org"]
+    assert "connect.upbound.io/offer=both" in status["withheldAPIs"][0]["message"]

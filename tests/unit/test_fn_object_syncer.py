@@ -257,3 +257,38 @@ def test_run_function(case: Case) -> None:
     function = ObjectSyncerFunction(clock=lambda: NOW)
     got = json_format.MessageToDict(asyncio.run(function.RunFunction(case.req, None)))
     assert got == case.want, f"-want, +got:\n-{case.want}\n+{got}"
+
+
+def test_a_twin_being_deleted_is_not_composed_and_its_status_keeps_flowing() -> None:
+    deleted = {
+        **CONSUMER,
+        "metadata": {
+            **CONSUMER["metadata"],
+            "deletionTimestamp": NOW,
+            "finalizers": ["connect.upbound.io/finalizer"],
+        },
+    }
+    terminating = {
+        **TWIN_OBSERVED,
+        "metadata": {
+            **TWIN["metadata"],
+            "deletionTimestamp": NOW,
+            "finalizers": ["finalizer.apiextensions.crossplane.io"],
+        },
+    }
+    function = ObjectSyncerFunction(clock=lambda: NOW)
+    got = json_format.MessageToDict(
+        asyncio.run(function.RunFunction(request(consumer=deleted, twins=[terminating]), None))
+    )
+    assert "resources" not in got["desired"]
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert status["consumerStatus"]["conditions"] == [
+        {"type": "Ready", "status": "True", "reason": "Available"},
+        api_bound(
+            "True",
+            "Deleting",
+            "Waiting for the provider object default/my-resource to be deleted; its finalizers: "
+            "finalizer.apiextensions.crossplane.io",
+        ),
+    ]
+    assert status["sync"] == {"addFinalizer": False, "removeFinalizer": False, "deleteTwin": False}

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
-from functions.object_syncer import SyncRequest, SyncResult, desired_twin, sync
+from functions.object_syncer import (
+    SyncRequest,
+    SyncResult,
+    consumer_generation,
+    desired_twin,
+    sync,
+)
 
 from . import assert_same
 
@@ -42,6 +48,7 @@ def consumer(
     annotations: dict[str, str] | None = None,
     uid: str = UID,
     deleting: bool = False,
+    generation: int | None = 2,
 ) -> Obj:
     """A NopResource in the consumer, as its API server returns it."""
     obj: Obj = {
@@ -72,6 +79,10 @@ def consumer(
         obj["status"] = status
     if deleting:
         obj["metadata"]["deletionTimestamp"] = DELETED_AT
+    if generation is None:
+        del obj["metadata"]["generation"]
+    else:
+        obj["metadata"]["generation"] = generation
     return obj
 
 
@@ -101,6 +112,7 @@ TWIN = with_hash(
                 "team": "payments",
                 "connect.upbound.io/consumer-namespace": "default",
                 "connect.upbound.io/consumer-name": "my-resource",
+                "connect.upbound.io/consumer-generation": "2",
             },
         },
         "spec": {"coolField": "Synchronized resource", "compositeDeletePolicy": "Foreground"},
@@ -116,13 +128,15 @@ def as_provider_returns(twin: Obj, *, status: dict[str, Any] | None = None, **me
     """``twin`` after the provider stored and reconciled it: server fields, defaults, status."""
     out = copy.deepcopy(twin)
     out["metadata"].update(
-        uid="provider-uid",
-        resourceVersion="880",
-        generation=1,
-        creationTimestamp=NOW,
-        finalizers=["composite.apiextensions.crossplane.io"],
-        managedFields=[{"manager": "api-connector", "operation": "Apply"}],
-        **meta,
+        {
+            "uid": "provider-uid",
+            "resourceVersion": "880",
+            "generation": 1,
+            "creationTimestamp": NOW,
+            "finalizers": ["composite.apiextensions.crossplane.io"],
+            "managedFields": [{"manager": "api-connector", "operation": "Apply"}],
+            **meta,
+        }
     )
     if "spec" in out:  # Crossplane defaults and fills in a composite's spec
         out["spec"].setdefault("compositeDeletePolicy", "Background")
@@ -135,14 +149,16 @@ def as_provider_returns(twin: Obj, *, status: dict[str, Any] | None = None, **me
     return out
 
 
-def api_bound(status: str, reason: str, message: str, *, at: str = NOW) -> dict[str, Any]:
+def api_bound(
+    status: str, reason: str, message: str, *, at: str = NOW, generation: int = 2
+) -> dict[str, Any]:
     return {
         "type": "APIBound",
         "status": status,
         "reason": reason,
         "message": message,
         "lastTransitionTime": at,
-        "observedGeneration": 2,
+        "observedGeneration": generation,
     }
 
 
@@ -153,6 +169,10 @@ PROVIDER_STATUS = {
     "conditions": [SYNCED, PROVIDER_READY, BOUND],
     "coolerField": "from the provider",
 }
+WAITING = (
+    "Waiting for the provider object default/my-resource to be deleted; its finalizers: "
+    "composite.apiextensions.crossplane.io"
+)
 NOT_OURS = (
     "NopResource default/my-resource already exists in the provider and is not managed by any "
     "consumer cluster; it is left untouched"
@@ -359,6 +379,7 @@ CASES = [
                         "annotations": {
                             "connect.upbound.io/consumer-namespace": "default",
                             "connect.upbound.io/consumer-name": "my-resource",
+                            "connect.upbound.io/consumer-generation": "2",
                         },
                     },
                 }
@@ -417,12 +438,18 @@ CASES = [
         want=SyncResult(provider_delete=True),
     ),
     Case(
-        reason="A twin already being deleted is not deleted again; the finalizer stays.",
+        reason="A twin already being deleted is not deleted again; the finalizer stays, the "
+        "twin's status keeps flowing, and APIBound says the deletion waits for it.",
         req=req(
-            consumer(deleting=True),
+            consumer(deleting=True, status=PROVIDER_STATUS),
             as_provider_returns(TWIN, deletionTimestamp=DELETED_AT),
         ),
-        want=SyncResult(),
+        want=SyncResult(
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, api_bound("True", "Deleting", WAITING)],
+                "coolerField": "from the provider",
+            }
+        ),
     ),
     Case(
         reason="Once the twin is gone the finalizer is removed.",
@@ -447,6 +474,292 @@ def test_sync(case: Case) -> None:
     assert_same(case.want, sync(case.req), case.reason)
 
 
+# --- observedGeneration in the consumer object's terms, and status while deleting -------
+
+
+def seen(condition: dict[str, Any], generation: int) -> dict[str, Any]:
+    """``condition`` as computed for generation ``generation`` of its object."""
+    return {**condition, "observedGeneration": generation}
+
+
+DELETING_READY = {
+    "type": "Ready",
+    "status": "False",
+    "reason": "Deleting",
+    "message": "",
+    "lastTransitionTime": NOW,
+}
+XR_REF = {
+    "apiVersion": "nop.example.org/v1alpha1",
+    "kind": "XNopResource",
+    "name": "my-resource-x7k2p",
+}
+
+
+def claim_twin(**meta: Any) -> Obj:
+    """The twin after Crossplane's claim reconciler wrote its own spec fields (generation 3)."""
+    twin = as_provider_returns(TWIN, **{"generation": 3, **meta})
+    twin["spec"]["resourceRef"] = XR_REF
+    return twin
+
+
+def with_status(twin: Obj, status: dict[str, Any]) -> Obj:
+    out = copy.deepcopy(twin)
+    out["status"] = status
+    return out
+
+
+#: The twin as a connector that did not record the consumer generation wrote it.
+UNRECORDED = as_provider_returns(twin_of(consumer(generation=None)), generation=3)
+
+
+GENERATION_CASES = [
+    Case(
+        reason="Conditions about the twin as it is (observedGeneration = the twin's generation "
+        "3, moved on by Crossplane's own spec writes) carry the consumer's generation 2.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            with_status(claim_twin(), {"conditions": [seen(SYNCED, 3), seen(PROVIDER_READY, 3)]}),
+        ),
+        want=SyncResult(
+            consumer_status={"conditions": [seen(SYNCED, 2), seen(PROVIDER_READY, 2), BOUND]}
+        ),
+    ),
+    Case(
+        reason="A condition about an older twin spec (observedGeneration 2 < the twin's 3) "
+        "reads as out of date: one less than the consumer generation the twin reflects.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            with_status(claim_twin(), {"conditions": [seen(SYNCED, 3), seen(PROVIDER_READY, 2)]}),
+        ),
+        want=SyncResult(
+            consumer_status={"conditions": [seen(SYNCED, 2), seen(PROVIDER_READY, 1), BOUND]}
+        ),
+    ),
+    Case(
+        reason="While a spec change is on its way (consumer generation 3, the twin still "
+        "reflects 2), the twin's current conditions carry 2: out of date for generation 3.",
+        req=req(
+            consumer(spec=changed_spec(), generation=3, status=PROVIDER_STATUS),
+            with_status(claim_twin(), {"conditions": [seen(SYNCED, 3), seen(PROVIDER_READY, 3)]}),
+        ),
+        want=SyncResult(
+            provider_apply=twin_of(consumer(spec=changed_spec(), generation=3)),
+            consumer_status={
+                "conditions": [
+                    seen(SYNCED, 2),
+                    seen(PROVIDER_READY, 2),
+                    api_bound(
+                        "False", "Syncing", "Updating the object in the provider", generation=3
+                    ),
+                ]
+            },
+        ),
+    ),
+    Case(
+        reason="status.observedGeneration is rewritten by the same rule.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            with_status(claim_twin(), {"observedGeneration": 3, "conditions": [SYNCED]}),
+        ),
+        want=SyncResult(consumer_status={"observedGeneration": 2, "conditions": [SYNCED, BOUND]}),
+    ),
+    Case(
+        reason="A twin that does not record the consumer generation (written by an older "
+        "connector) is re-applied to record it; meanwhile its conditions read as out of date.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            with_status(UNRECORDED, {"conditions": [seen(PROVIDER_READY, 3)]}),
+        ),
+        want=SyncResult(
+            provider_apply=TWIN, consumer_status={"conditions": [seen(PROVIDER_READY, 1), SYNCING]}
+        ),
+    ),
+    Case(
+        reason="A twin left by an earlier consumer object of that name (another uid) says "
+        "nothing about this one: its conditions read as out of date while it is adopted.",
+        req=req(
+            consumer(uid="new-uid", generation=1, status=PROVIDER_STATUS),
+            with_status(claim_twin(), {"conditions": [seen(PROVIDER_READY, 3)]}),
+        ),
+        want=SyncResult(
+            provider_apply=twin_of(consumer(uid="new-uid", generation=1)),
+            consumer_status={
+                "conditions": [
+                    seen(PROVIDER_READY, 0),
+                    api_bound(
+                        "False", "Syncing", "Updating the object in the provider", generation=1
+                    ),
+                ]
+            },
+        ),
+    ),
+    Case(
+        reason="A consumer object without metadata.generation has no terms to put the "
+        "provider's numbers in: they are dropped, and APIBound carries none.",
+        req=req(
+            consumer(generation=None, status=PROVIDER_STATUS),
+            with_status(
+                UNRECORDED, {"observedGeneration": 3, "conditions": [seen(PROVIDER_READY, 3)]}
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={
+                "conditions": [
+                    PROVIDER_READY,
+                    {k: v for k, v in BOUND.items() if k != "observedGeneration"},
+                ]
+            },
+        ),
+    ),
+]
+
+DELETION_CASES = [
+    Case(
+        reason="A deleted consumer object deletes its twin; the status waits for the next pass "
+        "to say what the twin's deletion waits for.",
+        req=req(consumer(deleting=True, generation=3, status=PROVIDER_STATUS), claim_twin()),
+        want=SyncResult(provider_delete=True),
+    ),
+    Case(
+        reason="While a claim twin is deleted with compositeDeletePolicy Foreground, its status "
+        "keeps flowing in the consumer's terms (deletion moved both generations on), and "
+        "APIBound names its finalizers and the composite resource Crossplane deletes first.",
+        req=req(
+            consumer(deleting=True, generation=3, status=PROVIDER_STATUS),
+            with_status(
+                claim_twin(
+                    generation=4,
+                    deletionTimestamp=DELETED_AT,
+                    finalizers=["finalizer.apiextensions.crossplane.io"],
+                ),
+                {"conditions": [seen(SYNCED, 4), seen(DELETING_READY, 4)]},
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={
+                "conditions": [
+                    seen(SYNCED, 3),
+                    seen(DELETING_READY, 3),
+                    api_bound(
+                        "True",
+                        "Deleting",
+                        "Waiting for the provider object default/my-resource to be deleted; "
+                        "its finalizers: finalizer.apiextensions.crossplane.io; "
+                        "compositeDeletePolicy is Foreground: Crossplane deletes XNopResource "
+                        "my-resource-x7k2p and the resources it composed first",
+                        generation=3,
+                    ),
+                ]
+            }
+        ),
+    ),
+    Case(
+        reason="A condition the provider has not updated since the twin's deletion reads as "
+        "out of date; a twin with no finalizer left is simply awaited.",
+        req=req(
+            consumer(
+                deleting=True,
+                generation=3,
+                spec={"coolField": "x", "compositeDeletePolicy": "Background"},
+                status={"conditions": [api_bound("True", "Bound", "", at=EARLIER)]},
+            ),
+            with_status(
+                as_provider_returns(
+                    twin_of(
+                        consumer(spec={"coolField": "x", "compositeDeletePolicy": "Background"})
+                    ),
+                    generation=2,
+                    deletionTimestamp=DELETED_AT,
+                    finalizers=[],
+                ),
+                {"conditions": [seen(PROVIDER_READY, 1)]},
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={
+                "conditions": [
+                    seen(PROVIDER_READY, 2),
+                    api_bound(
+                        "True",
+                        "Deleting",
+                        "Waiting for the provider object default/my-resource to be deleted",
+                        at=EARLIER,
+                        generation=3,
+                    ),
+                ]
+            }
+        ),
+    ),
+    Case(
+        reason="Once the twin is gone the finalizer is released, with no status write for an "
+        "object about to disappear.",
+        req=req(consumer(deleting=True, generation=3, status=PROVIDER_STATUS)),
+        want=SyncResult(remove_finalizer=True),
+    ),
+]
+
+
+@dataclass
+class GenerationCase:
+    reason: str
+    observed: object  # the provider's observedGeneration
+    twin_generation: int
+    recorded: str | None  # the twin's consumer-generation annotation
+    consumer_generation: int | None
+    want: int | None
+    deleting: bool = False  # both objects being deleted
+    twin_uid: str = UID
+
+
+def generation_request(case: GenerationCase) -> tuple[Obj, Obj]:
+    obj = consumer(deleting=case.deleting, generation=case.consumer_generation)
+    twin = as_provider_returns(TWIN, generation=case.twin_generation)
+    twin["metadata"]["labels"]["connect.upbound.io/consumer-uid"] = case.twin_uid
+    annotations = twin["metadata"]["annotations"]
+    annotations.pop("connect.upbound.io/consumer-generation")
+    if case.recorded is not None:
+        annotations["connect.upbound.io/consumer-generation"] = case.recorded
+    if case.deleting:
+        twin["metadata"]["deletionTimestamp"] = DELETED_AT
+    return obj, twin
+
+
+GENERATION_RULE = [
+    GenerationCase("Current for the twin: the generation it reflects.", 3, 3, "2", 2, 2),
+    GenerationCase("Above the twin's generation: still the twin as it is.", 4, 3, "2", 2, 2),
+    GenerationCase("The twin behind the consumer: its generation, out of date.", 3, 3, "2", 5, 2),
+    GenerationCase("About an older twin spec: one less than reflected.", 2, 3, "2", 2, 1),
+    GenerationCase("About an older twin spec of a first generation: 0.", 1, 3, "1", 1, 0),
+    GenerationCase("Both deleted: the consumer's current generation.", 4, 4, "2", 3, 3, True),
+    GenerationCase("Both deleted, an older condition: out of date.", 3, 4, "2", 3, 2, True),
+    GenerationCase("No record on the twin: out of date.", 3, 3, None, 2, 1),
+    GenerationCase("A record that is not a number: out of date.", 3, 3, "two", 2, 1),
+    GenerationCase("A record in non-ASCII digits: out of date.", 3, 3, "²", 2, 1),
+    GenerationCase("A record ahead of the consumer: out of date.", 3, 3, "7", 2, 1),
+    GenerationCase("Another object's twin (uid): out of date.", 3, 3, "2", 2, 1, twin_uid="old"),
+    GenerationCase("A consumer without generation: none.", 3, 3, "2", None, None),
+    GenerationCase("A provider value that is not a number: none.", "3", 3, "2", 2, None),
+    GenerationCase("A provider value that is a boolean: none.", True, 3, "2", 2, None),
+]
+
+
+@pytest.mark.parametrize("case", GENERATION_RULE, ids=[c.reason for c in GENERATION_RULE])
+def test_consumer_generation(case: GenerationCase) -> None:
+    obj, twin = generation_request(case)
+    assert consumer_generation(case.observed, twin, obj) == case.want, case.reason
+
+
+@pytest.mark.parametrize("case", GENERATION_CASES, ids=[c.reason for c in GENERATION_CASES])
+def test_sync_reports_observed_generations_in_the_consumer_objects_terms(case: Case) -> None:
+    assert_same(case.want, sync(case.req), case.reason)
+
+
+@pytest.mark.parametrize("case", DELETION_CASES, ids=[c.reason for c in DELETION_CASES])
+def test_sync_keeps_status_flowing_while_the_twin_is_deleted(case: Case) -> None:
+    assert_same(case.want, sync(case.req), case.reason)
+
+
 def _carry_out(request: SyncRequest, result: SyncResult) -> SyncRequest:
     """What the orchestrator does with ``result``, as the next request would observe it."""
     obj = copy.deepcopy(request.consumer)
@@ -466,7 +779,10 @@ def _carry_out(request: SyncRequest, result: SyncResult) -> SyncRequest:
     return replace(request, consumer=obj, provider=twin, now="2026-11-23T12:00:05Z")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.reason for c in CASES])
+ALL_CASES = CASES + GENERATION_CASES + DELETION_CASES
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.reason for c in ALL_CASES])
 def test_sync_settles_within_three_rounds_and_then_writes_nothing(case: Case) -> None:
     request = case.req
     for _ in range(3):

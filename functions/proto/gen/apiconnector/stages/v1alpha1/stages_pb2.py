@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)apiconnector/stages/v1alpha1/stages.proto\x12\x1c\x61piconnector.stages.v1alpha1\"\xff\x01\n\tCondition\x12\x11\n\x04type\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06status\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06reason\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x07message\x18\x04 \x01(\tH\x03\x88\x01\x01\x12!\n\x14last_transition_time\x18\x05 \x01(\tH\x04\x88\x01\x01\x12 \n\x13observed_generation\x18\x06 \x01(\x03H\x05\x88\x01\x01\x42\x07\n\x05_typeB\t\n\x07_statusB\t\n\x07_reasonB\n\n\x08_messageB\x17\n\x15_last_transition_timeB\x16\n\x14_observed_generation\"0\n\rProviderError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb2\x02\n\x0bPullRequest\x12\x17\n\x0f\x63onnection_name\x18\x01 \x01(\t\x12\x15\n\rprovider_crds\x18\x02 \x03(\x0c\x12\x15\n\rconsumer_crds\x18\x03 \x03(\x0c\x12\x1a\n\rpull_behavior\x18\x04 \x01(\tH\x00\x88\x01\x01\x12H\n\x0eprovider_error\x18\x05 \x01(\x0b\x32+.apiconnector.stages.v1alpha1.ProviderErrorH\x01\x88\x01\x01\x12\x44\n\x13previous_conditions\x18\x06 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.Condition\x12\x0b\n\x03now\x18\x07 \x01(\tB\x10\n\x0e_pull_behaviorB\x11\n\x0f_provider_error\"\x81\x01\n\nOfferedAPI\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06plural\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x10\n\x08versions\x18\x06 \x03(\t\x12\x17\n\x0fstorage_version\x18\x07 \x01(\t\",\n\x0b\x43RDConflict\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd3\x01\n\x0cPullResponse\x12\r\n\x05\x61pply\x18\x01 \x03(\x0c\x12\x39\n\x07offered\x18\x02 \x03(\x0b\x32(.apiconnector.stages.v1alpha1.OfferedAPI\x12<\n\tconflicts\x18\x03 \x03(\x0b\x32).apiconnector.stages.v1alpha1.CRDConflict\x12;\n\nconditions\x18\x04 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.Condition\"n\n\rBoundResource\x12\x10\n\x08\x63rd_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06plural\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\"S\n\x0b\x42indRequest\x12\x0f\n\x07\x62inding\x18\x01 \x01(\x0c\x12\x17\n\nconnection\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x0b\n\x03now\x18\x03 \x01(\tB\r\n\x0b_connection\"\x1b\n\nNamespaces\x12\r\n\x05names\x18\x01 \x03(\t\"\x96\x02\n\x0c\x42indResponse\x12\x17\n\x0f\x63onnection_name\x18\x01 \x01(\t\x12>\n\tresources\x18\x02 \x03(\x0b\x32+.apiconnector.stages.v1alpha1.BoundResource\x12\x41\n\nnamespaces\x18\x03 \x01(\x0b\x32(.apiconnector.stages.v1alpha1.NamespacesH\x00\x88\x01\x01\x12\x1e\n\x16include_cluster_scoped\x18\x04 \x01(\x08\x12;\n\nconditions\x18\x05 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.ConditionB\r\n\x0b_namespaces\"f\n\rAccessRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12>\n\tresources\x18\x02 \x03(\x0b\x32+.apiconnector.stages.v1alpha1.BoundResource\"c\n\x0e\x41\x63\x63\x65ssResponse\x12\x0f\n\x07objects\x18\x01 \x03(\x0c\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x17\n\x0fservice_account\x18\x03 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x04 \x01(\t\"j\n\x0bSyncRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\x0c\x12\x15\n\x08provider\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x18\n\x10\x63onsumer_cluster\x18\x03 \x01(\t\x12\x0b\n\x03now\x18\x04 \x01(\tB\x0b\n\t_provider\"\xde\x01\n\x0cSyncResponse\x12\x1b\n\x0eprovider_apply\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12\x17\n\x0fprovider_delete\x18\x02 \x01(\x08\x12\x1c\n\x0f\x63onsumer_status\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\x15\n\radd_finalizer\x18\x04 \x01(\x08\x12\x18\n\x10remove_finalizer\x18\x05 \x01(\x08\x12\x15\n\x08\x63onflict\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x11\n\x0f_provider_applyB\x12\n\x10_consumer_statusB\x0b\n\t_conflict2j\n\tCRDPuller\x12]\n\x04Pull\x12).apiconnector.stages.v1alpha1.PullRequest\x1a*.apiconnector.stages.v1alpha1.PullResponse2\xd4\x01\n\x06\x42inder\x12]\n\x04\x42ind\x12).apiconnector.stages.v1alpha1.BindRequest\x1a*.apiconnector.stages.v1alpha1.BindResponse\x12k\n\x0eProviderAccess\x12+.apiconnector.stages.v1alpha1.AccessRequest\x1a,.apiconnector.stages.v1alpha1.AccessResponse2m\n\x0cObjectSyncer\x12]\n\x04Sync\x12).apiconnector.stages.v1alpha1.SyncRequest\x1a*.apiconnector.stages.v1alpha1.SyncResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)apiconnector/stages/v1alpha1/stages.proto\x12\x1c\x61piconnector.stages.v1alpha1\"\xff\x01\n\tCondition\x12\x11\n\x04type\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06status\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x06reason\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x07message\x18\x04 \x01(\tH\x03\x88\x01\x01\x12!\n\x14last_transition_time\x18\x05 \x01(\tH\x04\x88\x01\x01\x12 \n\x13observed_generation\x18\x06 \x01(\x03H\x05\x88\x01\x01\x42\x07\n\x05_typeB\t\n\x07_statusB\t\n\x07_reasonB\n\n\x08_messageB\x17\n\x15_last_transition_timeB\x16\n\x14_observed_generation\"0\n\rProviderError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb2\x02\n\x0bPullRequest\x12\x17\n\x0f\x63onnection_name\x18\x01 \x01(\t\x12\x15\n\rprovider_crds\x18\x02 \x03(\x0c\x12\x15\n\rconsumer_crds\x18\x03 \x03(\x0c\x12\x1a\n\rpull_behavior\x18\x04 \x01(\tH\x00\x88\x01\x01\x12H\n\x0eprovider_error\x18\x05 \x01(\x0b\x32+.apiconnector.stages.v1alpha1.ProviderErrorH\x01\x88\x01\x01\x12\x44\n\x13previous_conditions\x18\x06 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.Condition\x12\x0b\n\x03now\x18\x07 \x01(\tB\x10\n\x0e_pull_behaviorB\x11\n\x0f_provider_error\"\x81\x01\n\nOfferedAPI\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06plural\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x10\n\x08versions\x18\x06 \x03(\t\x12\x17\n\x0fstorage_version\x18\x07 \x01(\t\",\n\x0b\x43RDConflict\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\";\n\x0bWithheldAPI\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x90\x02\n\x0cPullResponse\x12\r\n\x05\x61pply\x18\x01 \x03(\x0c\x12\x39\n\x07offered\x18\x02 \x03(\x0b\x32(.apiconnector.stages.v1alpha1.OfferedAPI\x12<\n\tconflicts\x18\x03 \x03(\x0b\x32).apiconnector.stages.v1alpha1.CRDConflict\x12;\n\nconditions\x18\x04 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.Condition\x12;\n\x08withheld\x18\x05 \x03(\x0b\x32).apiconnector.stages.v1alpha1.WithheldAPI\"n\n\rBoundResource\x12\x10\n\x08\x63rd_name\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06plural\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\"S\n\x0b\x42indRequest\x12\x0f\n\x07\x62inding\x18\x01 \x01(\x0c\x12\x17\n\nconnection\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x0b\n\x03now\x18\x03 \x01(\tB\r\n\x0b_connection\"\x1b\n\nNamespaces\x12\r\n\x05names\x18\x01 \x03(\t\"\x96\x02\n\x0c\x42indResponse\x12\x17\n\x0f\x63onnection_name\x18\x01 \x01(\t\x12>\n\tresources\x18\x02 \x03(\x0b\x32+.apiconnector.stages.v1alpha1.BoundResource\x12\x41\n\nnamespaces\x18\x03 \x01(\x0b\x32(.apiconnector.stages.v1alpha1.NamespacesH\x00\x88\x01\x01\x12\x1e\n\x16include_cluster_scoped\x18\x04 \x01(\x08\x12;\n\nconditions\x18\x05 \x03(\x0b\x32\'.apiconnector.stages.v1alpha1.ConditionB\r\n\x0b_namespaces\"f\n\rAccessRequest\x12\x15\n\rconsumer_name\x18\x01 \x01(\t\x12>\n\tresources\x18\x02 \x03(\x0b\x32+.apiconnector.stages.v1alpha1.BoundResource\"c\n\x0e\x41\x63\x63\x65ssResponse\x12\x0f\n\x07objects\x18\x01 \x03(\x0c\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x17\n\x0fservice_account\x18\x03 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x04 \x01(\t\"j\n\x0bSyncRequest\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\x0c\x12\x15\n\x08provider\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12\x18\n\x10\x63onsumer_cluster\x18\x03 \x01(\t\x12\x0b\n\x03now\x18\x04 \x01(\tB\x0b\n\t_provider\"\xde\x01\n\x0cSyncResponse\x12\x1b\n\x0eprovider_apply\x18\x01 \x01(\x0cH\x00\x88\x01\x01\x12\x17\n\x0fprovider_delete\x18\x02 \x01(\x08\x12\x1c\n\x0f\x63onsumer_status\x18\x03 \x01(\x0cH\x01\x88\x01\x01\x12\x15\n\radd_finalizer\x18\x04 \x01(\x08\x12\x18\n\x10remove_finalizer\x18\x05 \x01(\x08\x12\x15\n\x08\x63onflict\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x11\n\x0f_provider_applyB\x12\n\x10_consumer_statusB\x0b\n\t_conflict2j\n\tCRDPuller\x12]\n\x04Pull\x12).apiconnector.stages.v1alpha1.PullRequest\x1a*.apiconnector.stages.v1alpha1.PullResponse2\xd4\x01\n\x06\x42inder\x12]\n\x04\x42ind\x12).apiconnector.stages.v1alpha1.BindRequest\x1a*.apiconnector.stages.v1alpha1.BindResponse\x12k\n\x0eProviderAccess\x12+.apiconnector.stages.v1alpha1.AccessRequest\x1a,.apiconnector.stages.v1alpha1.AccessResponse2m\n\x0cObjectSyncer\x12]\n\x04Sync\x12).apiconnector.stages.v1alpha1.SyncRequest\x1a*.apiconnector.stages.v1alpha1.SyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,28 +41,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OFFEREDAPI']._serialized_end=822
   _globals['_CRDCONFLICT']._serialized_start=824
   _globals['_CRDCONFLICT']._serialized_end=868
-  _globals['_PULLRESPONSE']._serialized_start=871
-  _globals['_PULLRESPONSE']._serialized_end=1082
-  _globals['_BOUNDRESOURCE']._serialized_start=1084
-  _globals['_BOUNDRESOURCE']._serialized_end=1194
-  _globals['_BINDREQUEST']._serialized_start=1196
-  _globals['_BINDREQUEST']._serialized_end=1279
-  _globals['_NAMESPACES']._serialized_start=1281
-  _globals['_NAMESPACES']._serialized_end=1308
-  _globals['_BINDRESPONSE']._serialized_start=1311
-  _globals['_BINDRESPONSE']._serialized_end=1589
-  _globals['_ACCESSREQUEST']._serialized_start=1591
-  _globals['_ACCESSREQUEST']._serialized_end=1693
-  _globals['_ACCESSRESPONSE']._serialized_start=1695
-  _globals['_ACCESSRESPONSE']._serialized_end=1794
-  _globals['_SYNCREQUEST']._serialized_start=1796
-  _globals['_SYNCREQUEST']._serialized_end=1902
-  _globals['_SYNCRESPONSE']._serialized_start=1905
-  _globals['_SYNCRESPONSE']._serialized_end=2127
-  _globals['_CRDPULLER']._serialized_start=2129
-  _globals['_CRDPULLER']._serialized_end=2235
-  _globals['_BINDER']._serialized_start=2238
-  _globals['_BINDER']._serialized_end=2450
-  _globals['_OBJECTSYNCER']._serialized_start=2452
-  _globals['_OBJECTSYNCER']._serialized_end=2561
+  _globals['_WITHHELDAPI']._serialized_start=870
+  _globals['_WITHHELDAPI']._serialized_end=929
+  _globals['_PULLRESPONSE']._serialized_start=932
+  _globals['_PULLRESPONSE']._serialized_end=1204
+  _globals['_BOUNDRESOURCE']._serialized_start=1206
+  _globals['_BOUNDRESOURCE']._serialized_end=1316
+  _globals['_BINDREQUEST']._serialized_start=1318
+  _globals['_BINDREQUEST']._serialized_end=1401
+  _globals['_NAMESPACES']._serialized_start=1403
+  _globals['_NAMESPACES']._serialized_end=1430
+  _globals['_BINDRESPONSE']._serialized_start=1433
+  _globals['_BINDRESPONSE']._serialized_end=1711
+  _globals['_ACCESSREQUEST']._serialized_start=1713
+  _globals['_ACCESSREQUEST']._serialized_end=1815
+  _globals['_ACCESSRESPONSE']._serialized_start=1817
+  _globals['_ACCESSRESPONSE']._serialized_end=1916
+  _globals['_SYNCREQUEST']._serialized_start=1918
+  _globals['_SYNCREQUEST']._serialized_end=2024
+  _globals['_SYNCRESPONSE']._serialized_start=2027
+  _globals['_SYNCRESPONSE']._serialized_end=2249
+  _globals['_CRDPULLER']._serialized_start=2251
+  _globals['_CRDPULLER']._serialized_end=2357
+  _globals['_BINDER']._serialized_start=2360
+  _globals['_BINDER']._serialized_end=2572
+  _globals['_OBJECTSYNCER']._serialized_start=2574
+  _globals['_OBJECTSYNCER']._serialized_end=2683
 # @@protoc_insertion_point(module_scope)

@@ -74,17 +74,29 @@ class CRDConflict(_message.Message):
     message: str
     def __init__(self, name: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class WithheldAPI(_message.Message):
+    __slots__ = ("name", "group", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    group: str
+    message: str
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class PullResponse(_message.Message):
-    __slots__ = ("apply", "offered", "conflicts", "conditions")
+    __slots__ = ("apply", "offered", "conflicts", "conditions", "withheld")
     APPLY_FIELD_NUMBER: _ClassVar[int]
     OFFERED_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     apply: _containers.RepeatedScalarFieldContainer[bytes]
     offered: _containers.RepeatedCompositeFieldContainer[OfferedAPI]
     conflicts: _containers.RepeatedCompositeFieldContainer[CRDConflict]
     conditions: _containers.RepeatedCompositeFieldContainer[Condition]
-    def __init__(self, apply: _Optional[_Iterable[bytes]] = ..., offered: _Optional[_Iterable[_Union[OfferedAPI, _Mapping]]] = ..., conflicts: _Optional[_Iterable[_Union[CRDConflict, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
+    withheld: _containers.RepeatedCompositeFieldContainer[WithheldAPI]
+    def __init__(self, apply: _Optional[_Iterable[bytes]] = ..., offered: _Optional[_Iterable[_Union[OfferedAPI, _Mapping]]] = ..., conflicts: _Optional[_Iterable[_Union[CRDConflict, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ..., withheld: _Optional[_Iterable[_Union[WithheldAPI, _Mapping]]] = ...) -> None: ...
 
 class BoundResource(_message.Message):
     __slots__ = ("crd_name", "group", "kind", "plural", "scope", "version")
