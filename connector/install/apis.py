@@ -40,7 +40,9 @@ def select_apis(offered: Sequence[OfferedAPI], wanted: Sequence[str]) -> list[Of
             names = ", ".join(f"{a.group}/{a.plural}" for a in offered) or "(none)"
             raise InstallError(
                 f"--bound-api {entry}: the provider does not offer it; offered: {names}. Label "
-                f"the provider's CRD with {BINDABLE_LABEL}=true, or drop the flag."
+                f"the provider's CRD with {BINDABLE_LABEL}=true (for a Crossplane API, label "
+                "its CompositeResourceDefinition: Crossplane copies the label to the CRDs it "
+                "generates and reverts labels set on them), or drop the flag."
             )
         chosen.extend(a for a in matched if a not in chosen)
     return chosen
