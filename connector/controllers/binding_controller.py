@@ -11,7 +11,6 @@ from connector.controllers.binding_reconcile import (
     AccessCache,
     AccessCheck,
     BindingDeps,
-    BindingKey,
     reconcile_binding,
 )
 from connector.controllers.claims import APIClaims
@@ -22,6 +21,7 @@ from connector.kube.resources import API_BINDINGS, CLUSTER_API_BINDINGS
 from connector.runtime.controller import Controller
 from connector.runtime.events import EventRecorder
 from connector.runtime.informer import Informer
+from connector.runtime.keys import BindingKey
 from connector.runtime.workqueue import Result
 from connector.stages import Stages
 from functions.common.api import FIELD_MANAGER

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from connector.controllers.claims import Refusal, Settlement, Want
+from connector.controllers.claims import Refusal, Settlement, SyncTarget, Want
+from connector.runtime.keys import BindingKey
 from connector.runtime.workqueue import Result
 from functions.binder.logic import REASON_BOUND, REASON_CONNECTION_NOT_READY, REASON_NOT_OFFERED
 from functions.binder.types import BindRequest, BindResult, BoundResource
@@ -167,28 +168,6 @@ class AccessCache:
                 del self._answers[key]
             self._answers[check] = (now, allowed)
         return allowed
-
-
-@dataclass(frozen=True, order=True)
-class BindingKey:
-    kind: str  # ClusterAPIBinding | APIBinding
-    namespace: str  # "" for a ClusterAPIBinding
-    name: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class SyncTarget:
-    """One binding's request to sync one resource of one connection."""
-
-    connection: str
-    resource: BoundResource
-    #: None: every namespace; otherwise only these.
-    namespaces: frozenset[str] | None
-    include_cluster_scoped: bool
 
 
 class Settle(Protocol):

@@ -32,13 +32,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from connector.runtime.keys import BindingKey
 from functions.binder.types import BoundResource
 from functions.common.objects import Obj
 
-if TYPE_CHECKING:
-    from connector.controllers.binding_reconcile import BindingKey, SyncTarget
+
+@dataclass(frozen=True, kw_only=True)
+class SyncTarget:
+    """One binding's request to sync one resource of one connection."""
+
+    connection: str
+    resource: BoundResource
+    #: None: every namespace; otherwise only these.
+    namespaces: frozenset[str] | None
+    include_cluster_scoped: bool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,8 +30,8 @@ from functools import cached_property
 import structlog
 
 from connector.controllers import ownership
-from connector.controllers.binding_reconcile import BindingKey, SyncTarget
-from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
+from connector.controllers.claims import SyncTarget
+from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.metrics import Metrics
@@ -45,6 +45,7 @@ from connector.runtime.controller import (
 from connector.runtime.events import EventRecorder
 from connector.runtime.fresh import FreshObjects
 from connector.runtime.informer import Informer
+from connector.runtime.keys import BindingKey, ObjectKey, key_of
 from connector.runtime.workqueue import Result
 from connector.stages import Stages
 from functions.binder.types import BoundResource
@@ -170,8 +171,7 @@ class ObjectSyncer:
     # --- events → keys -------------------------------------------------------------------
 
     def _on_consumer(self, event: str, obj: Obj) -> None:
-        meta = obj.get("metadata", {})
-        key = ObjectKey(str(meta.get("namespace") or ""), str(meta["name"]))
+        key = key_of(obj)
         self._fresh_consumers.observe(key, event, obj)
         self.controller.enqueue(key)
 
@@ -236,7 +236,7 @@ class ObjectSyncer:
 
     def _apply_twin(self, obj: Obj, current: Obj | None) -> Obj | None:
         meta = obj.get("metadata", {})
-        key = ObjectKey(str(meta.get("namespace") or ""), str(meta["name"]))
+        key = key_of(obj)
         try:
             if current is None:
                 created = self._create_twin(key, obj)
@@ -332,9 +332,7 @@ class ObjectSyncer:
         _follow_write(obj, written)
 
     def _remember_consumer(self, written: Obj) -> None:
-        meta = written.get("metadata") or {}
-        key = ObjectKey(str(meta.get("namespace") or ""), str(meta.get("name")))
-        self._fresh_consumers.record(key, without_managed_fields(written))
+        self._fresh_consumers.record(key_of(written), without_managed_fields(written))
 
     @cached_property
     def _deps(self) -> SyncDeps:

@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from connector.kube.errors import BadRequestError, ForbiddenError, InvalidError
+from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
 from functions.common.objects import Obj
@@ -43,15 +44,6 @@ log = structlog.get_logger(__name__)
 
 #: How soon a deleted consumer object whose twin is not gone yet is looked at again.
 TWIN_GONE_RECHECK = 2.0
-
-
-@dataclass(frozen=True, order=True)
-class ObjectKey:
-    namespace: str  # "" for a cluster-scoped object
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,23 +45,17 @@ from connector.kube.client import DEFAULT_WATCH_TIMEOUT_SECONDS, KubeClient, Wat
 from connector.kube.errors import GoneError, KubeError
 from connector.kube.metrics import Metrics
 from connector.kube.resources import Resource
+from connector.runtime.keys import ObjectKey, key_of
 
-__all__ = ["Backoff", "Handler", "Informer", "ObjectKey"]
+__all__ = ["Backoff", "Handler", "Informer"]
 
 log = structlog.get_logger(__name__)
 
 Object = dict[str, Any]
 Handler = Callable[[str, Object], None]
-ObjectKey = tuple[str, str]
 _Objects = builtins.list[Object]
 # A watch session shorter than this that brought nothing is suspicious (see Informer.step).
 _SHORT_WATCH = 0.1
-
-
-def key_of(obj: Object) -> ObjectKey:
-    """The cache key of an object: (namespace, name), with ``""`` for cluster-scoped."""
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def _rv(obj: Object) -> str:
@@ -206,7 +200,7 @@ class Informer:
     def get(self, namespace: str | None, name: str) -> Object | None:
         """A copy of the cached object, or ``None``; ``namespace`` is ignored when the
         resource is cluster-scoped."""
-        key = ((namespace or "") if self.res.namespaced else "", name)
+        key = ObjectKey((namespace or "") if self.res.namespaced else "", name)
         with self._lock:
             obj = self._cache.get(key)
         return copy.deepcopy(obj) if obj is not None else None

@@ -12,11 +12,10 @@ from connector.controllers.binding_reconcile import (
     AccessCache,
     AccessCheck,
     BindingDeps,
-    BindingKey,
-    SyncTarget,
     reconcile_binding,
 )
-from connector.controllers.claims import APIClaims, Want
+from connector.controllers.claims import APIClaims, SyncTarget, Want
+from connector.runtime.keys import BindingKey
 from connector.runtime.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import set_condition

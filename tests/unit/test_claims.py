@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from connector.controllers.binding_reconcile import BindingKey, SyncTarget
-from connector.controllers.claims import APIClaims, Claim, Want, blocker, stored_claims
+from connector.controllers.claims import (
+    APIClaims,
+    Claim,
+    SyncTarget,
+    Want,
+    blocker,
+    stored_claims,
+)
+from connector.runtime.keys import BindingKey
 from functions.binder.types import BoundResource
 
 NOP = BoundResource(

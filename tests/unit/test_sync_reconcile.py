@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.controllers.sync_reconcile import ObjectKey, SyncDeps, reconcile_object
+from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.errors import InvalidError
+from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.object_syncer.types import SyncRequest, SyncResult
 
