@@ -18,7 +18,8 @@ the keys already waiting, so under a burst (thousands of new objects at once) ev
 reaches the provider before the connector spends its consumer requests on status: spec
 first, status right after.
 
-A twin the provider rejects (HTTP 422, or an admission webhook's denial) becomes
+A twin the provider rejects (``connector.kube.errors.is_rejection``: validation, or the
+denial of an admission policy or webhook) becomes
 ``APIBound=False`` with reason ``ProviderRejected`` and the server's message, a Warning
 Event, and a rate-limited retry. A conflict (the twin belongs to another consumer or to
 nobody) is reported by the stage in the status; this module adds the Warning Event.
@@ -33,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from connector.kube.errors import BadRequestError, ForbiddenError, InvalidError
+from connector.kube.errors import is_rejection
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
@@ -69,16 +70,6 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
-
-
-def is_rejection(exc: Exception) -> bool:
-    """Whether the provider refused the twin itself (validation or admission)."""
-    if isinstance(exc, InvalidError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, ForbiddenError | BadRequestError) and (
-        "admission" in text or "denied the request" in text
-    )
 
 
 def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:

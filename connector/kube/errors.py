@@ -19,6 +19,9 @@ The tree::
     └── ConfigError             a kubeconfig or robot-token credential cannot be used
                                 (defined in ``connector.kube.config``)
 
+``is_rejection(error)`` tells a refusal of the object itself (validation, admission) from a
+refusal of the request or of the identity making it.
+
 Every error raised by the client is chained (``raise ... from e``) to the exception of the
 underlying library, so tracebacks keep the transport detail while callers only catch ours.
 Messages never contain credentials.
@@ -52,6 +55,7 @@ __all__ = [
     "error_from_response",
     "error_from_status",
     "error_from_transport",
+    "is_rejection",
 ]
 
 
@@ -149,6 +153,44 @@ class InvalidError(KubeError):
             message, status=status, reason=reason, retry_after=retry_after, details=details
         )
         self.causes: list[dict[str, Any]] = causes or []
+
+
+#: How the API server words a denial by an admission webhook (``webhook/errors.ToStatusErr``
+#: in k8s.io/apiserver). The webhook chooses the code (400 when it gives none) and the
+#: reason, so the message is the one mark such a denial always carries.
+_WEBHOOK_DENIAL = re.compile(r'admission webhook "[^"]*" denied the request')
+#: How it words a ValidatingAdmissionPolicy's denial, which it also lists as a cause.
+_POLICY_DENIAL = re.compile(r"ValidatingAdmissionPolicy '[^']*' (with binding '[^']*' )?denied")
+
+
+def is_rejection(error: BaseException) -> bool:
+    """Whether the server refused the object itself, for its content, rather than the
+    request or the identity making it: writing the same object again cannot succeed.
+
+    - 422 ``Invalid``: the schema or a validation rule of the API, or an admission policy or
+      webhook that answered so;
+    - 400 or 403 from an admission webhook (the message the server gives every webhook
+      denial);
+    - 403 from a ValidatingAdmissionPolicy whose reason is not ``Invalid``: the Status'
+      ``details.causes`` carry the policy's message. An RBAC denial is a 403 too, but
+      without causes, and a namespace being deleted names its own cause
+      (``NamespaceTerminating``): neither is a rejection.
+    """
+    if isinstance(error, InvalidError):
+        return True
+    if not isinstance(error, BadRequestError | ForbiddenError):
+        return False
+    if _WEBHOOK_DENIAL.match(error.message):
+        return True
+    causes = error.details.get("causes")
+    return (
+        isinstance(error, ForbiddenError)
+        and isinstance(causes, list)
+        and any(
+            isinstance(cause, Mapping) and _POLICY_DENIAL.match(str(cause.get("message") or ""))
+            for cause in causes
+        )
+    )
 
 
 class TooManyRequestsError(KubeError):

@@ -31,6 +31,7 @@ from connector.kube.errors import (
     TLSError,
     UnauthorizedError,
     UnreachableError,
+    is_rejection,
 )
 from connector.kube.metrics import Metrics
 from connector.kube.resources import (
@@ -39,6 +40,8 @@ from connector.kube.resources import (
     NAMESPACES,
     SECRETS,
     SERVICE_ACCOUNTS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
     Resource,
 )
 
@@ -401,6 +404,66 @@ def test_an_identity_without_rbac_is_forbidden(provider: Cluster, namespace: str
         assert raised.value.status == 403
         assert 'User "nobody" cannot list resource "secrets"' in raised.value.message
         assert nobody.self_subject_access_review("list", "", "secrets", namespace) is False
+        assert not is_rejection(raised.value), "the identity is refused, not an object"
+
+
+def test_an_admission_policy_that_forbids_an_object_is_a_rejection(
+    client: KubeClient, widgets: Resource, namespace: str
+) -> None:
+    # A policy may answer 403 Forbidden, like RBAC: the Status' causes tell them apart.
+    name = f"no-red-{namespace}"
+    client.apply(
+        VALIDATING_ADMISSION_POLICIES,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [widgets.group],
+                            "apiVersions": ["*"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": [widgets.plural],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.color != 'red'",
+                        "message": "red widgets are not allowed",
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+        "test",
+    )
+    client.apply(
+        VALIDATING_ADMISSION_POLICY_BINDINGS,
+        {
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+        "test",
+    )
+    try:
+
+        def denied() -> ForbiddenError | None:
+            try:
+                client.create(widgets, widget("red", namespace, color="red"))
+            except ForbiddenError as exc:
+                return exc
+            client.delete(widgets, "red", namespace)
+            return None
+
+        error = eventually(denied)
+        assert error.status == 403 and error.reason == "Forbidden"
+        assert "red widgets are not allowed" in error.message
+        assert is_rejection(error)
+    finally:
+        client.delete(VALIDATING_ADMISSION_POLICY_BINDINGS, name)
+        client.delete(VALIDATING_ADMISSION_POLICIES, name)
 
 
 def test_the_admin_is_allowed_by_an_access_review(client: KubeClient, namespace: str) -> None:
