@@ -16,13 +16,16 @@ conditional on the resourceVersion.
 
 The provider cache keeps, for twins that need this, a summary of the entries (manager,
 operation, subresource; no field sets), and nothing for the others: the full entries would
-double the memory of every cached twin.
+double the memory of every cached twin. :func:`hand_over` does the whole hand-over, with
+the three requests it may need passed in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from connector.kube.errors import ConflictError, InvalidError, KubeError
 from functions.common.objects import Obj
 
 #: The key in a cached twin's metadata holding the summary (not a Kubernetes field; the
@@ -100,6 +103,40 @@ def merged_entries(obj: Obj, manager: str) -> list[dict[str, Any]] | None:
             continue
         merged.append(entry)
     return merged
+
+
+def hand_over(
+    twin: Obj,
+    manager: str,
+    *,
+    json_patch: Callable[[list[dict[str, Any]]], object],
+    read_live: Callable[[], Obj],
+    merge_patch: Callable[[dict[str, Any]], object],
+) -> None:
+    """Turn ``manager``'s Update entry of ``twin`` into its Apply entry on the server.
+
+    ``twin`` is the twin as last seen (a summary does). The guarded JSON patch computed
+    from it comes first; if there is none (an Apply entry exists too) or the server refuses
+    it (a ``test`` failed: the summary was stale), the entries are merged from the live
+    object and written back with a merge patch conditional on its resourceVersion.
+    """
+    patch = upgrade_patch(twin, manager)
+    if patch is not None:
+        try:
+            json_patch(patch)
+            return
+        except (ConflictError, InvalidError):
+            pass  # a stale summary: do it from the live object
+    live = read_live()
+    entries = merged_entries(live, manager)
+    if entries is None:
+        return
+    rv = live["metadata"]["resourceVersion"]
+    try:
+        merge_patch({"metadata": {"resourceVersion": rv, "managedFields": entries}})
+    except InvalidError as exc:
+        # Not the twin's content at fault: never report it as a rejected object.
+        raise KubeError(f"Handing field ownership to server-side apply failed: {exc}") from exc
 
 
 def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,9 @@ An ``ObjectSyncer`` watches the consumer objects of its resource (one informer p
 namespace for APIBindings, one cluster-wide otherwise) and their provider twins. The
 provider informer selects only this consumer's twins
 (``connect.upbound.io/managed=true,connect.upbound.io/consumer-cluster=<id>``): it scales with
-this consumer's objects. A twin missing from that cache is created with a plain create
-(POST), which fails with AlreadyExists rather than overwrite an object of the same name that
-belongs to another consumer or to nobody: that object is then read, and the next pass
-reports it as a Conflict (or, if it is ours after all, updates it). One request per new
-object, and no window between a check and the write. Field ownership of created twins is
-handed to server-side apply before their first update (``ownership``).
+this consumer's objects. How a twin is written (create or apply, AlreadyExists, the
+hand-over of field ownership) is decided by ``sync_reconcile``; this module makes the
+requests.
 
 Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
 have caught up, so a reconcile right after a write acts on the object as written.
@@ -23,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -33,7 +30,7 @@ from connector.controllers import ownership
 from connector.controllers.claims import SyncTarget
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
-from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
+from connector.kube.errors import ConflictError, NotFoundError
 from connector.kube.metrics import Metrics
 from connector.kube.resources import NAMESPACES, Resource
 from connector.runtime.controller import (
@@ -234,67 +231,45 @@ class ObjectSyncer:
                 pass  # created meanwhile by someone else: what we wanted
         self._known_namespaces.add(namespace)
 
-    def _apply_twin(self, obj: Obj, current: Obj | None) -> Obj | None:
-        meta = obj.get("metadata", {})
-        key = key_of(obj)
+    @contextlib.contextmanager
+    def _writing_in(self, twin: Obj) -> Iterator[None]:
         try:
-            if current is None:
-                created = self._create_twin(key, obj)
-                if created is None:
-                    return None
-                written = created
-            else:
-                if ownership.needs_upgrade(current, FIELD_MANAGER):
-                    self._upgrade_ownership(key, current)
-                written = self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
+            yield
         except NotFoundError:
             # The namespace went away since we saw it; create it on the next attempt.
-            self._known_namespaces.discard(str(meta.get("namespace")))
+            self._known_namespaces.discard(str(twin.get("metadata", {}).get("namespace")))
             raise
-        written = _twin_transform(written)
-        self._fresh_twins.record(key, written)
-        return written
 
-    def _create_twin(self, key: ObjectKey, obj: Obj) -> Obj | None:
-        """Create the twin; ``None`` if an object of that name exists (read for the next
-        pass, which tells whether it is ours or a Conflict)."""
-        try:
-            return self._provider.create(self._res, obj, field_manager=FIELD_MANAGER)
-        except ConflictError as exc:
-            if exc.reason != "AlreadyExists":
-                raise
-        # NotFound here (deleted again meanwhile) fails the reconcile: it is retried.
-        existing = self._provider.get(self._res, key.name, namespace=key.namespace or None)
-        self._fresh_twins.record(key, _twin_transform(existing))
-        self._log.debug("The twin to create exists already; looking at it.", object=str(key))
-        return None
+    def _create_twin(self, obj: Obj) -> Obj:
+        with self._writing_in(obj):
+            written = self._provider.create(self._res, obj, field_manager=FIELD_MANAGER)
+        return self._remember_twin(written)
 
-    def _upgrade_ownership(self, key: ObjectKey, current: Obj) -> None:
-        """Hand the fields our create set over to our apply (``ownership``), so that the
-        apply that follows removes what the consumer dropped."""
+    def _apply_twin(self, obj: Obj) -> Obj:
+        with self._writing_in(obj):
+            written = self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
+        return self._remember_twin(written)
+
+    def _read_twin(self, key: ObjectKey) -> Obj:
+        live = self._provider.get(self._res, key.name, namespace=key.namespace or None)
+        return self._remember_twin(live)
+
+    def _remember_twin(self, obj: Obj) -> Obj:
+        twin = _twin_transform(obj)
+        self._fresh_twins.record(key_of(twin), twin)
+        return twin
+
+    def _hand_over_ownership(self, key: ObjectKey, twin: Obj) -> None:
         name, namespace = key.name, key.namespace or None
-        patch = ownership.upgrade_patch(current, FIELD_MANAGER)
-        if patch is not None:
-            try:
-                self._provider.patch(self._res, name, namespace, patch, "json")
-                return
-            except (ConflictError, InvalidError):
-                pass  # a stale summary (a test failed): do it from the live object
-        live = self._provider.get(self._res, name, namespace=namespace)
-        entries = ownership.merged_entries(live, FIELD_MANAGER)
-        if entries is None:
-            return
-        rv = live["metadata"]["resourceVersion"]
-        try:
-            self._provider.patch(
-                self._res,
-                name,
-                namespace,
-                {"metadata": {"resourceVersion": rv, "managedFields": entries}},
-            )
-        except InvalidError as exc:
-            # Not the twin's content at fault: never report it as a rejected object.
-            raise KubeError(f"Handing field ownership to server-side apply failed: {exc}") from exc
+        ownership.hand_over(
+            twin,
+            FIELD_MANAGER,
+            json_patch=lambda patch: self._provider.patch(
+                self._res, name, namespace, patch, "json"
+            ),
+            read_live=lambda: self._provider.get(self._res, name, namespace=namespace),
+            merge_patch=lambda patch: self._provider.patch(self._res, name, namespace, patch),
+        )
 
     def _delete_twin(self, key: ObjectKey) -> None:
         self._fresh_twins.forget(key)
@@ -344,6 +319,9 @@ class ObjectSyncer:
             sync=self._stages.sync,
             add_finalizer=self._add_finalizer,
             ensure_provider_namespace=self._ensure_namespace,
+            create_twin=self._create_twin,
+            read_twin=self._read_twin,
+            hand_over_ownership=self._hand_over_ownership,
             apply_twin=self._apply_twin,
             delete_twin=self._delete_twin,
             write_consumer_status=self._write_status,

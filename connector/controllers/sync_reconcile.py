@@ -4,8 +4,8 @@ The stage decides; this module applies its effects in a fixed order, each only w
 
 1. add the finalizer to the consumer object (so that its deletion waits for the twin);
 2. make sure the twin's namespace exists in the provider;
-3. write the twin (create it, or server-side apply it) — and stop there: the consumer's
-   status is written by the next pass, which the reconcile asks for at once;
+3. write the twin (:func:`write_twin`) — and stop there: the consumer's status is written
+   by the next pass, which the reconcile asks for at once;
 4. delete the twin;
 5. write the consumer's status subresource;
 6. remove the finalizer (the consumer object may then disappear).
@@ -18,11 +18,19 @@ the keys already waiting, so under a burst (thousands of new objects at once) ev
 reaches the provider before the connector spends its consumer requests on status: spec
 first, status right after.
 
+How a twin is written (:func:`write_twin`): a twin missing from the cache is created with
+one POST, which fails with AlreadyExists rather than overwrite an object of the same name
+that belongs to another consumer or to nobody: that object is then read, and the next pass
+reports it as a Conflict (or, if it is ours after all, updates it). One request per new
+object, and no window between a check and the write. Every later write is a server-side
+apply; before the first one, the fields the create set are handed over to it
+(``ownership``), so that an apply removes what the consumer dropped.
+
 A twin the provider rejects (``connector.kube.errors.is_rejection``: validation, or the
-denial of an admission policy or webhook) becomes
-``APIBound=False`` with reason ``ProviderRejected`` and the server's message, a Warning
-Event, and a rate-limited retry. A conflict (the twin belongs to another consumer or to
-nobody) is reported by the stage in the status; this module adds the Warning Event.
+denial of an admission policy or webhook) becomes ``APIBound=False`` with reason
+``ProviderRejected`` and the server's message, a Warning Event, and a rate-limited retry.
+A conflict (the twin belongs to another consumer or to nobody) is reported by the stage in
+the status; this module adds the Warning Event.
 """
 
 from __future__ import annotations
@@ -34,10 +42,12 @@ from typing import Any
 
 import structlog
 
-from connector.kube.errors import is_rejection
+from connector.controllers import ownership
+from connector.kube.errors import ConflictError, is_rejection
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
+from functions.common.api import FIELD_MANAGER
 from functions.common.objects import Obj
 from functions.object_syncer.types import SyncRequest, SyncResult
 
@@ -57,11 +67,16 @@ class SyncDeps:
     sync: Callable[[SyncRequest], SyncResult]
     add_finalizer: Callable[[Obj], None]
     ensure_provider_namespace: Callable[[str], None]
-    #: Writes the wanted twin given the current one: creates it if there is none (a create
-    #: never overwrites an object of that name the cache did not show: it fails, and the
-    #: object is read for the next pass), else applies it.
-    #: Returns the twin as written, or None if a create found an object there already.
-    apply_twin: Callable[[Obj, Obj | None], Obj | None]
+    #: Creates the twin with one POST; returns it as written. Raises ConflictError
+    #: (AlreadyExists) if an object of that name exists: a create never overwrites.
+    create_twin: Callable[[Obj], Obj]
+    #: Reads the twin live, remembering it for the next pass; raises NotFoundError if gone.
+    read_twin: Callable[[ObjectKey], Obj]
+    #: Hands the twin's fields that our create set over to our server-side apply
+    #: (``ownership.hand_over``), given the twin as last seen.
+    hand_over_ownership: Callable[[ObjectKey, Obj], None]
+    #: Server-side applies the twin; returns it as written.
+    apply_twin: Callable[[Obj], Obj]
     delete_twin: Callable[[ObjectKey], None]
     write_consumer_status: Callable[[Obj, Obj], None]
     remove_finalizer: Callable[[Obj], None]
@@ -70,6 +85,24 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+
+
+def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
+    """Create or apply the twin (module doc); the twin as written, or None if a create
+    found an object of that name, which is then read for the next pass."""
+    if twin is None:
+        try:
+            return deps.create_twin(wanted)
+        except ConflictError as exc:
+            if exc.reason != "AlreadyExists":
+                raise
+        # NotFound here (deleted again meanwhile) fails the reconcile: it is retried.
+        deps.read_twin(key)
+        log.debug("The twin to create exists already; looking at it.", object=str(key))
+        return None
+    if ownership.needs_upgrade(twin, FIELD_MANAGER):
+        deps.hand_over_ownership(key, twin)
+    return deps.apply_twin(wanted)
 
 
 def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
@@ -97,7 +130,7 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         try:
             if namespace:
                 deps.ensure_provider_namespace(str(namespace))
-            written = deps.apply_twin(result.provider_apply, twin)
+            written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
             if not is_rejection(exc):
                 raise

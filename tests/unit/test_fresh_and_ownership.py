@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from connector.controllers import ownership
+from connector.kube.errors import InvalidError, KubeError, is_rejection
 from connector.runtime.fresh import FreshObjects
 
 
@@ -157,6 +160,70 @@ def test_with_an_apply_entry_too_the_field_sets_are_merged() -> None:
         "f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}},
     }
     assert ownership.merged_entries(twin(entry(MANAGER, "Apply", {})), MANAGER) is None
+
+
+@dataclass
+class Provider:
+    """The three requests of a hand-over, recorded; ``refuse`` makes one fail."""
+
+    live: dict[str, Any]
+    refuse: dict[str, Exception] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def request(self, name: str, body: Any = None) -> Any:
+        self.calls.append((name, body))
+        if name in self.refuse:
+            raise self.refuse[name]
+        return self.live
+
+    def hand_over(self, cached: dict[str, Any]) -> None:
+        ownership.hand_over(
+            cached,
+            MANAGER,
+            json_patch=lambda patch: self.request("json", patch),
+            read_live=lambda: self.request("read"),
+            merge_patch=lambda patch: self.request("merge", patch),
+        )
+
+
+def created_twin(*entries: dict[str, Any]) -> dict[str, Any]:
+    live = twin(*entries)
+    live["metadata"]["resourceVersion"] = "7"
+    return live
+
+
+def cached(live: dict[str, Any]) -> dict[str, Any]:
+    return ownership.summarize(copy.deepcopy(live), MANAGER)
+
+
+def test_a_hand_over_is_one_guarded_json_patch_from_the_cached_summary() -> None:
+    live = created_twin(entry(MANAGER, "Update", {"f:spec": {}}))
+    provider = Provider(live)
+    provider.hand_over(cached(live))
+    assert [name for name, _ in provider.calls] == ["json"]
+
+
+def test_a_stale_summary_hands_over_from_the_live_object_conditionally() -> None:
+    live = created_twin(entry("other", "Update", {}), entry(MANAGER, "Update", {"f:spec": {}}))
+    stale = ownership.summarize(created_twin(entry(MANAGER, "Update", {})), MANAGER)
+    provider = Provider(live, refuse={"json": InvalidError("the test operation failed")})
+    provider.hand_over(stale)
+    assert [name for name, _ in provider.calls] == ["json", "read", "merge"]
+    merge = provider.calls[-1][1]
+    assert merge["metadata"]["resourceVersion"] == "7", "no other write in between"
+    assert [(e["manager"], e["operation"]) for e in merge["metadata"]["managedFields"]] == [
+        ("other", "Update"),
+        (MANAGER, "Apply"),
+    ]
+
+
+def test_a_hand_over_the_server_refuses_is_no_rejected_object() -> None:
+    live = created_twin(entry(MANAGER, "Apply", {}), entry(MANAGER, "Update", {"f:spec": {}}))
+    provider = Provider(live, refuse={"merge": InvalidError("managedFields: Invalid value")})
+    with pytest.raises(KubeError, match="Handing field ownership") as raised:
+        provider.hand_over(cached(live))
+    assert not is_rejection(raised.value)
+    assert [name for name, _ in provider.calls] == ["read", "merge"], "merged: no JSON patch"
 
 
 def test_cached_objects_share_their_keys_and_short_strings() -> None:

@@ -1,14 +1,18 @@
-"""reconcile_object with plain callables: the stage's effects, in order, and failures."""
+"""reconcile_object with plain callables: the stage's effects, in order, failures, and how a
+twin is written (create, AlreadyExists, the hand-over to server-side apply)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
-from connector.kube.errors import InvalidError
+import pytest
+
+from connector.controllers.sync_reconcile import SyncDeps, reconcile_object, write_twin
+from connector.kube.errors import ConflictError, ForbiddenError, InvalidError
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
+from functions.common.api import FIELD_MANAGER
 from functions.object_syncer.types import SyncRequest, SyncResult
 
 NOW = "2026-01-01T00:00:00Z"
@@ -22,30 +26,51 @@ CONSUMER: dict[str, Any] = {
 TWIN: dict[str, Any] = {**CONSUMER, "metadata": {"name": "my-resource", "namespace": "default"}}
 
 
+#: What a write returns: the twin as written.
+WRITTEN: dict[str, Any] = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
+ALREADY_EXISTS = ConflictError('nopresources "my-resource" already exists', reason="AlreadyExists")
+
+
+def managed_by(*entries: tuple[str, str]) -> dict[str, Any]:
+    """The twin as cached, with a summary of its managedFields (``ownership``)."""
+    summary = [{"manager": manager, "operation": op} for manager, op in entries]
+    return {
+        **TWIN,
+        "metadata": {**TWIN["metadata"], "resourceVersion": "1", "managedFields": summary},
+    }
+
+
 @dataclass
 class World:
-    result: SyncResult
+    result: SyncResult = field(default_factory=SyncResult)
     consumer: dict[str, Any] | None = field(default_factory=lambda: dict(CONSUMER))
     twin: dict[str, Any] | None = None
+    create_error: Exception | None = None
     apply_error: Exception | None = None
     calls: list[str] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     requests: list[SyncRequest] = field(default_factory=list)
+    written: dict[str, Any] = field(default_factory=lambda: dict(WRITTEN))
 
     def sync(self, req: SyncRequest) -> SyncResult:
         self.requests.append(req)
         return self.result
 
-    #: What the write returns: the twin as written (None: a create found one there).
-    written: dict[str, Any] | None = field(
-        default_factory=lambda: {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
-    )
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("create")
+        if self.create_error is not None:
+            raise self.create_error
+        return self.written
 
-    def apply(self, obj: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any] | None:
-        self.calls.append("apply" if current is not None else "create")
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("apply")
         if self.apply_error is not None:
             raise self.apply_error
+        return self.written
+
+    def read(self, key: ObjectKey) -> dict[str, Any]:
+        self.calls.append("read")
         return self.written
 
     def deps(self) -> SyncDeps:
@@ -56,6 +81,9 @@ class World:
             sync=self.sync,
             add_finalizer=lambda obj: self.calls.append("add_finalizer"),
             ensure_provider_namespace=lambda ns: self.calls.append(f"namespace {ns}"),
+            create_twin=self.create,
+            read_twin=self.read,
+            hand_over_ownership=lambda key, twin: self.calls.append("hand over"),
             apply_twin=self.apply,
             delete_twin=lambda key: self.calls.append("delete"),
             write_consumer_status=lambda obj, st: (
@@ -66,6 +94,65 @@ class World:
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
             now=lambda: NOW,
         )
+
+
+@dataclass(frozen=True)
+class WriteCase:
+    reason: str
+    twin: dict[str, Any] | None
+    want_calls: list[str]
+    #: The twin as written, or None: a create found one there.
+    want: dict[str, Any] | None = None
+    create_error: Exception | None = None
+    want_raised: type[Exception] | None = None
+
+
+WRITE_CASES = [
+    WriteCase("a twin missing from the cache is created with one POST", None, ["create"], WRITTEN),
+    WriteCase(
+        "an object of that name exists: it is read for the next pass, never overwritten",
+        None,
+        ["create", "read"],
+        None,
+        create_error=ALREADY_EXISTS,
+    ),
+    WriteCase(
+        "a create refused for another reason fails the pass",
+        None,
+        ["create"],
+        create_error=ForbiddenError("forbidden", status=403, reason="Forbidden"),
+        want_raised=ForbiddenError,
+    ),
+    WriteCase(
+        "a twin our create made is handed over to server-side apply before the first apply",
+        managed_by(("kubectl", "Update"), (FIELD_MANAGER, "Update")),
+        ["hand over", "apply"],
+        WRITTEN,
+    ),
+    WriteCase(
+        "a twin we applied before is applied",
+        managed_by(),
+        ["apply"],
+        WRITTEN,
+    ),
+    WriteCase(
+        "fields someone else wrote are not ours to hand over",
+        managed_by(("kubectl", "Update")),
+        ["apply"],
+        WRITTEN,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", WRITE_CASES, ids=[c.reason for c in WRITE_CASES])
+def test_how_a_twin_is_written(case: WriteCase) -> None:
+    world = World(twin=case.twin, create_error=case.create_error)
+    if case.want_raised is not None:
+        with pytest.raises(case.want_raised):
+            write_twin(KEY, TWIN, case.twin, world.deps())
+    else:
+        assert write_twin(KEY, TWIN, case.twin, world.deps()) == case.want
+    assert world.calls == case.want_calls, f"-want {case.want_calls}, +got {world.calls}"
 
 
 def test_a_new_object_gets_its_finalizer_then_its_namespace_then_its_twin() -> None:
@@ -80,9 +167,10 @@ def test_a_new_object_gets_its_finalizer_then_its_namespace_then_its_twin() -> N
 
 def test_a_twin_found_by_the_create_is_looked_at_by_the_next_pass() -> None:
     world = World(SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}))
-    world.written = None
+    world.create_error = ALREADY_EXISTS
     assert reconcile_object(KEY, world.deps()) == Result(requeue_after=0.0)
-    assert world.calls == ["namespace default", "create"]
+    assert world.calls == ["namespace default", "create", "read"]
+    assert world.statuses == [], "the next pass tells whether it is ours or a conflict"
 
 
 def test_an_existing_twin_is_applied_and_the_status_left_to_the_next_pass() -> None:
@@ -96,9 +184,8 @@ def test_an_existing_twin_is_applied_and_the_status_left_to_the_next_pass() -> N
 
 def test_a_write_that_changes_nothing_reports_the_status_instead_of_looping() -> None:
     # A provider webhook that keeps rewriting a field: applying again would change nothing.
-    current = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
     world = World(SyncResult(provider_apply=TWIN, consumer_status={"conditions": [{"x": 1}]}))
-    world.twin = current
+    world.twin = dict(WRITTEN)
     assert reconcile_object(KEY, world.deps()) == Result()
     assert world.calls == ["namespace default", "apply", "status"]
 
@@ -125,7 +212,7 @@ def test_a_status_equal_to_the_current_one_is_not_written() -> None:
 def test_a_rejected_twin_is_reported_as_provider_rejected_and_retried() -> None:
     world = World(
         SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}),
-        apply_error=InvalidError("spec.coolField: Invalid value"),
+        create_error=InvalidError("spec.coolField: Invalid value"),
     )
     assert reconcile_object(KEY, world.deps()) == Result(requeue=True)
     cond = world.statuses[-1]["conditions"][-1]
