@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from connector.runtime.keys import BindingKey
-from functions.binder.types import BoundResource
+from functions.binder import BoundResource
 from functions.common.objects import Obj
 
 
@@ -165,18 +165,14 @@ def stored_claims(key: BindingKey, binding: Obj) -> dict[str, tuple[Claim, Bound
 
 
 def _resource_from_status(entry: Any) -> BoundResource | None:
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+    """A ``status.boundResources`` entry, read by the binder's own conversion; None if it
+    is not one."""
+    if not isinstance(entry, Mapping):
         return None
-    name = entry["name"]
-    plural, _, group = name.partition(".")
-    return BoundResource(
-        crd_name=name,
-        group=str(entry.get("group") or group),
-        kind=str(entry.get("kind") or ""),
-        plural=str(entry.get("plural") or plural),
-        scope=str(entry.get("scope") or "Namespaced"),
-        version=str(entry.get("version") or ""),
-    )
+    try:
+        return BoundResource.from_status(entry)
+    except ValueError:
+        return None
 
 
 _Claims = dict[str, tuple[Claim, BoundResource]]

@@ -300,3 +300,16 @@ def test_a_stored_status_reads_back_as_held_claims() -> None:
         binding=B, connection="b", namespace="team-a", created=OLD, holds=True
     )
     assert stored_claims(B, {"metadata": {"name": "x"}}) == {}
+
+
+def test_a_stored_entry_with_only_a_name_reads_back_as_the_api_it_names() -> None:
+    stored = binding_obj(B, "b", bound=True, created=OLD)
+    stored["status"]["boundResources"] = [{"name": NOP.crd_name}, {"group": "no-name"}]
+    ((name, (_, resource)),) = stored_claims(B, stored).items()
+    assert name == NOP.crd_name
+    assert (resource.group, resource.plural, resource.scope, resource.version) == (
+        NOP.group,
+        NOP.plural,
+        "Namespaced",
+        "",
+    )
