@@ -16,15 +16,21 @@ already syncs through another connection (``claims``), or whose CRD in the consu
 to another connection (the CRD-puller's conflicts), is not synced either; the binding
 reports ``Ready=False``, ``Conflict``, naming the other binding or connection, and takes the
 API over when the other binding lets it go.
+
+Who owns ``Ready``: this reconcile alone (:func:`binding_ready`). The binder stage gives
+its verdict on what the binding names (``Bound``, ``NotOffered``, ``ConnectionNotFound``,
+``ConnectionNotReady``, ``InvalidBinding``, with its message); the reconcile keeps that
+unless something only the connector knows keeps an API from syncing (``Conflict``,
+``MissingPermission``), and sets the one condition against the stored ones.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -107,7 +113,7 @@ def _check_order(check: AccessCheck) -> tuple[str, int]:
     return (check.namespace, _ACCESS_ORDER.index((check.subresource, check.verb)))
 
 
-def missing_permission_message(missing: dict[BoundResource, list[AccessCheck]]) -> str:
+def missing_permission_message(missing: Mapping[BoundResource, list[AccessCheck]]) -> str:
     """Names every denied verb, resource and group, and how to grant them."""
     parts = []
     for resource, checks in sorted(missing.items(), key=lambda item: item[0].crd_name):
@@ -250,6 +256,39 @@ def _names_api(binding_name: str, crd_name: str) -> bool:
     return binding_name in (crd_name, crd_name.partition(".")[2])
 
 
+class Ready(NamedTuple):
+    """The binding's ``Ready`` condition, before its times."""
+
+    status: str
+    reason: str
+    message: str
+
+
+def binding_ready(
+    verdict: Mapping[str, Any],
+    *,
+    connection: str,
+    refused: Sequence[Refusal],
+    taken: Sequence[CRDConflict],
+    missing: Mapping[BoundResource, list[AccessCheck]],
+) -> Ready:
+    """The one place the binding's ``Ready`` is decided (module doc): the binder's
+    ``verdict`` (its Ready condition), unless APIs it binds are synced elsewhere
+    (``refused``, ``taken``: Conflict) or lack a grant (``missing``: MissingPermission)."""
+    if refused or taken:
+        message = conflict_message(connection, refused, taken)
+        if missing:
+            message += " " + missing_permission_message(missing)
+        return Ready("False", REASON_CONFLICT, message)
+    if missing:
+        return Ready("False", REASON_MISSING_PERMISSION, missing_permission_message(missing))
+    return Ready(
+        "True" if verdict.get("status") == "True" else "False",
+        str(verdict.get("reason") or ""),
+        str(verdict.get("message") or ""),
+    )
+
+
 def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
     binding = deps.get_binding(key)
     if binding is None or binding.get("metadata", {}).get("deletionTimestamp"):
@@ -260,9 +299,10 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
     now = deps.now()
     result = deps.bind(BindRequest(binding=binding, connection=connection, now=now))
     status = binding.get("status") or {}
-    bound = find_condition(result.conditions, "Ready") or {}
+    # The binder's verdict on what the binding names; Ready is decided below (module doc).
+    verdict = find_condition(result.conditions, "Ready") or {}
     missing: dict[BoundResource, list[AccessCheck]] = {}
-    if bound.get("status") == "True":
+    if verdict.get("status") == "True":
         missing = missing_access(result.resources, result.namespaces, deps.may)
     settled = deps.settle(
         key,
@@ -273,45 +313,37 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
             # While the connection is not ready, keep what it holds: an outage of its
             # provider must not move the objects to another one.
             resources=None
-            if bound.get("reason") == REASON_CONNECTION_NOT_READY
+            if verdict.get("reason") == REASON_CONNECTION_NOT_READY
             else result.resources,
         ),
         targets_of(result, leave_out=missing),
     )
     missing = {r: checks for r, checks in missing.items() if r in settled.held}
     taken: list[CRDConflict] = []
-    if bound.get("reason") in (REASON_BOUND, REASON_NOT_OFFERED):
+    if verdict.get("reason") in (REASON_BOUND, REASON_NOT_OFFERED):
         taken = [
             c for c in deps.crd_conflicts(result.connection_name) if _names_api(key.name, c.name)
         ]
 
-    override: tuple[str, str] | None = None
-    if settled.refused or taken:
-        message = conflict_message(result.connection_name, settled.refused, taken)
-        if missing:
-            message += " " + missing_permission_message(missing)
-        override = (REASON_CONFLICT, message)
-    elif missing:
-        override = (REASON_MISSING_PERMISSION, missing_permission_message(missing))
-    conditions = result.conditions
-    if override is not None:
-        generation = bound.get("observedGeneration")
-        # Against the stored conditions, so that lastTransitionTime stays while the binding
-        # remains not ready.
-        stored = set_condition(
-            status.get("conditions") or [],
-            type_="Ready",
-            status="False",
-            reason=override[0],
-            message=override[1],
-            now=now,
-            observed_generation=generation if isinstance(generation, int) else None,
-        )
-        ready_condition = find_condition(stored, "Ready")
-        conditions = [
-            ready_condition if c.get("type") == "Ready" and ready_condition else c
-            for c in result.conditions
-        ]
+    ready = binding_ready(
+        verdict,
+        connection=result.connection_name,
+        refused=settled.refused,
+        taken=taken,
+        missing=missing,
+    )
+    generation = binding.get("metadata", {}).get("generation")
+    stored = status.get("conditions")
+    # Against the stored conditions, so that lastTransitionTime stays while Ready does.
+    conditions = set_condition(
+        stored if isinstance(stored, list) else [],
+        type_="Ready",
+        status=ready.status,
+        reason=ready.reason,
+        message=ready.message,
+        now=now,
+        observed_generation=generation if isinstance(generation, int) else None,
+    )
 
     desired = {
         "conditions": conditions,
@@ -321,18 +353,17 @@ def reconcile_binding(key: BindingKey, deps: BindingDeps) -> Result:
         "conditions": status.get("conditions") or [],
         "boundResources": status.get("boundResources") or [],
     }
-    ready = find_condition(conditions, "Ready") or {}
-    if ready.get("status") == "True":
-        deps.resolved(binding, str(ready.get("reason")), str(ready.get("message")))
+    if ready.status == "True":
+        deps.resolved(binding, ready.reason, ready.message)
     else:
-        deps.warn(binding, str(ready.get("reason") or "NotBound"), str(ready.get("message") or ""))
+        deps.warn(binding, ready.reason or "NotBound", ready.message)
     if desired != current:
         deps.write_status(key, desired)
         log.info(
             "The binding's status changed.",
             binding=str(key),
-            ready=ready.get("status"),
-            reason=ready.get("reason"),
+            ready=ready.status,
+            reason=ready.reason,
             resources=[r.crd_name for r in settled.held],
         )
     if missing:

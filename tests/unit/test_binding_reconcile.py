@@ -12,9 +12,11 @@ from connector.controllers.binding_reconcile import (
     AccessCache,
     AccessCheck,
     BindingDeps,
+    Ready,
+    binding_ready,
     reconcile_binding,
 )
-from connector.controllers.claims import APIClaims, SyncTarget, Want
+from connector.controllers.claims import APIClaims, Claim, Refusal, SyncTarget, Want
 from connector.runtime.keys import BindingKey
 from connector.runtime.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
@@ -72,6 +74,7 @@ class World:
     unbound_reason: str = "NotOffered"
     crd_conflicts: list[CRDConflict] = field(default_factory=list)
     woken: list[BindingKey] = field(default_factory=list)
+    now: str = NOW
     claims: APIClaims = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +115,7 @@ class World:
             write_status=lambda key, status: self.statuses.append(status),
             settle=self.claims.settle,
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
-            now=lambda: NOW,
+            now=lambda: self.now,
             may=self.review,
             recheck_after=30.0,
             crd_conflicts=lambda connection: self.crd_conflicts if connection == "c" else [],
@@ -384,3 +387,91 @@ def test_a_binding_whose_connection_is_not_ready_keeps_its_api_for_when_it_recov
         [],
     )
     assert refused.held == [] and refused.refused[0].holder.binding == KEY
+
+
+BOUND = {"type": "Ready", "status": "True", "reason": "Bound", "message": "Bound nop"}
+HELD_ELSEWHERE = Refusal(
+    resource=NOP,
+    holder=Claim(
+        binding=OTHER_BINDING, connection="provider-a", namespace=None, created=NOW, holds=True
+    ),
+)
+TAKEN = CRDConflict(name=NOP.crd_name, message="CRD belongs to connection provider-a")
+NO_LIST = {NOP: [AccessCheck("list", NOP.group, NOP.plural, "", "team-a")]}
+
+
+@dataclass(frozen=True)
+class ReadyCase:
+    reason: str
+    verdict: dict[str, Any]
+    want: tuple[str, str]
+    refused: tuple[Refusal, ...] = ()
+    taken: tuple[CRDConflict, ...] = ()
+    missing: dict[BoundResource, list[AccessCheck]] = field(default_factory=dict)
+    #: Parts the message must contain.
+    want_in_message: tuple[str, ...] = ()
+
+
+READY_CASES = [
+    ReadyCase("the binder's verdict stands when nothing else applies", BOUND, ("True", "Bound")),
+    ReadyCase(
+        "a verdict of not ready stands as well",
+        {"type": "Ready", "status": "False", "reason": "ConnectionNotReady", "message": "down"},
+        ("False", "ConnectionNotReady"),
+        want_in_message=("down",),
+    ),
+    ReadyCase(
+        "an API another binding syncs is a conflict",
+        BOUND,
+        ("False", "Conflict"),
+        refused=(HELD_ELSEWHERE,),
+        want_in_message=("through ClusterConnection provider-a", "takes over"),
+    ),
+    ReadyCase(
+        "a CRD another connection owns is a conflict, even if the binder found nothing",
+        {"type": "Ready", "status": "False", "reason": "NotOffered", "message": "not offered"},
+        ("False", "Conflict"),
+        taken=(TAKEN,),
+        want_in_message=(TAKEN.message, "connect.upbound.io/connection=c"),
+    ),
+    ReadyCase(
+        "a missing grant",
+        BOUND,
+        ("False", "MissingPermission"),
+        missing=NO_LIST,
+        want_in_message=("list nopresources", "boundAPIs"),
+    ),
+    ReadyCase(
+        "a conflict names a missing grant too",
+        BOUND,
+        ("False", "Conflict"),
+        refused=(HELD_ELSEWHERE,),
+        missing=NO_LIST,
+        want_in_message=("provider-a", "list nopresources"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", READY_CASES, ids=[c.reason for c in READY_CASES])
+def test_ready_is_decided_in_one_place(case: ReadyCase) -> None:
+    got = binding_ready(
+        case.verdict, connection="c", refused=case.refused, taken=case.taken, missing=case.missing
+    )
+    assert isinstance(got, Ready)
+    assert (got.status, got.reason) == case.want, f"-want {case.want}, +got {got}"
+    for part in case.want_in_message:
+        assert part in got.message, f"{part!r} not in {got.message!r}"
+
+
+def test_ready_keeps_its_transition_time_while_only_its_reason_changes() -> None:
+    world = World(binding=binding(), may=denying(("list", "nopresources", "team-a")))
+    reconcile_binding(KEY, world.deps())
+    missing = world.ready()
+    world.binding = binding(status=world.statuses[-1])
+    world.now = "2026-01-02T00:00:00Z"
+    world.crd_conflicts = [TAKEN]
+    reconcile_binding(KEY, world.deps())
+    conflict = world.ready()
+    assert (missing["reason"], conflict["reason"]) == ("MissingPermission", "Conflict")
+    assert conflict["lastTransitionTime"] == missing["lastTransitionTime"] == NOW
+    assert [c["type"] for c in world.statuses[-1]["conditions"]] == ["Ready"], "one Ready"
