@@ -6,11 +6,10 @@ that a new version, a new field or a removed label reaches the consumer without 
 Sessions are replaced when the Secret's content changes and stopped when the connection is
 deleted or its Secret becomes unusable.
 
-Two connections whose providers offer a CRD of the same name both want to install it in the
-consumer; the first one to do so owns it (its ``connect.upbound.io/connection`` label) and
-the other reports a conflict. So that the second cannot overwrite the first's CRD before the
-consumer cache shows it, CRD writes are checked and made one at a time, against the cache
-and this process's own latest writes (``fresh.FreshObjects``).
+The consumer CRDs the reconcile reads are the cache's, or this process's own newer writes
+(``fresh.FreshObjects``), and one lock serialises every connection's CRD writes, so that
+``connection_reconcile.install_crd`` never takes over a CRD another connection has just
+installed.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from connector.controllers.connection_reconcile import (
 )
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
-from connector.kube.errors import ConflictError
 from connector.kube.metrics import Metrics
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
 from connector.runtime.controller import (
@@ -149,6 +147,30 @@ def client_for(
     )
 
 
+class CRDConflicts:
+    """Per connection, the CRD conflicts of its last pull, for its bindings to name;
+    ``on_change`` hears of each change once."""
+
+    def __init__(self, *, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+        self._conflicts: dict[str, tuple[CRDConflict, ...]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, connection: str, conflicts: Sequence[CRDConflict]) -> None:
+        with self._lock:
+            before = self._conflicts.get(connection, ())
+            if conflicts:
+                self._conflicts[connection] = tuple(conflicts)
+            else:
+                self._conflicts.pop(connection, None)
+        if tuple(conflicts) != before:
+            self._on_change(connection)
+
+    def of(self, connection: str) -> list[CRDConflict]:
+        with self._lock:
+            return list(self._conflicts.get(connection, ()))
+
+
 class ConnectionController:
     """Reconciles ClusterConnections; owns the provider sessions."""
 
@@ -174,8 +196,7 @@ class ConnectionController:
         self._consumer_crds = consumer_crds
         self._resync = resync_period
         self._on_provider_changed = on_provider_changed
-        self._on_conflicts_changed = on_conflicts_changed
-        self._conflicts: dict[str, tuple[CRDConflict, ...]] = {}
+        self._conflicts = CRDConflicts(on_change=on_conflicts_changed)
         self._written_crds: FreshObjects[str] = FreshObjects()
         self._crd_write_lock = threading.Lock()
         self._sessions: dict[str, ProviderSession] = {}
@@ -224,8 +245,7 @@ class ConnectionController:
     def crd_conflicts(self, connection: str) -> list[CRDConflict]:
         """The provider CRDs the connection offers but did not pull at its last reconcile,
         because a consumer CRD of that name belongs to another connection (or to none)."""
-        with self._lock:
-            return list(self._conflicts.get(connection, ()))
+        return self._conflicts.of(connection)
 
     def provider_client(self, connection: str) -> KubeClient | None:
         with self._lock:
@@ -304,51 +324,22 @@ class ConnectionController:
             log.info("Stopped watching the provider.", connection=name)
             self._on_provider_changed(name)
 
-    def _consumer_crds_for(self, connection: str, names: set[str]) -> list[Obj]:
-        owner = label_value(connection)
+    def _newest_consumer_crds(self) -> list[Obj]:
         cached = {str(crd["metadata"]["name"]): crd for crd in self._consumer_crds.list()}
-        found = []
-        for name in sorted(cached.keys() | names):
-            crd = self._written_crds.newest(name, cached.get(name))
-            if crd is not None and (
-                name in names
-                or (crd["metadata"].get("labels") or {}).get(LABEL_CONNECTION) == owner
-            ):
-                found.append(crd)
-        return found
+        names = sorted(cached.keys() | set(self._written_crds.keys()))
+        newest = (self._written_crds.newest(name, cached.get(name)) for name in names)
+        return [crd for crd in newest if crd is not None]
+
+    def _newest_consumer_crd(self, name: str) -> Obj | None:
+        return self._written_crds.newest(name, self._consumer_crds.get(None, name))
 
     def _apply_crd(self, crd: Obj) -> None:
         name = str(crd["metadata"]["name"])
-        owner = (crd["metadata"].get("labels") or {}).get(LABEL_CONNECTION)
-        with self._crd_write_lock:
-            # Another connection's reconcile may have installed it since this one read the
-            # cache: never take a CRD over (the next pull reports the conflict).
-            current = self._written_crds.newest(name, self._consumer_crds.get(None, name))
-            current_owner = ((current or {}).get("metadata", {}).get("labels") or {}).get(
-                LABEL_CONNECTION
-            )
-            if current is not None and current_owner != owner:
-                raise ConflictError(
-                    f"CRD {name} was installed meanwhile by connection {current_owner}; "
-                    "it is left as it is.",
-                    status=409,
-                    reason="Conflict",
-                )
-            written = self._consumer.apply(
-                CUSTOM_RESOURCE_DEFINITIONS, crd, field_manager=FIELD_MANAGER
-            )
-            self._written_crds.record(name, without_managed_fields(written))
+        written = self._consumer.apply(
+            CUSTOM_RESOURCE_DEFINITIONS, crd, field_manager=FIELD_MANAGER
+        )
+        self._written_crds.record(name, without_managed_fields(written))
         log.info("Applied a CRD pulled from the provider.", crd=name)
-
-    def _record_conflicts(self, name: str, conflicts: Sequence[CRDConflict]) -> None:
-        with self._lock:
-            before = self._conflicts.get(name, ())
-            if conflicts:
-                self._conflicts[name] = tuple(conflicts)
-            else:
-                self._conflicts.pop(name, None)
-        if tuple(conflicts) != before:
-            self._on_conflicts_changed(name)
 
     def _write_status(self, name: str, status: dict[str, Any]) -> None:
         self._consumer.apply_status(
@@ -368,13 +359,15 @@ class ConnectionController:
             get_secret=self._get_secret,
             connect=self._connect,
             disconnect=self._disconnect,
-            consumer_crds=self._consumer_crds_for,
+            consumer_crds=self._newest_consumer_crds,
+            consumer_crd=self._newest_consumer_crd,
             apply_crd=self._apply_crd,
+            crd_writes=self._crd_write_lock,
             write_status=self._write_status,
             pull=self._stages.pull,
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
-            record_conflicts=self._record_conflicts,
+            record_conflicts=self._conflicts.record,
         )
         return reconcile_connection(name, deps)

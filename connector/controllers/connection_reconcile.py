@@ -3,6 +3,12 @@
 Side effects are passed in (``ConnectionDeps``); ``reconcile_connection`` only decides. The
 controller module wires them to informer caches and Kubernetes clients.
 
+Two connections whose providers offer a CRD of the same name both want to install it in the
+consumer; the first one to do so owns it (its ``connect.upbound.io/connection`` label) and
+the other reports a conflict. So that the second cannot overwrite the first's CRD before the
+consumer cache shows it, each CRD is checked and written under ``ConnectionDeps.crd_writes``
+(one lock for every connection), against the newest copy known (:func:`install_crd`).
+
 Errors never delete anything: the Ready condition names the reason (``SecretNotFound``,
 ``InvalidSecret``, ``InvalidKubeconfig``, ``Unauthorized``, ``Forbidden``,
 ``ProviderUnreachable``, ``TLSError``, ``ProviderError``), the offered APIs of the last
@@ -13,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -29,9 +37,9 @@ from connector.kube.errors import (
     UnreachableError,
 )
 from connector.runtime.workqueue import Result
-from functions.common import find_condition
+from functions.common import LABEL_CONNECTION, find_condition
 from functions.common.api import DEFAULT_NAMESPACE
-from functions.common.objects import Obj
+from functions.common.objects import Obj, label_value
 from functions.crd_puller.types import CRDConflict, ProviderError, PullRequest, PullResult
 
 log = structlog.get_logger(__name__)
@@ -94,8 +102,11 @@ class ConnectionDeps:
     connect: Callable[[str, Credentials], ProviderView]
     #: Stops the connection's provider informers and forgets its client.
     disconnect: Callable[[str], None]
-    #: Consumer CRDs named like ``names`` or labelled as owned by the connection.
-    consumer_crds: Callable[[str, set[str]], list[Obj]]
+    #: Every consumer CRD as last seen: the cache, or our own newer write.
+    consumer_crds: Callable[[], list[Obj]]
+    #: One consumer CRD as last seen, or None.
+    consumer_crd: Callable[[str], Obj | None]
+    #: Writes a CRD and remembers the answer (read back by the two above).
     apply_crd: Callable[[Obj], None]
     write_status: Callable[[str, dict[str, Any]], None]
     pull: Callable[[PullRequest], PullResult]
@@ -107,6 +118,8 @@ class ConnectionDeps:
     #: Remembers the provider CRDs the connection offers but does not pull (a consumer CRD
     #: of that name belongs to another connection), for its bindings to name.
     record_conflicts: Callable[[str, list[CRDConflict]], None] = lambda _name, _conflicts: None
+    #: Held while a CRD is checked and written: shared by every connection's reconciles.
+    crd_writes: AbstractContextManager[object] = field(default_factory=contextlib.nullcontext)
 
 
 def credentials_from_secret(secret: Obj, kind: str) -> Credentials:
@@ -208,7 +221,7 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
         PullRequest(
             connection_name=name,
             provider_crds=provider_crds,
-            consumer_crds=deps.consumer_crds(name, names),
+            consumer_crds=crds_to_compare(name, names, deps.consumer_crds()),
             pull_behavior=pull_behavior,
             provider_error=provider_error,
             previous_conditions=list(status.get("conditions") or []),
@@ -216,7 +229,16 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
         )
     )
     for crd in result.apply:
-        deps.apply_crd(crd)
+        owner = install_crd(crd, deps)
+        if owner is not None:
+            # The next pull sees that CRD, and reports the conflict.
+            log.info(
+                "Left a CRD as it is: another connection installed it meanwhile.",
+                connection=name,
+                crd=_name(crd),
+                owner=owner,
+            )
+            return Result(requeue=True)
     for conflict in result.conflicts:
         deps.warn(conn, "CRDConflict", conflict.message)
     if provider_error is None:
@@ -251,6 +273,38 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
     if provider_error is not None and provider_error.reason not in _FIXED_BY_AN_EDIT:
         return Result(requeue=True)
     return Result()
+
+
+def crds_to_compare(connection: str, names: set[str], crds: Iterable[Obj]) -> list[Obj]:
+    """The consumer CRDs the CRD-puller compares with the provider's: those named like a
+    provider CRD (``names``), and those labelled as the connection's (to release them)."""
+    owner = label_value(connection)
+    return sorted(
+        (crd for crd in crds if _name(crd) in names or crd_owner(crd) == owner),
+        key=_name,
+    )
+
+
+def crd_owner(crd: Obj) -> str | None:
+    """The connection label of a consumer CRD (the connection that installed it), if any."""
+    return (crd.get("metadata", {}).get("labels") or {}).get(LABEL_CONNECTION)
+
+
+def install_crd(crd: Obj, deps: ConnectionDeps) -> str | None:
+    """Apply a CRD the puller wants, unless a CRD of that name that the connection does not
+    own has appeared since the pull read the consumer (another connection's reconcile
+    installed it meanwhile): that one is never taken over. Returns its owner ("" for
+    none) in that case, None when applied."""
+    with deps.crd_writes:
+        current = deps.consumer_crd(_name(crd))
+        if current is not None and crd_owner(current) != crd_owner(crd):
+            return crd_owner(current) or ""
+        deps.apply_crd(crd)
+    return None
+
+
+def _name(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("name"))
 
 
 def secret_namespace(ref: Mapping[str, Any]) -> str:

@@ -107,6 +107,13 @@ class FreshObjects(Generic[K]):
                 return cached
             return copy.deepcopy(obj)
 
+    def keys(self) -> list[K]:
+        """The keys with a recorded copy (which :meth:`newest` may still find older than
+        the cache)."""
+        now = self._clock()
+        with self._lock:
+            return [key for key, (_, _, expires) in self._objects.items() if expires > now]
+
     def _prune_deleted(self) -> None:
         now = self._clock()
         while self._deleted_order and self._deleted_order[0][0] <= now:

@@ -12,13 +12,14 @@ from connector.controllers.connection_reconcile import (
     ConnectionDeps,
     Credentials,
     CredentialsError,
+    crds_to_compare,
     credentials_from_secret,
     reconcile_connection,
 )
 from connector.kube.config import ConfigError
 from connector.kube.errors import UnauthorizedError, UnreachableError
 from connector.runtime.workqueue import Result
-from functions.common import set_condition
+from functions.common import LABEL_CONNECTION, set_condition
 from functions.crd_puller.types import (
     CRDConflict,
     OfferedAPI,
@@ -39,6 +40,15 @@ OFFERED = OfferedAPI(
     versions=["v1alpha1"],
     storage_version="v1alpha1",
 )
+
+
+def crd(name: str, *, owner: str | None) -> dict[str, Any]:
+    labels = {LABEL_CONNECTION: owner} if owner is not None else {}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name, "labels": labels},
+    }
 
 
 def b64(text: str) -> str:
@@ -87,6 +97,10 @@ class World:
     conflicts: list[CRDConflict] = field(default_factory=list)
     withheld: list[WithheldAPI] = field(default_factory=list)
     recorded: list[tuple[str, list[CRDConflict]]] = field(default_factory=list)
+    #: Consumer CRDs as the reconcile reads them (the cache, or our own newer writes).
+    crds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What happens under the CRD write lock, in order.
+    locked: list[str] = field(default_factory=list)
 
     def pull(self, req: PullRequest) -> PullResult:
         self.requests.append(req)
@@ -108,7 +122,7 @@ class World:
             message="Provider controlplane is available",
             now=req.now,
         )
-        apply = [{"metadata": {"name": c["metadata"]["name"]}} for c in req.provider_crds]
+        apply = [crd(c["metadata"]["name"], owner="c") for c in req.provider_crds]
         offered = [OFFERED] if req.provider_crds else []
         return PullResult(
             apply=apply,
@@ -123,14 +137,31 @@ class World:
             raise self.view
         return self.view
 
+    def apply_crd(self, obj: dict[str, Any]) -> None:
+        self.locked.append(f"apply {obj['metadata']['name']}")
+        self.applied.append(obj)
+        self.crds[obj["metadata"]["name"]] = obj
+
+    def consumer_crd(self, name: str) -> dict[str, Any] | None:
+        self.locked.append(f"read {name}")
+        return self.crds.get(name)
+
+    def __enter__(self) -> None:  # the CRD write lock
+        self.locked.append("lock")
+
+    def __exit__(self, *_exc: object) -> None:
+        self.locked.append("unlock")
+
     def deps(self) -> ConnectionDeps:
         return ConnectionDeps(
             get_connection=lambda name: self.conn,
             get_secret=lambda ns, name: self.secret,
             connect=self.connect,
             disconnect=self.disconnected.append,
-            consumer_crds=lambda name, names: [],
-            apply_crd=self.applied.append,
+            consumer_crds=lambda: list(self.crds.values()),
+            consumer_crd=self.consumer_crd,
+            apply_crd=self.apply_crd,
+            crd_writes=self,
             write_status=lambda name, status: self.statuses.append(status),
             pull=self.pull,
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
@@ -264,3 +295,46 @@ def test_robot_token_secrets_need_every_key() -> None:
     creds = credentials_from_secret({"metadata": {}, "stringData": data}, "UpboundRobotToken")
     assert "s3cr3t" not in repr(creds)
     assert creds.data["controlPlaneName"] == "n"
+
+
+def test_a_crd_is_checked_and_written_under_the_lock_every_connection_shares() -> None:
+    world = World(
+        conn=connection(), secret=SECRET, view=View([{"metadata": {"name": OFFERED.name}}])
+    )
+    reconcile_connection("c", world.deps())
+    assert world.locked == ["lock", f"read {OFFERED.name}", f"apply {OFFERED.name}", "unlock"]
+
+
+@pytest.mark.parametrize(
+    ("owner", "want_applied"),
+    [("provider-a", False), (None, False), ("c", True)],
+    ids=["another-connection", "nobody", "its-own"],
+)
+def test_a_crd_installed_meanwhile_by_another_is_never_taken_over(
+    owner: str | None, want_applied: bool
+) -> None:
+    world = World(
+        conn=connection(), secret=SECRET, view=View([{"metadata": {"name": OFFERED.name}}])
+    )
+    # The pull read the consumer before another connection's reconcile wrote this CRD.
+    world.crds[OFFERED.name] = crd(OFFERED.name, owner=owner)
+    world.conflicts = []
+    outcome = reconcile_connection("c", world.deps())
+    assert bool(world.applied) is want_applied
+    if want_applied:
+        assert outcome == Result()
+    else:
+        # Retried: the next pull sees the CRD, and reports the conflict.
+        assert outcome == RETRY
+        assert world.statuses == [] and world.warnings == []
+
+
+def test_the_puller_compares_crds_of_the_same_name_and_those_the_connection_owns() -> None:
+    crds = [
+        crd("b.example.org", owner="c"),
+        crd("a.example.org", owner="provider-a"),
+        crd("d.example.org", owner=None),
+        crd("e.example.org", owner="provider-a"),
+    ]
+    got = crds_to_compare("c", {"a.example.org", "x.example.org"}, crds)
+    assert [c["metadata"]["name"] for c in got] == ["a.example.org", "b.example.org"]

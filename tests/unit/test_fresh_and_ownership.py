@@ -89,6 +89,17 @@ def test_an_older_write_does_not_replace_a_newer_one_and_reads_are_copies() -> N
     assert (fresh.newest("k", None) or {})["spec"] == "new"
 
 
+def test_the_keys_are_those_of_unexpired_writes() -> None:
+    clock = Clock()
+    fresh: FreshObjects[str] = FreshObjects(ttl=10, clock=clock)
+    fresh.record("a", obj("5"))
+    clock.now = 5
+    fresh.record("b", obj("6"))
+    assert sorted(fresh.keys()) == ["a", "b"]
+    clock.now = 12
+    assert fresh.keys() == ["b"]
+
+
 def test_a_resource_version_that_is_not_a_number_is_never_taken_as_newer() -> None:
     fresh: FreshObjects[str] = FreshObjects()
     fresh.record("k", obj("abc"))
