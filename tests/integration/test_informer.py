@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from connector.envtest import Cluster
+from connector.envtest import Cluster, eventually
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_kubeconfig_file
 from connector.kube.errors import ForbiddenError, NotFoundError, UnreachableError
@@ -28,7 +28,6 @@ from connector.kube.resources import (
     Resource,
 )
 from connector.runtime.informer import Backoff, Informer
-from tests.support import eventually
 
 
 class Recorder:
