@@ -15,7 +15,6 @@ installed.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from connector.controllers.connection_reconcile import (
     ROBOT_TOKEN_CA_KEY,
     ConnectionDeps,
     Credentials,
+    NotSynced,
     reconcile_connection,
     secret_namespace,
 )
@@ -51,14 +51,10 @@ from functions.crd_puller.types import CRDConflict
 
 log = structlog.get_logger(__name__)
 
-#: How long a reconcile waits for a new provider informer's first list before requeueing.
-FIRST_LIST_WAIT = 5.0
-#: How often a provider session checks whether its watch started or stopped failing.
-HEALTH_CHECK_PERIOD = 1.0
-
 
 class ProviderSession:
-    """A connection's provider client and its bindable-CRD informer."""
+    """A connection's provider client and its bindable-CRD informer, which wakes the
+    connection (``on_change``) on every change of a CRD and of its own health."""
 
     def __init__(
         self,
@@ -70,7 +66,6 @@ class ProviderSession:
         resync_period: float,
         metrics: Metrics | None = None,
     ) -> None:
-        self._metrics = metrics
         self.connection = connection
         self.client = client
         self.fingerprint = fingerprint
@@ -81,47 +76,28 @@ class ProviderSession:
             handler=lambda _event, _obj: on_change(),
             resync_period=resync_period,
             name=f"provider-crds/{connection}",
-            metrics=self._metrics,
+            metrics=metrics,
             transform=cache_form,
-        )
-
-        self._on_change = on_change
-        self._stop = threading.Event()
-        self._health_thread = threading.Thread(
-            target=self._watch_health, name=f"provider-health-{connection}", daemon=True
+            # An outage brings no CRD events: the connection reports it when told.
+            on_health_change=on_change,
         )
 
     def start(self) -> None:
         self.informer.start()
-        self._health_thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
         self.informer.stop()
-        if self._health_thread.is_alive():
-            self._health_thread.join(timeout=5)
 
-    def _watch_health(self) -> None:
-        # An informer reports objects, not outages: when its list or watch starts failing
-        # (or recovers) nothing else would wake the connection, so look every second.
-        failing = False
-        while not self._stop.wait(HEALTH_CHECK_PERIOD):
-            now_failing = self.informer.last_error is not None
-            if now_failing != failing:
-                failing = now_failing
-                self._on_change()
-
-    def bindable_crds(self) -> list[Obj] | None:
+    def bindable_crds(self) -> list[Obj]:
         """The cached bindable CRDs; raises the informer's error while it cannot list or
-        watch; None if the first list is still running after a short wait."""
-        deadline = time.monotonic() + FIRST_LIST_WAIT
-        while not self.informer.has_synced and self.informer.last_error is None:
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.02)
+        watch, and NotSynced until its first list (whose end wakes the connection)."""
         error = self.informer.last_error
         if error is not None:
             raise error
+        if not self.informer.has_synced:
+            raise NotSynced(
+                f"The provider's CRDs of connection {self.connection} are not listed yet."
+            )
         return self.informer.list()
 
 
@@ -281,6 +257,7 @@ class ConnectionController:
                     resync_period=self._resync,
                     name=f"secrets/{namespace}",
                     metrics=self._metrics,
+                    on_health_change=lambda: self._wake_connections_in(namespace),
                 )
                 self._secret_informers[namespace] = informer
                 informer.start()
@@ -288,8 +265,18 @@ class ConnectionController:
 
     def _get_secret(self, namespace: str, name: str) -> Obj | None:
         informer = self._ensure_secret_informer(namespace)
-        informer.wait_synced(timeout=10.0)
+        if not informer.has_synced:
+            # Its first list (or failure) wakes the connections of that namespace.
+            error = informer.last_error
+            if error is not None:
+                raise error
+            raise NotSynced(f"The Secrets of namespace {namespace} are not listed yet.")
         return informer.get(namespace, name)
+
+    def _wake_connections_in(self, namespace: str) -> None:
+        for conn in self._connections.list():
+            if secret_namespace((conn.get("spec") or {}).get("secretRef") or {}) == namespace:
+                self.controller.enqueue(str(conn["metadata"]["name"]))
 
     def _connect(self, name: str, credentials: Credentials) -> ProviderSession:
         fingerprint = credentials.fingerprint()

@@ -55,8 +55,6 @@ ROBOT_TOKEN_KEYS = (
 )
 #: Optional, beyond Upbound's keys: the PEM CA of a private Spaces endpoint.
 ROBOT_TOKEN_CA_KEY = "caData"
-#: How soon to look again while a new provider informer has not listed yet.
-NOT_SYNCED_REQUEUE = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,16 +84,23 @@ class CredentialsError(Exception):
         self.message = message
 
 
+class NotSynced(Exception):
+    """A cache the reconcile reads has not been listed yet. The reconcile ends without a
+    verdict; the cache wakes the connection when its first list ends (or fails)."""
+
+
 class ProviderView(Protocol):
     """The provider as one connection sees it, backed by a CRD informer."""
 
-    def bindable_crds(self) -> list[Obj] | None:
-        """The bindable provider CRDs; None until first listed; raises the list/watch error."""
+    def bindable_crds(self) -> list[Obj]:
+        """The bindable provider CRDs; raises the list/watch error, or NotSynced."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectionDeps:
     get_connection: Callable[[str], Obj | None]
+    #: A Secret from the cache, or None; raises NotSynced before the cache's first list,
+    #: and the cache's KubeError if that list fails.
     get_secret: Callable[[str, str], Obj | None]
     #: Returns the provider view for these credentials, reusing the running one when the
     #: credentials are unchanged. Raises ConfigError or KubeError.
@@ -204,10 +209,10 @@ def reconcile_connection(name: str, deps: ConnectionDeps) -> Result:
     try:
         creds = _credentials(ref, deps)
         view = deps.connect(name, creds)
-        listed = view.bindable_crds()
-        if listed is None:
-            return Result(requeue_after=NOT_SYNCED_REQUEUE)
-        provider_crds = listed
+        provider_crds = view.bindable_crds()
+    except NotSynced as exc:
+        log.debug("Waiting for a cache to be listed.", connection=name, detail=str(exc))
+        return Result()
     except (CredentialsError, ConfigError, KubeError) as exc:
         provider_error = provider_error_for(exc)
         if provider_error.reason in _FIXED_BY_AN_EDIT:
@@ -318,7 +323,12 @@ def _credentials(ref: dict[str, Any], deps: ConnectionDeps) -> Credentials:
     secret_name = str(ref.get("name") or "")
     if not secret_name:
         raise CredentialsError("InvalidSecret", "spec.secretRef.name is empty.")
-    secret = deps.get_secret(ns, secret_name)
+    try:
+        secret = deps.get_secret(ns, secret_name)
+    except KubeError as exc:
+        raise CredentialsError(
+            "SecretNotFound", f"Secret {ns}/{secret_name} cannot be read: {exc}"
+        ) from exc
     if secret is None:
         raise CredentialsError("SecretNotFound", f"Secret {ns}/{secret_name} was not found.")
     return credentials_from_secret(secret, kind)

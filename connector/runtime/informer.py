@@ -22,6 +22,11 @@ if the cache is complete, and relists if it is not.
 client-go does with an update whose old and new objects are equal: a safety net for
 handlers that dropped work. It makes no API call.
 
+``on_health_change``, if given, is called when the informer's health changes: its first
+list has been delivered, it starts failing (or fails differently), or it recovers. An
+outage brings no object events, so a controller that reports it (or waits for the first
+list) is woken by this rather than by polling :attr:`Informer.last_error`.
+
 The handler runs on the informer's threads, one call at a time; it should be quick (queue a
 key, don't reconcile) and must not block for long. It receives a copy of the object, as do
 callers of :meth:`Informer.get` and :meth:`Informer.list`, so nobody can corrupt the cache.
@@ -56,6 +61,14 @@ Handler = Callable[[str, Object], None]
 _Objects = builtins.list[Object]
 # A watch session shorter than this that brought nothing is suspicious (see Informer.step).
 _SHORT_WATCH = 0.1
+# What tells one failure from another: the error's type, HTTP status and reason.
+_ErrorSignature = tuple[str, int | None, str]
+
+
+def _signature(error: Exception) -> _ErrorSignature:
+    if isinstance(error, KubeError):
+        return type(error).__name__, error.status, error.reason
+    return type(error).__name__, None, str(error)
 
 
 def _rv(obj: Object) -> str:
@@ -110,6 +123,7 @@ class Informer:
         backoff: Backoff | None = None,
         metrics: Metrics | None = None,
         transform: Callable[[Object], Object] | None = None,
+        on_health_change: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.res = res
@@ -138,7 +152,10 @@ class Informer:
         self._thread: threading.Thread | None = None
         self._resync_thread: threading.Thread | None = None
         self._last_error: BaseException | None = None
-        self._logged_error: tuple[str, int | None, str] | None = None
+        self._logged_error: _ErrorSignature | None = None
+        self._on_health_change = on_health_change
+        #: Synced, and the signature of the error it fails with: what was last reported.
+        self._health: tuple[bool, _ErrorSignature | None] = (False, None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -374,11 +391,8 @@ class Informer:
     def _failed(self, error: Exception, delay: float) -> None:
         self._last_error = error
         self._set_health_metric()
-        signature = (
-            type(error).__name__,
-            error.status if isinstance(error, KubeError) else None,
-            error.reason if isinstance(error, KubeError) else str(error),
-        )
+        signature = _signature(error)
+        self._report_health(signature)
         if signature == self._logged_error:
             self._log.debug("The informer is still failing.", error=str(error), retry_in=delay)
             return
@@ -398,6 +412,19 @@ class Informer:
             self._last_error = None
             self._logged_error = None
         self._set_health_metric()
+        self._report_health(None)
+
+    def _report_health(self, error: _ErrorSignature | None) -> None:
+        health = (self._synced.is_set(), error)
+        if health == self._health:
+            return
+        self._health = health
+        if self._on_health_change is None or self._stop.is_set():
+            return
+        try:
+            self._on_health_change()
+        except Exception:
+            self._log.exception("The informer's health callback raised.")
 
     def _resync_loop(self) -> None:
         assert self.resync_period is not None

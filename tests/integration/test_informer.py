@@ -24,6 +24,8 @@ from connector.kube.metrics import Metrics, serve
 from connector.kube.resources import (
     CONFIG_MAPS,
     CUSTOM_RESOURCE_DEFINITIONS,
+    ROLE_BINDINGS,
+    ROLES,
     SECRETS,
     Resource,
 )
@@ -387,6 +389,53 @@ def test_a_forbidden_list_is_reported_as_the_last_error(
         informer.step()
     assert isinstance(informer.last_error, ForbiddenError)
     assert not informer.healthy
+
+
+def test_each_change_of_health_is_called_back_once(
+    provider: Cluster, client: KubeClient, namespace: str, recorder: Recorder
+) -> None:
+    # A controller learns of an outage (and of the first list) from this callback: the
+    # connection controller polled last_error every second before.
+    user = f"late-grant-{namespace}"
+    seen: list[tuple[bool, str | None]] = []
+    with client_from_kubeconfig_file(provider.mint_kubeconfig(user)) as restricted:
+        informer = Informer(
+            restricted,
+            SECRETS,
+            namespace=namespace,
+            handler=recorder,
+            name="health",
+            backoff=Backoff(base=0.01, cap=0.01),
+            watch_timeout_seconds=1,
+            on_health_change=lambda: seen.append(
+                (
+                    informer.has_synced,
+                    type(informer.last_error).__name__ if informer.last_error else None,
+                )
+            ),
+        )
+        informer.step()
+        informer.step()
+        assert seen == [(False, "ForbiddenError")], "a failure is told once, not per retry"
+
+        rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}
+        client.create(ROLES, {"metadata": {"name": user, "namespace": namespace}, "rules": [rule]})
+        client.create(
+            ROLE_BINDINGS,
+            {
+                "metadata": {"name": user, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+                "subjects": [{"kind": "User", "name": user}],
+            },
+        )
+
+        def listed() -> bool:
+            informer.step()
+            return informer.has_synced
+
+        eventually(listed)
+        informer.step()
+    assert seen == [(False, "ForbiddenError"), (True, None)], "listed: called back once more"
 
 
 def test_readyz_follows_the_health_of_the_informers(

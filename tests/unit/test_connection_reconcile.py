@@ -12,12 +12,13 @@ from connector.controllers.connection_reconcile import (
     ConnectionDeps,
     Credentials,
     CredentialsError,
+    NotSynced,
     crds_to_compare,
     credentials_from_secret,
     reconcile_connection,
 )
 from connector.kube.config import ConfigError
-from connector.kube.errors import UnauthorizedError, UnreachableError
+from connector.kube.errors import ForbiddenError, UnauthorizedError, UnreachableError
 from connector.runtime.workqueue import Result
 from functions.common import LABEL_CONNECTION, set_condition
 from functions.crd_puller.types import (
@@ -78,9 +79,11 @@ class View:
         self.crds = crds
         self.error = error
 
-    def bindable_crds(self) -> list[dict[str, Any]] | None:
+    def bindable_crds(self) -> list[dict[str, Any]]:
         if self.error is not None:
             raise self.error
+        if self.crds is None:
+            raise NotSynced("not listed yet")
         return self.crds
 
 
@@ -89,6 +92,8 @@ class World:
     conn: dict[str, Any] | None
     secret: dict[str, Any] | None = None
     view: View | Exception = field(default_factory=lambda: View([]))
+    #: What reading the Secret raises instead (its cache not listed yet, or failing).
+    secret_error: Exception | None = None
     statuses: list[dict[str, Any]] = field(default_factory=list)
     applied: list[dict[str, Any]] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
@@ -132,6 +137,11 @@ class World:
             withheld=self.withheld,
         )
 
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.secret_error is not None:
+            raise self.secret_error
+        return self.secret
+
     def connect(self, name: str, creds: Credentials) -> View:
         if isinstance(self.view, Exception):
             raise self.view
@@ -155,7 +165,7 @@ class World:
     def deps(self) -> ConnectionDeps:
         return ConnectionDeps(
             get_connection=lambda name: self.conn,
-            get_secret=lambda ns, name: self.secret,
+            get_secret=self.get_secret,
             connect=self.connect,
             disconnect=self.disconnected.append,
             consumer_crds=lambda: list(self.crds.values()),
@@ -275,11 +285,32 @@ def test_an_outage_keeps_the_recorded_conflicts_and_a_deletion_clears_them() -> 
     assert world.recorded == [("c", [])]
 
 
-def test_a_provider_not_listed_yet_is_looked_at_again_soon() -> None:
-    world = World(conn=connection(), secret=SECRET, view=View(None))
-    outcome = reconcile_connection("c", world.deps())
-    assert outcome.requeue_after is not None
-    assert world.statuses == []
+@pytest.mark.parametrize(
+    ("secret_error", "view"),
+    [(NotSynced("secrets"), View([])), (None, View(None))],
+    ids=["secrets", "provider-crds"],
+)
+def test_a_cache_not_listed_yet_gives_no_verdict_and_holds_no_worker(
+    secret_error: Exception | None, view: View
+) -> None:
+    # No SecretNotFound before the Secrets are known, no status before the provider's CRDs
+    # are: the cache's first list wakes the connection (no sleeping or polling here).
+    world = World(conn=connection(), secret=SECRET, view=view, secret_error=secret_error)
+    assert reconcile_connection("c", world.deps()) == Result()
+    assert world.statuses == [] and world.warnings == [] and world.disconnected == []
+
+
+def test_a_secret_cache_that_cannot_list_is_reported_with_its_error() -> None:
+    world = World(
+        conn=connection(),
+        view=View([]),
+        secret_error=ForbiddenError('cannot list resource "secrets"', status=403),
+    )
+    assert reconcile_connection("c", world.deps()) == DONE, "its recovery wakes the connection"
+    (status,) = world.statuses
+    ready = status["conditions"][0]
+    assert (ready["reason"], ready["status"]) == ("SecretNotFound", "False")
+    assert "cannot be read" in ready["message"] and "secrets" in ready["message"]
 
 
 def test_robot_token_secrets_need_every_key() -> None:
