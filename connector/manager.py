@@ -23,7 +23,7 @@ import structlog
 
 from connector.controllers.binding_controller import BindingController
 from connector.controllers.connection_controller import ConnectionController
-from connector.controllers.sync_controller import SyncSupervisor
+from connector.controllers.supervisor import SyncSupervisor
 from connector.kube.client import KubeClient
 from connector.kube.errors import NotFoundError
 from connector.kube.metrics import Metrics
@@ -71,6 +71,9 @@ class Manager:
         self.consumer_cluster = consumer_cluster
         self._started = False
         self._synced = threading.Event()
+        #: Set by the consumer caches on a change of their health (their first list, a
+        #: failure), which is what start() waits for.
+        self._caches_changed = threading.Event()
         self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
         self.connections = Informer(
             consumer,
@@ -79,6 +82,7 @@ class Manager:
             resync_period=resync_period,
             name="clusterconnections",
             metrics=metrics,
+            on_health_change=self._caches_changed.set,
         )
         self.consumer_crds = Informer(
             consumer,
@@ -87,6 +91,7 @@ class Manager:
             resync_period=resync_period,
             name="consumer-crds",
             metrics=metrics,
+            on_health_change=self._caches_changed.set,
             # Every CRD in the consumer is cached; their managedFields are the bulk of them.
             transform=cache_form,
         )
@@ -97,6 +102,7 @@ class Manager:
             resync_period=resync_period,
             name="clusterapibindings",
             metrics=metrics,
+            on_health_change=self._caches_changed.set,
         )
         self.bindings = Informer(
             consumer,
@@ -105,6 +111,7 @@ class Manager:
             resync_period=resync_period,
             name="apibindings",
             metrics=metrics,
+            on_health_change=self._caches_changed.set,
         )
         self.connection_controller = ConnectionController(
             consumer,
@@ -172,7 +179,10 @@ class Manager:
         for informer in self._informers():
             informer.start()
         deadline = time.monotonic() + sync_timeout
-        while not all(i.has_synced for i in self._informers()):
+        while True:
+            self._caches_changed.clear()
+            if all(i.has_synced for i in self._informers()):
+                break
             for informer in self._informers():
                 if isinstance(informer.last_error, NotFoundError):
                     # Waiting cannot help: the API is not served at all.
@@ -180,13 +190,14 @@ class Manager:
                         f"The consumer does not serve {informer.res.group_resource}: install "
                         "the connector's CRDs (package/crds, or the Helm chart) first."
                     )
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 slow = [i for i in self._informers() if not i.has_synced]
                 raise RuntimeError(
                     f"The consumer caches {', '.join(i.name for i in slow)} did not fill within "
                     f"{sync_timeout}s: {slow[0].last_error}"
                 )
-            time.sleep(0.05)
+            self._caches_changed.wait(remaining)
         self.connection_controller.start()
         self.binding_controller.start()
         self._synced.set()

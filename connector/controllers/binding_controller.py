@@ -14,7 +14,7 @@ from connector.controllers.binding_reconcile import (
     reconcile_binding,
 )
 from connector.controllers.claims import APIClaims
-from connector.controllers.sync_controller import SyncSupervisor
+from connector.controllers.supervisor import SyncSupervisor
 from connector.kube.client import KubeClient
 from connector.kube.metrics import Metrics
 from connector.kube.resources import API_BINDINGS, CLUSTER_API_BINDINGS
