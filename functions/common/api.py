@@ -28,6 +28,10 @@ LABEL_CONSUMER_UID = "connect.upbound.io/consumer-uid"
 ANNOTATION_ORIGIN_NAMESPACE = "connect.upbound.io/consumer-namespace"
 ANNOTATION_ORIGIN_NAME = "connect.upbound.io/consumer-name"
 
+#: On a provider twin this connector adopted from another connector (``spec.adoption``), so
+#: that what was adopted can be listed (``kubectl get <plural> -A -l <this label>=true``).
+LABEL_ADOPTED = "connect.upbound.io/adopted"
+
 #: On a consumer CRD: the ClusterConnection that installed and owns it.
 LABEL_CONNECTION = "connect.upbound.io/connection"
 
@@ -44,6 +48,11 @@ ANNOTATION_DELETION_POLICY = "connect.upbound.io/deletion-policy"
 #: On a desired object the connector writes: a short hash of everything it wrote, so that a
 #: field removed at the source is noticed although the target keeps extra fields.
 ANNOTATION_APPLIED_HASH = "connect.upbound.io/applied-hash"
+
+#: ``ClusterConnection.spec.adoption.policy``: whether provider objects another connector
+#: created (labelled managed, claimed by no consumer's origin labels) are adopted.
+ADOPTION_NEVER = "Never"
+ADOPTION_ADOPT_MANAGED = "AdoptManaged"
 
 #: Written by ``kubectl apply`` in one cluster; meaningless (and large) in the other.
 ANNOTATION_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

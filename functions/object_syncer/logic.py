@@ -11,6 +11,9 @@ belongs to another consumer cluster, or to nobody, is never written or deleted.
 - ``Syncing`` (False): the twin exists but differs from the consumer object (a spec change,
   or an edit made in the provider); it is being updated.
 - ``Conflict`` (False): a provider object of that name belongs to someone else.
+- ``Adopting`` (False): a provider object of that name was created by another connector and
+  the connection opts in to adopting it (``SyncRequest.adoption``); it is being labelled as
+  this consumer's.
 - ``Deleting`` (True): the consumer object is being deleted and so is its twin; the message
   names what the provider's deletion waits for. The API stays bound meanwhile, and the
   twin's status keeps flowing until the twin is gone and the finalizer is released.
@@ -21,6 +24,15 @@ applied, so it changes exactly when the twin is brought up to date). Every
 ``observedGeneration`` in the copied status (each condition's, and ``status.observedGeneration``)
 is rewritten in the consumer object's terms (see ``consumer_generation``), because tools
 compare it with the consumer object's own ``metadata.generation``.
+
+Adoption. A twin that is not ours is adopted, instead of reported as a ``Conflict``, only
+when the request carries the connection's opt-in and the twin (a) is labelled
+``connect.upbound.io/managed=true`` (a connector created it), (b) has no
+``connect.upbound.io/consumer-cluster`` label (no consumer cluster's origin labels claim it),
+(c) carries every label of the opt-in's ``match_labels``, and (d) is not being deleted. A
+consumer object that is itself being deleted never adopts: a twin that is not ours is not
+ours to delete. The adopted twin keeps ``connect.upbound.io/adopted=true`` from then on, so
+that what was adopted stays listable.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from functions.common import (
     ANNOTATION_ORIGIN_NAMESPACE,
     CONDITION_API_BOUND,
     FINALIZER,
+    LABEL_ADOPTED,
     LABEL_CONSUMER_CLUSTER,
     LABEL_CONSUMER_NAME,
     LABEL_CONSUMER_NAMESPACE,
@@ -54,13 +67,14 @@ from functions.common import (
     set_condition,
     string_map,
 )
-from functions.object_syncer.types import SyncRequest, SyncResult
+from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 REASON_BOUND = "Bound"
 REASON_PENDING = "Pending"
 REASON_SYNCING = "Syncing"
 REASON_CONFLICT = "Conflict"
 REASON_DELETING = "Deleting"
+REASON_ADOPTING = "Adopting"
 
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
@@ -85,7 +99,25 @@ def sync(req: SyncRequest) -> SyncResult:
     deleting = bool(meta.get("deletionTimestamp"))
     has_finalizer = FINALIZER in (meta.get("finalizers") or [])
 
-    conflict = _conflict(twin, consumer, consumer_cluster)
+    conflict = _conflict(twin, consumer, consumer_cluster, req.adoption)
+    adopting = conflict is not None and not deleting and _adoptable(twin, req.adoption) is None
+    if adopting:
+        # Ours from now on. Until the twin is written there is no status of ours: keep the
+        # consumer's, as for a twin being created.
+        status = _with_api_bound(
+            _status(consumer),
+            consumer,
+            "False",
+            REASON_ADOPTING,
+            "Adopting the object another connector created in the provider",
+            req.now,
+        )
+        return SyncResult(
+            provider_apply=desired_twin(consumer, consumer_cluster=consumer_cluster, adopted=True),
+            consumer_status=_if_changed(status, consumer),
+            add_finalizer=not has_finalizer,
+            adopted=True,
+        )
     if conflict is not None:
         if deleting:
             # The twin is not ours to delete; let the consumer object go.
@@ -115,7 +147,8 @@ def sync(req: SyncRequest) -> SyncResult:
         )
         return SyncResult(consumer_status=_if_changed(status, consumer))
 
-    desired = desired_twin(consumer, consumer_cluster=consumer_cluster)
+    adopted = twin is not None and string_map(twin, "labels").get(LABEL_ADOPTED) == "true"
+    desired = desired_twin(consumer, consumer_cluster=consumer_cluster, adopted=adopted)
     add_finalizer = not has_finalizer
     if twin is None:
         # Until the twin exists there is no provider status: keep what the consumer has.
@@ -162,12 +195,15 @@ def sync(req: SyncRequest) -> SyncResult:
     )
 
 
-def desired_twin(consumer: Obj, *, consumer_cluster: str) -> Obj:
-    """The provider twin of a (checked) consumer object, labelled with where it comes from."""
+def desired_twin(consumer: Obj, *, consumer_cluster: str, adopted: bool = False) -> Obj:
+    """The provider twin of a (checked) consumer object, labelled with where it comes from
+    (and, if it was adopted from another connector, with ``connect.upbound.io/adopted``)."""
     meta = metadata(consumer)
     namespace = meta.get("namespace")
     labels = string_map(consumer, "labels")
     labels[MANAGED_LABEL] = "true"
+    if adopted:
+        labels[LABEL_ADOPTED] = "true"
     labels[LABEL_CONSUMER_CLUSTER] = label_value(consumer_cluster)
     labels[LABEL_CONSUMER_NAME] = label_value(str(meta["name"]))
     if namespace:
@@ -216,7 +252,9 @@ def _checked_twin(provider: Obj | None, consumer: Obj) -> Obj | None:
     return twin
 
 
-def _conflict(twin: Obj | None, consumer: Obj, consumer_cluster: str) -> str | None:
+def _conflict(
+    twin: Obj | None, consumer: Obj, consumer_cluster: str, adoption: Adoption | None
+) -> str | None:
     """Why the twin is not ours, or None if it is ours (or missing)."""
     if twin is None:
         return None
@@ -226,9 +264,38 @@ def _conflict(twin: Obj | None, consumer: Obj, consumer_cluster: str) -> str | N
     meta = metadata(consumer)
     where = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
     what = f"{consumer['kind']} {where} already exists in the provider and"
-    if owner is None:
+    if owner is not None:
+        return f"{what} belongs to consumer cluster {owner}; it is left untouched"
+    why_not = _adoptable(twin, adoption)
+    if string_map(twin, "labels").get(MANAGED_LABEL) != "true":
         return f"{what} is not managed by any consumer cluster; it is left untouched"
-    return f"{what} belongs to consumer cluster {owner}; it is left untouched"
+    return (
+        f"{what} was created by another connector ({MANAGED_LABEL}=true, no consumer "
+        f"cluster's origin labels); it is left untouched{why_not or ''}"
+    )
+
+
+def _adoptable(twin: Obj | None, adoption: Adoption | None) -> str | None:
+    """None if ``twin`` may be adopted under ``adoption``; else the end of a sentence saying
+    why not (the module doc lists the rules)."""
+    if twin is None:
+        return ": there is nothing to adopt"
+    if adoption is None:
+        return (
+            " unless its ClusterConnection opts in to adopting it "
+            "(spec.adoption.policy: AdoptManaged)"
+        )
+    labels = string_map(twin, "labels")
+    if labels.get(MANAGED_LABEL) != "true" or LABEL_CONSUMER_CLUSTER in labels:
+        return ": only an object another connector created, which no consumer claims, is adopted"
+    missing = sorted(k for k, v in adoption.match_labels.items() if labels.get(k) != v)
+    if missing:
+        return (
+            f", since it lacks the labels spec.adoption.matchLabels asks for: {', '.join(missing)}"
+        )
+    if metadata(twin).get("deletionTimestamp"):
+        return ", since it is being deleted"
+    return None
 
 
 def consumer_terms(twin: Obj, consumer: Obj) -> dict[str, Any]:

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from functions.common.api import ADOPTION_ADOPT_MANAGED
 from functions.common.objects import Obj
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adoption:
+    """A connection's opt-in (``spec.adoption.policy: AdoptManaged``) to adopt provider
+    objects another connector created: labelled ``connect.upbound.io/managed=true``, claimed
+    by no consumer cluster's origin labels."""
+
+    #: Labels an adoptable object must carry as well (``spec.adoption.matchLabels``).
+    match_labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_connection(cls, connection: Obj | None) -> Adoption | None:
+        """A ClusterConnection's opt-in; None unless ``spec.adoption.policy`` is
+        ``AdoptManaged`` (the default is ``Never``)."""
+        spec = (connection or {}).get("spec")
+        adoption = spec.get("adoption") if isinstance(spec, dict) else None
+        if not isinstance(adoption, dict) or adoption.get("policy") != ADOPTION_ADOPT_MANAGED:
+            return None
+        labels = adoption.get("matchLabels")
+        return cls(
+            match_labels={
+                str(k): str(v) for k, v in (labels.items() if isinstance(labels, dict) else ())
+            }
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,6 +42,8 @@ class SyncRequest:
     #: This consumer cluster's identity (``consumerClusterDisplayName``).
     consumer_cluster: str
     now: str
+    #: The connection's adoption opt-in; None: a twin that is not ours is never written.
+    adoption: Adoption | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,3 +58,6 @@ class SyncResult:
     remove_finalizer: bool = False
     #: Set when the twin belongs to another consumer or to nobody; it is never overwritten.
     conflict: str | None = None
+    #: The twin is another connector's and is adopted: ``provider_apply`` labels it as ours.
+    #: The orchestrator first hands the fields that connector owns over to our apply.
+    adopted: bool = False

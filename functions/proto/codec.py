@@ -28,7 +28,7 @@ from functions.crd_puller.types import (
     PullResult,
     WithheldAPI,
 )
-from functions.object_syncer.types import SyncRequest, SyncResult
+from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
 
 #: The largest stage message either side accepts: a provider's full CRD list (CRDs with big
@@ -310,16 +310,24 @@ def sync_request_to_proto(req: SyncRequest) -> pb.SyncRequest:
     )
     if req.provider is not None:
         out.provider = encode_object(req.provider)
+    if req.adoption is not None:
+        out.adoption.CopyFrom(pb.Adoption(match_labels=req.adoption.match_labels))
     return out
 
 
 def sync_request_from_proto(message: pb.SyncRequest) -> SyncRequest:
     provider = decode_object(message.provider, "provider") if message.HasField("provider") else None
+    adoption = (
+        Adoption(match_labels=dict(message.adoption.match_labels))
+        if message.HasField("adoption")
+        else None
+    )
     return SyncRequest(
         consumer=decode_object(message.consumer, "consumer"),
         provider=provider,
         consumer_cluster=message.consumer_cluster,
         now=message.now,
+        adoption=adoption,
     )
 
 
@@ -328,6 +336,7 @@ def sync_result_to_proto(result: SyncResult) -> pb.SyncResponse:
         provider_delete=result.provider_delete,
         add_finalizer=result.add_finalizer,
         remove_finalizer=result.remove_finalizer,
+        adopted=result.adopted,
     )
     if result.provider_apply is not None:
         out.provider_apply = encode_object(result.provider_apply)
@@ -354,4 +363,5 @@ def sync_result_from_proto(message: pb.SyncResponse) -> SyncResult:
         add_finalizer=message.add_finalizer,
         remove_finalizer=message.remove_finalizer,
         conflict=message.conflict if message.HasField("conflict") else None,
+        adopted=message.adopted,
     )

@@ -38,7 +38,7 @@ from functions.crd_puller.grpc_service import SERVICE as CRD_PULLER
 from functions.crd_puller.types import PullRequest
 from functions.object_syncer.fn import ObjectSyncerFunction
 from functions.object_syncer.grpc_service import SERVICE as OBJECT_SYNCER
-from functions.object_syncer.types import SyncRequest
+from functions.object_syncer.types import Adoption, SyncRequest
 from functions.proto.gen.apiconnector.stages.v1alpha1 import stages_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +181,28 @@ def test_sync_of_an_existing_twin_over_grpc_returns_what_the_function_returns(
     want = InProcessStages().sync(req)
     assert want.provider_apply is None  # in sync: nothing to write, status flows back
     assert stages.sync(req) == want
+
+
+def test_an_adoption_over_grpc_carries_the_opt_in_and_the_outcome(stages: GrpcStages) -> None:
+    twin = InProcessStages().sync(sync_request()).provider_apply
+    assert twin is not None
+    # What another connector left: managed, its own origin label, none of ours.
+    twin["metadata"]["labels"] = {"connect.upbound.io/managed": "true", "old/origin": "a"}
+    for adoption, adopted in (
+        (Adoption(match_labels={"old/origin": "a"}), True),
+        (Adoption(match_labels={"old/origin": "b"}), False),
+        (None, False),
+    ):
+        req = SyncRequest(
+            consumer=consumer_object(),
+            provider=twin,
+            consumer_cluster="consumer-a",
+            now=NOW,
+            adoption=adoption,
+        )
+        want = InProcessStages().sync(req)
+        assert want.adopted is adopted
+        assert stages.sync(req) == want
 
 
 # --- errors ------------------------------------------------------------------------------

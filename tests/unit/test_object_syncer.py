@@ -10,6 +10,7 @@ import pytest
 
 from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
 from functions.object_syncer import (
+    Adoption,
     SyncRequest,
     SyncResult,
     consumer_generation,
@@ -760,6 +761,164 @@ def test_sync_keeps_status_flowing_while_the_twin_is_deleted(case: Case) -> None
     assert_same(case.want, sync(case.req), case.reason)
 
 
+# --- adoption of twins another connector created ----------------------------------------
+
+#: What the old connector's twin of ``consumer()`` looks like: managed, its own origin labels,
+#: none of ours; the provider's status on it.
+OLD_ORIGIN = {"connect.upbound.io/origin-cluster": "9f0c2a", "upbound.io/team": "a"}
+FOREIGN = as_provider_returns(
+    labelled(TWIN, app="shop", **{"connect.upbound.io/managed": "true"}, **OLD_ORIGIN),
+    managedFields=[{"manager": "upbound-api-connector", "operation": "Update"}],
+)
+ADOPT = Adoption()
+CREATED_BY_ANOTHER = (
+    "NopResource default/my-resource already exists in the provider and was created by another "
+    "connector (connect.upbound.io/managed=true, no consumer cluster's origin labels); it is "
+    "left untouched"
+)
+ADOPTING = api_bound(
+    "False", "Adopting", "Adopting the object another connector created in the provider"
+)
+ADOPTED_TWIN = desired_twin(consumer(), consumer_cluster=CLUSTER, adopted=True)
+
+
+def adopting(c: Obj, twin: Obj | None, adoption: Adoption | None = ADOPT) -> SyncRequest:
+    return replace(req(c, twin), adoption=adoption)
+
+
+def conflicted(message: str, **result: Any) -> SyncResult:
+    return SyncResult(
+        conflict=message,
+        consumer_status={
+            "conditions": [
+                *PROVIDER_STATUS["conditions"][:2],
+                api_bound("False", "Conflict", message),
+            ],
+            "coolerField": "from the provider",
+        },
+        **result,
+    )
+
+
+ADOPTION_CASES = [
+    Case(
+        reason="Without the opt-in, a twin another connector created is a conflict that says "
+        "how to opt in.",
+        req=adopting(consumer(status=PROVIDER_STATUS), FOREIGN, None),
+        want=conflicted(
+            CREATED_BY_ANOTHER + " unless its ClusterConnection opts in to adopting it "
+            "(spec.adoption.policy: AdoptManaged)"
+        ),
+    ),
+    Case(
+        reason="With the opt-in it is adopted: labelled as ours (and adopted), the consumer's "
+        "spec applied, APIBound Adopting until written, the finalizer added.",
+        req=adopting(consumer(finalizers=[], status=PROVIDER_STATUS), FOREIGN),
+        want=SyncResult(
+            provider_apply=ADOPTED_TWIN,
+            consumer_status={
+                "conditions": [*PROVIDER_STATUS["conditions"][:2], ADOPTING],
+                "coolerField": "from the provider",
+            },
+            add_finalizer=True,
+            adopted=True,
+        ),
+    ),
+    Case(
+        reason="The opt-in's matchLabels, when all present, still adopt.",
+        req=adopting(
+            consumer(status=PROVIDER_STATUS),
+            FOREIGN,
+            Adoption(match_labels={"connect.upbound.io/origin-cluster": "9f0c2a"}),
+        ),
+        want=SyncResult(
+            provider_apply=ADOPTED_TWIN,
+            consumer_status={
+                "conditions": [*PROVIDER_STATUS["conditions"][:2], ADOPTING],
+                "coolerField": "from the provider",
+            },
+            adopted=True,
+        ),
+    ),
+    Case(
+        reason="A twin lacking a label of matchLabels is not adopted, and the conflict names it.",
+        req=adopting(
+            consumer(status=PROVIDER_STATUS),
+            FOREIGN,
+            Adoption(match_labels={"connect.upbound.io/origin-cluster": "another"}),
+        ),
+        want=conflicted(
+            CREATED_BY_ANOTHER + ", since it lacks the labels spec.adoption.matchLabels asks "
+            "for: connect.upbound.io/origin-cluster"
+        ),
+    ),
+    Case(
+        reason="A twin another consumer cluster's origin labels claim is never adopted.",
+        req=adopting(
+            consumer(status=PROVIDER_STATUS),
+            labelled(
+                FOREIGN,
+                **{
+                    "connect.upbound.io/managed": "true",
+                    "connect.upbound.io/consumer-cluster": "prod-cluster",
+                },
+            ),
+        ),
+        want=conflicted(OTHER_CLUSTERS),
+    ),
+    Case(
+        reason="A provider object without connect.upbound.io/managed=true is never adopted.",
+        req=adopting(consumer(status=PROVIDER_STATUS), labelled(FOREIGN, **OLD_ORIGIN)),
+        want=conflicted(NOT_OURS),
+    ),
+    Case(
+        reason="A twin being deleted is not adopted; the conflict says why.",
+        req=adopting(
+            consumer(status=PROVIDER_STATUS),
+            as_provider_returns(FOREIGN, deletionTimestamp=DELETED_AT),
+        ),
+        want=conflicted(CREATED_BY_ANOTHER + ", since it is being deleted"),
+    ),
+    Case(
+        reason="A consumer object being deleted never adopts: the twin is not ours to delete, "
+        "and the consumer object is let go.",
+        req=adopting(consumer(deleting=True), FOREIGN),
+        want=SyncResult(conflict=CREATED_BY_ANOTHER, remove_finalizer=True),
+    ),
+    Case(
+        reason="An adopted twin is ours: in sync, nothing is applied and it stays labelled "
+        "adopted; the provider's status comes back with APIBound Bound.",
+        req=adopting(
+            consumer(status={"conditions": [ADOPTING]}), as_provider_returns(ADOPTED_TWIN)
+        ),
+        want=SyncResult(consumer_status=PROVIDER_STATUS),
+    ),
+    Case(
+        reason="A spec change of an adopted object is applied with the adopted label kept, "
+        "with or without the opt-in.",
+        req=adopting(
+            consumer(spec=changed_spec(), status=PROVIDER_STATUS),
+            as_provider_returns(ADOPTED_TWIN),
+            None,
+        ),
+        want=SyncResult(
+            provider_apply=desired_twin(
+                consumer(spec=changed_spec()), consumer_cluster=CLUSTER, adopted=True
+            ),
+            consumer_status={
+                "conditions": [SYNCED, PROVIDER_READY, SYNCING],
+                "coolerField": "from the provider",
+            },
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ADOPTION_CASES, ids=[c.reason for c in ADOPTION_CASES])
+def test_sync_adopts_only_what_another_connector_created_and_only_when_asked(case: Case) -> None:
+    assert_same(case.want, sync(case.req), case.reason)
+
+
 def _carry_out(request: SyncRequest, result: SyncResult) -> SyncRequest:
     """What the orchestrator does with ``result``, as the next request would observe it."""
     obj = copy.deepcopy(request.consumer)
@@ -779,7 +938,7 @@ def _carry_out(request: SyncRequest, result: SyncResult) -> SyncRequest:
     return replace(request, consumer=obj, provider=twin, now="2026-11-23T12:00:05Z")
 
 
-ALL_CASES = CASES + GENERATION_CASES + DELETION_CASES
+ALL_CASES = CASES + GENERATION_CASES + DELETION_CASES + ADOPTION_CASES
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.reason for c in ALL_CASES])
@@ -864,3 +1023,23 @@ def test_sync_rejects_bad_input_naming_the_field(case: BadInputCase) -> None:
     with pytest.raises(InvalidInputError) as caught:
         sync(case.req)
     assert caught.value.field == case.want_field, case.reason
+
+
+@pytest.mark.parametrize(
+    ("connection", "want"),
+    [
+        (None, None),
+        ({"spec": {}}, None),
+        ({"spec": {"adoption": {"policy": "Never"}}}, None),
+        ({"spec": {"adoption": {"policy": "adoptmanaged"}}}, None),
+        ({"spec": {"adoption": {"policy": "AdoptManaged"}}}, Adoption()),
+        (
+            {"spec": {"adoption": {"policy": "AdoptManaged", "matchLabels": {"a": "b"}}}},
+            Adoption(match_labels={"a": "b"}),
+        ),
+        ({"spec": {"adoption": {"policy": "AdoptManaged", "matchLabels": "x"}}}, Adoption()),
+    ],
+    ids=["none", "no opt-in", "Never", "case matters", "AdoptManaged", "matchLabels", "bad"],
+)
+def test_a_connections_opt_in(connection: Obj | None, want: Adoption | None) -> None:
+    assert Adoption.of_connection(connection) == want

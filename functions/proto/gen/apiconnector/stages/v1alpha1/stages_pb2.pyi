@@ -165,29 +165,46 @@ class AccessResponse(_message.Message):
     def __init__(self, objects: _Optional[_Iterable[bytes]] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., token_secret: _Optional[str] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
-    __slots__ = ("consumer", "provider", "consumer_cluster", "now")
+    __slots__ = ("consumer", "provider", "consumer_cluster", "now", "adoption")
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
+    ADOPTION_FIELD_NUMBER: _ClassVar[int]
     consumer: bytes
     provider: bytes
     consumer_cluster: str
     now: str
-    def __init__(self, consumer: _Optional[bytes] = ..., provider: _Optional[bytes] = ..., consumer_cluster: _Optional[str] = ..., now: _Optional[str] = ...) -> None: ...
+    adoption: Adoption
+    def __init__(self, consumer: _Optional[bytes] = ..., provider: _Optional[bytes] = ..., consumer_cluster: _Optional[str] = ..., now: _Optional[str] = ..., adoption: _Optional[_Union[Adoption, _Mapping]] = ...) -> None: ...
+
+class Adoption(_message.Message):
+    __slots__ = ("match_labels",)
+    class MatchLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MATCH_LABELS_FIELD_NUMBER: _ClassVar[int]
+    match_labels: _containers.ScalarMap[str, str]
+    def __init__(self, match_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SyncResponse(_message.Message):
-    __slots__ = ("provider_apply", "provider_delete", "consumer_status", "add_finalizer", "remove_finalizer", "conflict")
+    __slots__ = ("provider_apply", "provider_delete", "consumer_status", "add_finalizer", "remove_finalizer", "conflict", "adopted")
     PROVIDER_APPLY_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_DELETE_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_STATUS_FIELD_NUMBER: _ClassVar[int]
     ADD_FINALIZER_FIELD_NUMBER: _ClassVar[int]
     REMOVE_FINALIZER_FIELD_NUMBER: _ClassVar[int]
     CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
     provider_apply: bytes
     provider_delete: bool
     consumer_status: bytes
     add_finalizer: bool
     remove_finalizer: bool
     conflict: str
-    def __init__(self, provider_apply: _Optional[bytes] = ..., provider_delete: _Optional[bool] = ..., consumer_status: _Optional[bytes] = ..., add_finalizer: _Optional[bool] = ..., remove_finalizer: _Optional[bool] = ..., conflict: _Optional[str] = ...) -> None: ...
+    adopted: bool
+    def __init__(self, provider_apply: _Optional[bytes] = ..., provider_delete: _Optional[bool] = ..., consumer_status: _Optional[bytes] = ..., add_finalizer: _Optional[bool] = ..., remove_finalizer: _Optional[bool] = ..., conflict: _Optional[str] = ..., adopted: _Optional[bool] = ...) -> None: ...
