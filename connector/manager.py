@@ -40,6 +40,7 @@ from connector.runtime.events import EventRecorder
 from connector.runtime.informer import Informer
 from connector.stages import Stages
 from functions.common.objects import Obj
+from functions.object_syncer.types import Adoption
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,8 @@ class Manager:
         #: Set by the consumer caches on a change of their health (their first list, a
         #: failure), which is what start() waits for.
         self._caches_changed = threading.Event()
+        #: Each connection's adoption opt-in as last seen, to notice when it changes.
+        self._adoptions: dict[str, Adoption | None] = {}
         self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
         self.connections = Informer(
             consumer,
@@ -134,6 +137,7 @@ class Manager:
             resync_period=resync_period,
             workers=workers,
             metrics=metrics,
+            adoption=lambda name: Adoption.of_connection(self.connections.get(None, name)),
         )
         self.binding_controller = BindingController(
             consumer,
@@ -154,6 +158,12 @@ class Manager:
     def _on_connection(self, event: str, obj: Obj) -> None:
         self.connection_controller.on_connection(event, obj)
         self.binding_controller.on_connection(event, obj)
+        name = str((obj.get("metadata") or {}).get("name"))
+        adoption = None if event == "DELETED" else Adoption.of_connection(obj)
+        if self._adoptions.get(name) != adoption:
+            # Objects left in Conflict are looked at again under the new opt-in.
+            self._adoptions[name] = adoption
+            self.supervisor.resync(name)
 
     def _on_consumer_crd(self, event: str, obj: Obj) -> None:
         self.connection_controller.on_consumer_crd(event, obj)

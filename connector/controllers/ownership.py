@@ -18,11 +18,19 @@ The provider cache keeps, for twins that need this, a summary of the entries (ma
 operation, subresource; no field sets), and nothing for the others: the full entries would
 double the memory of every cached twin. :func:`hand_over` does the whole hand-over, with
 the three requests it may need passed in.
+
+Taking over from *another* manager works the same way (:func:`take_over`): its entries'
+field sets move into ours, so that our next apply owns those fields alone and removes the
+ones it no longer sets. ``install`` does it for connector CRDs another chart installed, and
+for CRDs another connector pulled; the object syncer for a twin it adopts from the connector
+that created it (:func:`label_owners` finds that connector: it owns the twin's
+``connect.upbound.io/managed`` label).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Collection
 from typing import Any
 
 from connector.kube.errors import ConflictError, InvalidError, KubeError
@@ -137,6 +145,104 @@ def hand_over(
     except InvalidError as exc:
         # Not the twin's content at fault: never report it as a rejected object.
         raise KubeError(f"Handing field ownership to server-side apply failed: {exc}") from exc
+
+
+def label_owners(obj: Obj, label: str) -> list[str]:
+    """The field managers owning ``obj``'s label ``label`` (from full ``managedFields``)."""
+    key = f"f:{label}"
+    owners = {
+        str(e.get("manager"))
+        for e in _entries(obj)
+        if not e.get("subresource")
+        and key in (((e.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:labels") or {})
+    }
+    return sorted(owners)
+
+
+def take_over(
+    obj: Obj,
+    manager: str,
+    others: Collection[str],
+    *,
+    labels: Collection[str] | None = None,
+    annotations: Collection[str] | None = None,
+) -> list[dict[str, Any]] | None:
+    """Full ``managedFields`` of ``obj`` with what the entries of the managers ``others`` own
+    (status writers aside) moved into ``manager``'s Apply entry; None if none of them owns
+    anything. ``labels``/``annotations``, when given, limit what is taken of those to these
+    keys; the rest stays with its owner (an object keeps labels it was given by others).
+    """
+    entries = _entries(obj)
+    apply = next((e for e in entries if _ours(e, manager, "Apply")), None)
+    taken = [
+        e
+        for e in entries
+        if e is not apply and e.get("manager") in others and not e.get("subresource")
+    ]
+    if not taken:
+        return None
+    fields: dict[str, Any] = {}
+    for entry in taken:
+        fields = _union(fields, entry.get("fieldsV1") or {})
+    fields = copy.deepcopy(fields)  # _union shares subtrees with the entries; prune a copy
+    _limit(fields, labels, annotations)
+    base = apply or {
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": taken[0].get("apiVersion"),
+        "time": taken[0].get("time"),
+        "fieldsType": "FieldsV1",
+    }
+    ours = {**base, "fieldsV1": _union((apply or {}).get("fieldsV1") or {}, fields)}
+    out: list[dict[str, Any]] = []
+    placed = False
+    for entry in entries:
+        if entry is apply or any(entry is t for t in taken):
+            if not placed:  # where the first of them was
+                out.append({k: v for k, v in ours.items() if v is not None})
+                placed = True
+            if entry is not apply:
+                kept = _residue(entry.get("fieldsV1") or {}, labels, annotations)
+                if kept:  # what was not taken stays its owner's
+                    out.append({**entry, "fieldsV1": kept})
+            continue
+        out.append(entry)
+    return out
+
+
+_METADATA_MAPS = ("f:labels", "f:annotations")
+
+
+def _limit(
+    fields: dict[str, Any], labels: Collection[str] | None, annotations: Collection[str] | None
+) -> None:
+    """Drop from ``fields`` (in place) the label and annotation keys not to be taken."""
+    metadata = fields.get("f:metadata")
+    if not isinstance(metadata, dict):
+        return
+    for name, kept in zip(_METADATA_MAPS, (labels, annotations), strict=True):
+        owned = metadata.get(name)
+        if kept is not None and isinstance(owned, dict):
+            wanted = {f"f:{k}" for k in kept}
+            metadata[name] = {k: v for k, v in owned.items() if k in wanted or k == "."}
+
+
+def _residue(
+    fields: dict[str, Any], labels: Collection[str] | None, annotations: Collection[str] | None
+) -> dict[str, Any]:
+    """The label and annotation keys of ``fields`` that :func:`_limit` leaves out."""
+    metadata = fields.get("f:metadata")
+    if not isinstance(metadata, dict):
+        return {}
+    residue: dict[str, Any] = {}
+    for name, kept in zip(_METADATA_MAPS, (labels, annotations), strict=True):
+        owned = metadata.get(name)
+        if kept is not None and isinstance(owned, dict):
+            wanted = {f"f:{k}" for k in kept}
+            left = {k: v for k, v in owned.items() if k not in wanted and k != "."}
+            if left:
+                residue[name] = left
+    return {"f:metadata": residue} if residue else {}
 
 
 def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

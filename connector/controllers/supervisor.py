@@ -2,11 +2,14 @@
 
 ``SyncSupervisor`` merges the sync targets of every binding (``claims.SyncTarget``), and
 starts, restarts or stops one ``ObjectSyncer`` per (connection, bound resource) so that
-exactly the wanted ones run with the connection's current provider client.
+exactly the wanted ones run with the connection's current provider client. Each syncer
+reads its connection's adoption opt-in (``adoption``) at every reconcile; when it changes,
+:meth:`SyncSupervisor.resync` has the connection's syncers look at every object again.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -18,6 +21,7 @@ from connector.runtime.events import EventRecorder
 from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.binder.types import BoundResource
+from functions.object_syncer.types import Adoption
 
 
 class SyncSupervisor:
@@ -34,8 +38,10 @@ class SyncSupervisor:
         resync_period: float,
         workers: int,
         metrics: Metrics | None = None,
+        adoption: Callable[[str], Adoption | None] = lambda _connection: None,
     ) -> None:
         self._metrics = metrics
+        self._adoption = adoption
         self._consumer = consumer
         self._stages = stages
         self._recorder = recorder
@@ -60,6 +66,13 @@ class SyncSupervisor:
         """Re-check after a provider client changed (or went away)."""
         with self._lock:
             self._converge()
+
+    def resync(self, connection: str) -> None:
+        """Have ``connection``'s syncers look at every object again (only enqueues)."""
+        with self._lock:
+            syncers = [s for (c, _), s in self._syncers.items() if c == connection]
+        for syncer in syncers:
+            syncer.resync()
 
     def syncer_keys(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -123,6 +136,7 @@ class SyncSupervisor:
                 resync_period=self._resync,
                 workers=self._workers,
                 metrics=self._metrics,
+                adoption=functools.partial(self._adoption, spec.connection),
             )
             self._syncers[key] = syncer
             syncer.start()

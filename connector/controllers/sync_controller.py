@@ -5,8 +5,8 @@ consumer objects of its resource (one informer per bound namespace for APIBindin
 cluster-wide otherwise) and their provider twins. The provider informer selects only this
 consumer's twins (``connect.upbound.io/managed=true,connect.upbound.io/consumer-cluster=<id>``):
 it scales with this consumer's objects. How a twin is written (create or apply,
-AlreadyExists, the hand-over of field ownership) is decided by ``sync_reconcile``; this
-module makes the requests.
+AlreadyExists, the hand-over of field ownership, adopting a twin another connector created)
+is decided by ``sync_reconcile``; this module makes the requests.
 
 Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
 have caught up, so a reconcile right after a write acts on the object as written.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,7 +25,7 @@ import structlog
 from connector.controllers import ownership
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
-from connector.kube.errors import ConflictError, NotFoundError
+from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.metrics import Metrics
 from connector.kube.resources import NAMESPACES, Resource
 from connector.runtime.controller import (
@@ -53,6 +53,7 @@ from functions.common import (
 from functions.common.api import FIELD_MANAGER
 from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj, label_value
+from functions.object_syncer.types import Adoption
 
 log = structlog.get_logger(__name__)
 
@@ -96,8 +97,10 @@ class ObjectSyncer:
         resync_period: float,
         workers: int,
         metrics: Metrics | None = None,
+        adoption: Callable[[], Adoption | None] = lambda: None,
     ) -> None:
         self._metrics = metrics
+        self._adoption = adoption
         self.spec = spec
         self._consumer = consumer
         self._provider = spec.provider
@@ -156,6 +159,13 @@ class ObjectSyncer:
             informer.stop()
         self._provider_informer.stop()
         self._log.info("Stopped syncing objects.")
+
+    def resync(self) -> None:
+        """Look at every object again (the connection's adoption opt-in changed)."""
+        for informer in self._consumer_informers.values():
+            keys = informer.keys()
+            for key in keys:
+                self.controller.enqueue(key)
 
     def _scope_text(self) -> str:
         return "all" if None in self._consumer_informers else ",".join(self.spec.namespaces or ())
@@ -266,6 +276,48 @@ class ObjectSyncer:
             merge_patch=lambda patch: self._provider.patch(self._res, name, namespace, patch),
         )
 
+    def _take_over_twin(self, key: ObjectKey, wanted: Obj) -> list[str]:
+        """Hand what the connector that created the twin owns (the owners of its managed
+        label) to our apply, labels and annotations only as far as ``wanted`` sets them (the
+        other connector's origin labels stay its own, and on the twin)."""
+        name, namespace = key.name, key.namespace or None
+        meta = wanted.get("metadata") or {}
+        for _ in range(5):
+            live = self._provider.get(self._res, name, namespace=namespace)
+            owners = ownership.label_owners(live, MANAGED_LABEL)
+            managers = [m for m in owners if m != FIELD_MANAGER]
+            entries = ownership.take_over(
+                live,
+                FIELD_MANAGER,
+                owners,
+                labels=(meta.get("labels") or {}).keys(),
+                annotations=(meta.get("annotations") or {}).keys(),
+            )
+            if entries is None:
+                return managers
+            rv = live["metadata"]["resourceVersion"]
+            try:
+                self._provider.patch(
+                    self._res,
+                    name,
+                    namespace,
+                    {"metadata": {"resourceVersion": rv, "managedFields": entries}},
+                )
+                return managers
+            except ConflictError:
+                continue  # changed since it was read: read it again
+            except InvalidError as exc:
+                # Not the twin's content at fault: never report it as a rejected object.
+                raise KubeError(f"Taking over the twin's field ownership failed: {exc}") from exc
+        raise KubeError("The twin kept changing while its field ownership was taken over.")
+
+    def _adopted(self, obj: Obj, message: str) -> None:
+        self._recorder.normal(obj, "Adopted", message)
+        if self._metrics is not None:
+            self._metrics.adopted_objects.labels(
+                self.spec.connection, self.spec.resource.crd_name
+            ).inc()
+
     def _delete_twin(self, key: ObjectKey) -> None:
         self._fresh_twins.forget(key)
         with contextlib.suppress(NotFoundError):  # already gone: what we wanted
@@ -324,6 +376,9 @@ class ObjectSyncer:
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
+            adoption=self._adoption,
+            take_over_twin=self._take_over_twin,
+            adopted=self._adopted,
         )
 
     def _reconcile(self, key: ObjectKey) -> Result:

@@ -31,6 +31,13 @@ denial of an admission policy or webhook) becomes ``APIBound=False`` with reason
 ``ProviderRejected`` and the server's message, a Warning Event, and a rate-limited retry.
 A conflict (the twin belongs to another consumer or to nobody) is reported by the stage in
 the status; this module adds the Warning Event.
+
+Adoption. With the connection's opt-in (``adoption``), the stage may answer that a twin
+another connector created is adopted (``SyncResult.adopted``). Before the apply that labels
+it as ours, the fields that connector owns are handed to our field manager
+(``take_over_twin``), so that our applies own them alone; then the adoption is reported: a
+log line naming the field managers taken over from, a Normal Event ``Adopted`` on the
+consumer object, and the adoption counter (``adopted``).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from connector.runtime.workqueue import Result
 from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
 from functions.common.api import FIELD_MANAGER
 from functions.common.objects import Obj
-from functions.object_syncer.types import SyncRequest, SyncResult
+from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +92,13 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: The connection's adoption opt-in as it is now (read at every reconcile).
+    adoption: Callable[[], Adoption | None] = lambda: None
+    #: Hands the fields the connector that created a twin owns over to our server-side
+    #: apply (``ownership.take_over``), given the wanted twin; returns those field managers.
+    take_over_twin: Callable[[ObjectKey, Obj], list[str]] = lambda _key, _wanted: []
+    #: Reports an adopted twin: a Normal Event on the consumer object, and the counter.
+    adopted: Callable[[Obj, str], None] = lambda _obj, _message: None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -117,6 +131,7 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
             provider=twin,
             consumer_cluster=deps.consumer_cluster,
             now=deps.now(),
+            adoption=deps.adoption(),
         )
     )
     bound = log.bind(
@@ -127,9 +142,12 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         deps.add_finalizer(consumer)
     if result.provider_apply is not None:
         namespace = result.provider_apply.get("metadata", {}).get("namespace")
+        taken_from: list[str] = []
         try:
             if namespace:
                 deps.ensure_provider_namespace(str(namespace))
+            if result.adopted:
+                taken_from = deps.take_over_twin(key, result.provider_apply)
             written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
             if not is_rejection(exc):
@@ -139,6 +157,12 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
             deps.warn(consumer, "ProviderRejected", message)
             _write_status(consumer, _rejected_status(consumer, result, message, deps.now()), deps)
             return Result(requeue=True)
+        if result.adopted:
+            _report_adoption(consumer, taken_from, deps)
+            bound.info(
+                "Adopted a provider object another connector created.",
+                field_managers=taken_from,
+            )
         if written is None or _resource_version(written) != _resource_version(twin):
             bound.debug("Wrote the provider twin.")
             # The next pass writes the status for the twin as written (module doc).
@@ -171,6 +195,18 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         # before that cache's first list, e.g. right after a provider outage).
         return Result(requeue_after=TWIN_GONE_RECHECK)
     return Result()
+
+
+def _report_adoption(consumer: Obj, taken_from: list[str], deps: SyncDeps) -> None:
+    whose = (
+        f"its fields are taken over from {', '.join(taken_from)}"
+        if taken_from
+        else "no other field manager owned its fields"
+    )
+    deps.adopted(
+        consumer,
+        f"Adopted the object another connector created in the provider; {whose}.",
+    )
 
 
 def _resource_version(obj: Obj | None) -> object:

@@ -113,6 +113,12 @@ class Metrics:
             ["informer"],
             registry=r,
         )
+        self.adopted_objects = Counter(
+            "api_connector_adopted_objects_total",
+            "Provider objects another connector created, adopted (spec.adoption).",
+            ["connection", "resource"],
+            registry=r,
+        )
 
 
 class MetricsServer:

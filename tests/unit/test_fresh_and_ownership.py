@@ -173,6 +173,70 @@ def test_with_an_apply_entry_too_the_field_sets_are_merged() -> None:
     assert ownership.merged_entries(twin(entry(MANAGER, "Apply", {})), MANAGER) is None
 
 
+#: What another connector's twin carries: it set the managed label, its own origin label, a
+#: user label and the spec; Crossplane wrote a spec field of its own and the status.
+OLD = "upbound-api-connector"
+ADOPTABLE = twin(
+    entry(
+        OLD,
+        "Update",
+        {
+            "f:metadata": {
+                "f:labels": {
+                    ".": {},
+                    "f:connect.upbound.io/managed": {},
+                    "f:old/origin": {},
+                    "f:team": {},
+                }
+            },
+            "f:spec": {"f:x": {}},
+        },
+        time="2026-05-01T00:00:00Z",
+    ),
+    entry("crossplane", "Apply", {"f:spec": {"f:resourceRef": {}}}),
+    entry("crossplane", "Update", {"f:status": {}}, subresource="status"),
+)
+
+
+def test_the_connector_that_created_a_twin_owns_its_managed_label() -> None:
+    assert ownership.label_owners(ADOPTABLE, "connect.upbound.io/managed") == [OLD]
+    assert ownership.label_owners(ADOPTABLE, "absent") == []
+
+
+def test_taking_over_moves_the_other_managers_fields_into_our_apply_entry() -> None:
+    before = copy.deepcopy(ADOPTABLE)
+    entries = ownership.take_over(
+        ADOPTABLE, MANAGER, [OLD], labels={"connect.upbound.io/managed", "team"}
+    )
+    assert entries is not None
+    assert [(e["manager"], e["operation"], e.get("subresource")) for e in entries] == [
+        (MANAGER, "Apply", None),
+        (OLD, "Update", None),
+        ("crossplane", "Apply", None),
+        ("crossplane", "Update", "status"),
+    ]
+    assert entries[0]["fieldsV1"] == {
+        "f:metadata": {"f:labels": {".": {}, "f:connect.upbound.io/managed": {}, "f:team": {}}},
+        "f:spec": {"f:x": {}},
+    }
+    # Its origin label stays its own (and so stays on the object); Crossplane's fields too.
+    assert entries[1]["fieldsV1"] == {"f:metadata": {"f:labels": {"f:old/origin": {}}}}
+    assert entries[0]["time"] == "2026-05-01T00:00:00Z"
+    assert before == ADOPTABLE, "the object read is not changed"
+
+
+def test_taking_over_joins_an_apply_entry_of_ours_and_is_idempotent() -> None:
+    ours = entry(MANAGER, "Apply", {"f:spec": {"f:y": {}}})
+    entries = ownership.take_over(
+        twin(ours, *ADOPTABLE["metadata"]["managedFields"]), MANAGER, [OLD]
+    )
+    assert entries is not None
+    assert entries[0]["manager"] == MANAGER
+    assert entries[0]["fieldsV1"]["f:spec"] == {"f:x": {}, "f:y": {}}
+    assert entries[0]["fieldsV1"]["f:metadata"]["f:labels"]["f:old/origin"] == {}
+    assert ownership.take_over(twin(*entries), MANAGER, [OLD]) is None
+
+
 @dataclass
 class Provider:
     """The three requests of a hand-over, recorded; ``refuse`` makes one fail."""

@@ -13,7 +13,7 @@ from connector.kube.errors import ConflictError, ForbiddenError, InvalidError
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common.api import FIELD_MANAGER
-from functions.object_syncer.types import SyncRequest, SyncResult
+from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 NOW = "2026-01-01T00:00:00Z"
 KEY = ObjectKey("default", "my-resource")
@@ -246,3 +246,60 @@ def test_a_bound_object_resolves_an_earlier_warning_and_a_conflict_does_not() ->
     deps = SyncDeps(**{**world.deps().__dict__, "resolved": lambda obj, r, m: resolved.append(r)})
     reconcile_object(KEY, deps)
     assert resolved == ["Bound"]
+
+
+# -- adoption -------------------------------------------------------------------------------
+
+
+def adopting_world(*, apply_error: Exception | None = None) -> tuple[World, SyncDeps, list[Any]]:
+    """A twin another connector created, which the stage adopts; records what is reported."""
+    current = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "1"}}
+    world = World(
+        SyncResult(provider_apply=TWIN, consumer_status={"conditions": []}, adopted=True),
+        twin=current,
+        apply_error=apply_error,
+    )
+    reported: list[Any] = []
+
+    def take_over(key: ObjectKey, wanted: dict[str, Any]) -> list[str]:
+        world.calls.append("take over")
+        assert wanted is TWIN, "labels and annotations are taken as the wanted twin sets them"
+        return ["upbound-api-connector"]
+
+    deps = SyncDeps(
+        **{
+            **world.deps().__dict__,
+            "adoption": lambda: Adoption(match_labels={"a": "b"}),
+            "take_over_twin": take_over,
+            "adopted": lambda obj, message: reported.append((obj["metadata"]["name"], message)),
+        }
+    )
+    return world, deps, reported
+
+
+def test_an_adopted_twin_has_its_fields_taken_over_before_the_apply_and_is_reported() -> None:
+    world, deps, reported = adopting_world()
+    assert reconcile_object(KEY, deps) == Result(requeue_after=0.0)
+    assert world.calls == ["namespace default", "take over", "apply"]
+    assert world.requests[0].adoption == Adoption(match_labels={"a": "b"})
+    assert reported == [
+        (
+            "my-resource",
+            "Adopted the object another connector created in the provider; its fields are "
+            "taken over from upbound-api-connector.",
+        )
+    ]
+
+
+def test_an_adoption_the_provider_rejects_is_reported_as_rejected_not_adopted() -> None:
+    denied = InvalidError("spec.coolField: Invalid value")
+    world, deps, reported = adopting_world(apply_error=denied)
+    assert reconcile_object(KEY, deps) == Result(requeue=True)
+    assert reported == []
+    assert world.warnings[0][0] == "ProviderRejected"
+
+
+def test_without_the_opt_in_wired_no_adoption_is_asked_for() -> None:
+    world = World(SyncResult())
+    reconcile_object(KEY, world.deps())
+    assert world.requests[0].adoption is None
