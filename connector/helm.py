@@ -178,6 +178,47 @@ class Helm:
             raise HelmError(f"helm get values printed something that is not JSON: {e}") from e
         return values if isinstance(values, dict) else {}
 
+    def metadata(self, name: str, namespace: str) -> dict[str, Any]:
+        """The release's chart metadata (``helm get metadata``): chart, version, the chart's
+        ``annotations``, status, revision."""
+        out = self._call(
+            f"helm get metadata {name}",
+            ["get", "metadata", name, "--namespace", namespace, "-o", "json"],
+        )
+        try:
+            meta = json.loads(out or "{}")
+        except ValueError as e:
+            raise HelmError(f"helm get metadata printed something that is not JSON: {e}") from e
+        return meta if isinstance(meta, dict) else {}
+
+    def manifest(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        """The objects the release's templates rendered (``helm get manifest``)."""
+        out = self._call(
+            f"helm get manifest {name}", ["get", "manifest", name, "--namespace", namespace]
+        )
+        return _documents(out, "helm get manifest")
+
+    def template(
+        self,
+        name: str,
+        chart: str,
+        namespace: str,
+        values: Mapping[str, Any],
+        *,
+        version: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The objects ``chart`` would render for release ``name`` with ``values``, CRDs of
+        its ``crds/`` left out (``helm template``, offline: no cluster is asked)."""
+        with tempfile.TemporaryDirectory(prefix="api-connector-helm-") as tmp:
+            values_file = Path(tmp) / "values.yaml"
+            values_file.write_text(yaml.safe_dump(dict(values), sort_keys=True))
+            args = ["template", name, chart, "--namespace", namespace]
+            args += ["--values", str(values_file)]
+            if version:
+                args += ["--version", version]
+            out = self._call(f"helm template {name}", args)
+        return _documents(out, "helm template")
+
     def install(
         self,
         name: str,
@@ -208,6 +249,13 @@ class Helm:
             f"helm uninstall {name}",
             ["uninstall", name, "--namespace", namespace, "--timeout", f"{int(self._timeout)}s"],
         )
+
+
+def _documents(text: str, what: str) -> list[dict[str, Any]]:
+    try:
+        return [d for d in yaml.safe_load_all(text or "") if isinstance(d, dict)]
+    except yaml.YAMLError as e:
+        raise HelmError(f"{what} printed something that is not YAML: {e}") from e
 
 
 def _tail(text: str, lines: int = 6) -> str:

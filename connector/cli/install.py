@@ -119,12 +119,52 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
     help="Name of the credentials Secret (default: <name without -connection>-kubeconfig, "
     "or -robot-token).",
 )
-@click.option("--upgrade", is_flag=True, help="Upgrade the Helm release if it exists.")
+@click.option(
+    "--upgrade",
+    is_flag=True,
+    help="Upgrade the Helm release if it exists; replaces one another chart installed "
+    "(Upbound's API Connector), keeping its connections, bindings, CRDs and objects.",
+)
 @click.option("--version", "chart_version", help="Chart version to install.")
 @click.option(
     "--chart",
-    help="Chart directory or reference (repo/chart, oci://...). Default: the chart shipped "
-    "with api-connector.",
+    help="Chart directory, chart archive (.tgz) or reference (repo/chart, oci://...). "
+    "Default: the chart shipped with api-connector.",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A local chart archive (.tgz) to install, as up's --bundle (same as --chart FILE).",
+)
+@click.option(
+    "--helm-directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A local chart directory to install, as up's --helm-directory (same as --chart DIR).",
+)
+@click.option(
+    "--skip-connection",
+    is_flag=True,
+    help="Install only the connector (its CRDs and Helm release): no credentials Secret, no "
+    "ClusterConnection, nothing in the provider. ClusterConnections already in the consumer "
+    "(e.g. Upbound's) are used as they are.",
+)
+@click.option(
+    "--adopt/--no-adopt",
+    default=None,
+    help="Let the connection adopt provider objects another connector created (labelled "
+    "connect.upbound.io/managed=true, claimed by no consumer's origin labels), or stop it; "
+    "with --skip-connection, every ClusterConnection in the consumer. Default: leave it as it "
+    "is (off for a new connection).",
+)
+@click.option(
+    "--robot-name",
+    hidden=True,
+    help="Not supported: api-connector cannot create Upbound robots; see the error message.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything and print what would change, writing nothing.",
 )
 @_NAMESPACE
 @click.option(
@@ -134,12 +174,12 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
 )
 @click.option(
     "--poll-interval",
-    default="10m",
-    show_default=True,
-    help="The connector's safety-net resync period (pollInterval).",
+    help="The connector's safety-net resync period (pollInterval). Default: 10m, or the "
+    "pollInterval of a release taken over from another chart.",
 )
 @click.option(
     "--values",
+    "--file",
     "-f",
     "values_files",
     multiple=True,
@@ -178,9 +218,15 @@ def install(
     upgrade: bool,
     chart_version: str | None,
     chart: str | None,
+    bundle: Path | None,
+    helm_directory: Path | None,
+    skip_connection: bool,
+    adopt: bool | None,
+    robot_name: str | None,
+    dry_run: bool,
     namespace: str,
     consumer_cluster_name: str | None,
-    poll_interval: str,
+    poll_interval: str | None,
     values_files: tuple[Path, ...],
     set_values: tuple[str, ...],
     helm: str | None,
@@ -193,6 +239,9 @@ def install(
     provider, confined by an isolation policy. Creates the provider credentials Secret, the
     Helm release api-connector and the ClusterConnection, then waits until the connection is
     Ready. Rerunning with the same arguments is safe and completes an interrupted install.
+
+    Moving from Upbound's API Connector: install --upgrade --skip-connection --adopt
+    replaces its release and keeps everything else (docs/migrate-from-upbound.md).
     """
     from connector.install import (
         ClusterAccess,
@@ -209,10 +258,42 @@ def install(
         "--control-plane-group": control_plane_group,
         "--control-plane": control_plane,
     }
+    if robot_name is not None:
+        raise click.UsageError(
+            "--robot-name is not supported: api-connector cannot create Upbound robots or "
+            "tokens. Create a robot and a token for it with up (up robot create NAME; up robot "
+            "token create NAME TOKEN) or in the Upbound Console, and pass the token with "
+            "--upbound-token (or UPBOUND_TOKEN) and --organization, --spaces-base-url, "
+            "--control-plane-group, --control-plane; or use --provider-kubeconfig, which "
+            "creates a scoped identity for this consumer."
+        )
+    sources = {"--chart": chart, "--bundle": bundle, "--helm-directory": helm_directory}
+    given = [flag for flag, value in sources.items() if value is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"pass one of {', '.join(given)}: each names the chart.")
+    if bundle is not None or helm_directory is not None:
+        chart = str(bundle or helm_directory)
+    if skip_connection:
+        extra_flags = {
+            "--provider-kubeconfig": provider_kubeconfig,
+            "--upbound-token": upbound_token,
+            "--secret-name": secret_name,
+            "--isolation-policy/--no-isolation-policy": isolation_policy,
+        }
+        passed = [flag for flag, value in extra_flags.items() if value is not None]
+        if passed:
+            raise click.UsageError(
+                f"--skip-connection installs only the connector and creates no Secret, "
+                f"ClusterConnection or provider identity: drop {', '.join(passed)}, or drop "
+                "--skip-connection."
+            )
     if provider_kubeconfig is not None and upbound_token:
         raise click.UsageError("pass either --provider-kubeconfig or --upbound-token, not both.")
-    if provider_kubeconfig is None and not upbound_token:
-        raise click.UsageError("pass --provider-kubeconfig (or --upbound-token with its flags).")
+    if provider_kubeconfig is None and not upbound_token and not skip_connection:
+        raise click.UsageError(
+            "pass --provider-kubeconfig (or --upbound-token with its flags), or "
+            "--skip-connection to install only the connector."
+        )
     if provider_context and provider_kubeconfig is None:
         raise click.UsageError("--provider-context needs --provider-kubeconfig.")
     if isolation_policy and provider_kubeconfig is None:
@@ -235,7 +316,8 @@ def install(
     elif any(robot_flags.values()):
         given = [flag for flag, value in robot_flags.items() if value]
         raise click.UsageError(f"{', '.join(given)} only go with --upbound-token.")
-    _seconds(poll_interval, "--poll-interval")
+    if poll_interval is not None:
+        _seconds(poll_interval, "--poll-interval")
     try:
         extra = merge_values(_values_files(values_files), parse_set(set_values))
     except InstallError as e:
@@ -262,6 +344,9 @@ def install(
         upgrade=upgrade,
         wait=wait,
         timeout=_seconds(timeout, "--timeout"),
+        skip_connection=skip_connection,
+        dry_run=dry_run,
+        adopt=adopt,
     )
     from connector.install import install as run_install
 

@@ -17,6 +17,12 @@ The connector's own equivalent of ``up controlplane api-connector install/uninst
    CRDs, the credentials Secret, the Helm release and the ClusterConnection. Then, with
    ``wait``, until the connection is Ready.
 
+With ``skip_connection`` only the connector itself is installed (CRDs and the release), and
+the ClusterConnections already in the consumer are used as they are. A release of the same
+name that another chart installed (Upbound's API Connector) is replaced with ``upgrade``
+(:mod:`~connector.install.takeover`), keeping every connection, binding, pulled CRD and
+object. ``dry_run`` runs phase 1 and prints what phase 2 would do.
+
 A failure in phase 2 leaves what was written in place and a rerun with the same arguments
 completes it; the one exception is a first ``helm install`` that fails, whose release is
 uninstalled again so that the rerun is not blocked by a failed release.
@@ -43,7 +49,10 @@ The modules, one concern each:
 - :mod:`~connector.install.isolation` — the consumer's isolation policy in the provider;
 - :mod:`~connector.install.identity` — the consumer's provider identity and its token;
 - :mod:`~connector.install.release` — the chart, the Helm release, and the waits;
-- :mod:`~connector.install.installer` — ``install``: validate, then write;
+- :mod:`~connector.install.takeover` — replacing a release of another chart (Upbound's);
+- :mod:`~connector.install.adoption` — a connection's adoption opt-in (``--adopt``);
+- :mod:`~connector.install.installer` — ``install``: validate, then write (or, with
+  ``dry_run``, say what it would write);
 - :mod:`~connector.install.uninstaller` — ``uninstall`` and revocation.
 """
 

@@ -7,7 +7,8 @@ binder's :func:`~functions.binder.bound_resource`, as a binding would bind it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from connector.install.clusters import Cluster
 from connector.install.options import InstallError, Report, RobotToken, counted
@@ -25,7 +26,13 @@ from functions.common.clock import now_rfc3339
 from functions.common.objects import Obj
 from functions.crd_puller import OfferedAPI, PullRequest, pull
 
-__all__ = ["offered_apis", "resources_from_flags", "robot_resources", "select_apis"]
+__all__ = [
+    "connection_resources",
+    "offered_apis",
+    "resources_from_flags",
+    "robot_resources",
+    "select_apis",
+]
 
 
 def select_apis(offered: Sequence[OfferedAPI], wanted: Sequence[str]) -> list[OfferedAPI]:
@@ -68,6 +75,42 @@ def resources_from_flags(entries: Sequence[str]) -> list[BoundResource]:
             )
         )
     return out
+
+
+def connection_resources(
+    connections: Sequence[Mapping[str, Any]], bound_apis: Sequence[str], *, report: Report
+) -> list[BoundResource]:
+    """What an install with ``--skip-connection`` lets the connector sync: the APIs the
+    ClusterConnections already in the consumer offer (``status.offeredAPIs``, which Upbound's
+    connector wrote too), narrowed by ``--bound-api``; ``GROUP/PLURAL`` entries that no
+    connection offers yet are taken as they are."""
+    offered: dict[str, tuple[str, str]] = {}
+    for connection in connections:
+        for entry in (connection.get("status") or {}).get("offeredAPIs") or []:
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            plural, dot, group = name.partition(".") if isinstance(name, str) else ("", "", "")
+            if isinstance(name, str) and plural and dot and group:
+                offered.setdefault(name, (group, plural))
+    wanted: list[str] = []
+    for entry in bound_apis or [f"{g}/{p}" for g, p in offered.values()]:
+        group, _, plural = entry.partition("/")
+        matched = [
+            f"{g}/{p}" for g, p in offered.values() if g == group and (not plural or p == plural)
+        ]
+        if not matched and not plural:
+            names = ", ".join(f"{g}/{p}" for g, p in offered.values()) or "(none)"
+            raise InstallError(
+                f"--bound-api {entry}: no ClusterConnection in the consumer offers an API of "
+                f"that group (offered: {names}); name it as GROUP/PLURAL to bind it anyway."
+            )
+        wanted += [m for m in matched or [entry] if m not in wanted]
+    resources = resources_from_flags(wanted)
+    report(
+        f"The connector may sync {counted(len(resources), 'API')}"
+        + (f": {', '.join(r.crd_name for r in resources)}." if resources else ".")
+        + " (From the ClusterConnections in the consumer and --bound-api.)"
+    )
+    return resources
 
 
 def offered_apis(provider: Cluster) -> list[OfferedAPI]:

@@ -7,19 +7,27 @@ that holds everything it found out; :func:`execute` only carries the plan out.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connector.helm import Helm, Release, Runner
-from connector.install.apis import offered_apis, robot_resources, select_apis
+from connector.helm import Helm, Runner
+from connector.install.adoption import adoption_sentence, adoption_spec, set_adoption
+from connector.install.apis import (
+    connection_resources,
+    offered_apis,
+    robot_resources,
+    select_apis,
+)
 from connector.install.clusters import Cluster, check_reachable, default_consumer_name, open_cluster
 from connector.install.identity import provision_identity
 from connector.install.isolation import Isolation, apply_isolation, plan_isolation
 from connector.install.options import (
     FIELD_MANAGER,
     INSTALLER_LABELS,
+    RELEASE,
     InstallError,
     InstallOptions,
     Report,
@@ -35,13 +43,26 @@ from connector.install.permissions import (
     provider_permissions,
 )
 from connector.install.release import (
+    ReleasePlan,
+    carried_over,
     chart_crds,
     find_chart,
+    inspect_release,
     install_release,
     open_helm,
     plan_release,
     wait_established,
     wait_ready,
+)
+from connector.install.takeover import (
+    Takeover,
+    describe,
+    plan_takeover,
+    protect_crds,
+    stop_old_connector,
+    take_over_connector_crd,
+    take_over_pulled_crds,
+    unprotect_crds,
 )
 from connector.kube import (
     CLUSTER_CONNECTIONS,
@@ -61,7 +82,7 @@ from functions.binder import (
 )
 from functions.common import BINDABLE_LABEL, LABEL_MANAGED_BY, MANAGED_BY
 
-__all__ = ["Plan", "execute", "install", "validate"]
+__all__ = ["Plan", "describe_plan", "execute", "install", "validate"]
 
 
 @dataclass(kw_only=True)
@@ -81,17 +102,30 @@ class Plan:
     isolation: Isolation | None
     secret_name: str
     existing_secret: dict[str, Any] | None
-    release: Release | None
-    values: dict[str, Any]
-    run_helm: bool
+    #: The ClusterConnection of that name as it is (None: not there yet).
+    connection: dict[str, Any] | None
+    #: With ``skip_connection``: the ClusterConnections already in the consumer.
+    connections: list[str]
+    release: ReleasePlan
+    #: The release was installed by another chart: what replacing it takes.
+    takeover: Takeover | None
 
 
 def install(opts: InstallOptions, *, report: Report, run: Runner | None = None) -> None:
     """Install or update the connector in the consumer; see :mod:`connector.install`."""
-    if (opts.provider is None) == (opts.robot is None):
+    if opts.skip_connection:
+        if opts.provider is not None or opts.robot is not None:
+            raise InstallError(
+                "--skip-connection installs only the connector (its CRDs and Helm release) "
+                "and creates no Secret, ClusterConnection or provider identity, so it takes "
+                "no provider credentials: drop --provider-kubeconfig / --upbound-token, or "
+                "drop --skip-connection."
+            )
+    elif (opts.provider is None) == (opts.robot is None):
         raise InstallError(
             "pass either --provider-kubeconfig or --upbound-token (with --organization, "
-            "--spaces-base-url, --control-plane-group and --control-plane)."
+            "--spaces-base-url, --control-plane-group and --control-plane), or "
+            "--skip-connection to install only the connector."
         )
     if opts.isolation_policy and opts.provider is None:
         raise InstallError(
@@ -99,13 +133,25 @@ def install(opts: InstallOptions, *, report: Report, run: Runner | None = None) 
             "creates nothing in the provider."
         )
     plan = validate(opts, report=report, run=run)
+    if opts.dry_run:
+        for line in describe_plan(opts, plan):
+            report(f"Would: {line}")
+        report("Dry run: nothing was changed in either cluster.")
+        return
     execute(opts, plan, report=report)
-    if opts.wait:
-        wait_ready(plan.consumer.client, opts.connection_name, opts.timeout, report=report)
+    names = plan.connections if opts.skip_connection else [opts.connection_name]
+    if not names:
+        report(
+            "No ClusterConnection to wait for (--skip-connection): create one, e.g. "
+            "examples/walkthrough/consumer/20-clusterconnection.yaml."
+        )
+    elif opts.wait:
+        for name in names:
+            wait_ready(plan.consumer.client, name, opts.timeout, report=report)
     else:
         report(
-            f"Not waiting for ClusterConnection {opts.connection_name} to become Ready "
-            f"(--no-wait); check with: kubectl get clusterconnection {opts.connection_name}"
+            f"Not waiting for ClusterConnection {', '.join(names)} to become Ready "
+            f"(--no-wait); check with: kubectl get clusterconnection"
         )
 
 
@@ -120,26 +166,42 @@ def validate(opts: InstallOptions, *, report: Report, run: Runner | None = None)
     helm = open_helm(opts.consumer, binary=opts.helm, timeout=opts.timeout, run=run)
 
     check_permissions(consumer, consumer_permissions(opts.namespace))
+    existing = inspect_release(helm, opts.namespace)
     client = consumer.client
+    connection: dict[str, Any] | None = None
+    connections: list[dict[str, Any]] = []
     try:
         namespace_exists = client.get_or_none(NAMESPACES, opts.namespace) is not None
         if not namespace_exists:
             check_permissions(consumer, [Permission(verb="create", resource="namespaces")])
-        consumer_name = opts.consumer_cluster_name or default_consumer_name(client)
+        consumer_name = (
+            opts.consumer_cluster_name
+            or carried_over(existing, "consumerClusterDisplayName")
+            or default_consumer_name(client)
+        )
         secret_name = opts.secret_name or default_secret_name(
             opts.connection_name, robot=opts.robot is not None
         )
         existing_secret = client.get_or_none(SECRETS, secret_name, opts.namespace)
         try:
-            connection = client.get_or_none(CLUSTER_CONNECTIONS, opts.connection_name)
+            if opts.skip_connection:
+                connections, _ = client.list(CLUSTER_CONNECTIONS)
+            else:
+                connection = client.get_or_none(CLUSTER_CONNECTIONS, opts.connection_name)
         except NotFoundError:
-            connection = None  # the connector's CRDs are not installed yet
+            pass  # the connector's CRDs are not installed yet: no connection either
     except ForbiddenError as e:
         raise forbidden(consumer, "read what install needs", e) from e
     except KubeError as e:
         raise InstallError(f"cannot read the consumer cluster: {e.message}") from e
-    _check_ours(existing_secret, f"Secret {opts.namespace}/{secret_name}", "--secret-name")
-    _check_ours(connection, f"ClusterConnection {opts.connection_name}", "--name")
+    if not opts.skip_connection:
+        _check_ours(existing_secret, f"Secret {opts.namespace}/{secret_name}", "--secret-name")
+        _check_ours(connection, f"ClusterConnection {opts.connection_name}", "--name")
+    elif opts.adopt is not None and not connections:
+        raise InstallError(
+            "--adopt/--no-adopt with --skip-connection sets the adoption policy of the "
+            "ClusterConnections in the consumer, and there are none."
+        )
     report(
         f"Consumer cluster {client.server} is reachable and the installer may install the "
         f"connector there (consumer name in the provider: {consumer_name})."
@@ -167,11 +229,48 @@ def validate(opts: InstallOptions, *, report: Report, run: Runner | None = None)
                 f"Warning: no API is bound yet. Label provider CRDs with {BINDABLE_LABEL}=true "
                 "and rerun install with --upgrade to grant the connector access to them."
             )
-    else:
-        assert opts.robot is not None
+    elif opts.robot is not None:
         resources = robot_resources(opts.robot, opts.bound_apis, report=report)
+    else:
+        resources = connection_resources(connections, opts.bound_apis, report=report)
 
-    release, values, run_helm = plan_release(opts, helm, chart_dir, consumer_name, resources)
+    release = plan_release(opts, existing, chart_dir, consumer_name, resources)
+    takeover: Takeover | None = None
+    if release.takeover:
+        assert release.existing is not None
+        if chart_dir is None:
+            raise InstallError(
+                f"replacing the release of another chart ({release.existing.release.chart}) "
+                "needs this project's chart as a directory or archive, to bring the connector "
+                "CRDs to its schema: drop --chart (the shipped chart), or pass --chart DIR or "
+                "--bundle FILE.tgz."
+            )
+        takeover = plan_takeover(
+            client,
+            helm,
+            release.existing,
+            chart=chart,
+            namespace=opts.namespace,
+            values=release.values,
+            chart_crds=chart_crds(chart_dir),
+        )
+        check_permissions(
+            consumer,
+            [
+                Permission(
+                    verb="delete",
+                    group=r.res.group,
+                    resource=r.res.plural,
+                    namespace=r.namespace,
+                )
+                for r in takeover.removals
+            ],
+        )
+        report(
+            f"The Helm release {RELEASE} was installed by another chart "
+            f"({release.existing.release.chart}); it will be replaced, and everything it left "
+            "is kept (--dry-run lists each step)."
+        )
     return Plan(
         consumer=consumer,
         provider=provider,
@@ -185,9 +284,10 @@ def validate(opts: InstallOptions, *, report: Report, run: Runner | None = None)
         isolation=isolation,
         secret_name=secret_name,
         existing_secret=existing_secret,
+        connection=connection,
+        connections=sorted(str(c["metadata"]["name"]) for c in connections),
         release=release,
-        values=values,
-        run_helm=run_helm,
+        takeover=takeover,
     )
 
 
@@ -198,12 +298,15 @@ def _check_ours(obj: Mapping[str, Any] | None, what: str, flag: str) -> None:
     if labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
         raise InstallError(
             f"{what} already exists and was not created by api-connector install; choose "
-            f"another name with {flag}, or delete it first."
+            f"another name with {flag}, delete it first, or keep it as it is and install only "
+            "the connector with --skip-connection."
         )
 
 
 def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
     """Phase 2: the provider's side first, then the consumer's; each step idempotent."""
+    secret_data: dict[str, str] | None = None
+    secret_kind = ""
     if plan.provider is not None:
         assert plan.access is not None
         # The policy first: on a first install, the identity never exists unconfined.
@@ -219,8 +322,7 @@ def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
         )
         secret_data = {"kubeconfig": kubeconfig}
         secret_kind = "KubeConfig"
-    else:
-        assert opts.robot is not None
+    elif opts.robot is not None:
         secret_data = {
             "token": opts.robot.token,
             "organization": opts.robot.organization,
@@ -231,7 +333,11 @@ def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
         secret_kind = "UpboundRobotToken"
 
     client = plan.consumer.client
+    takeover = plan.takeover
     try:
+        if takeover is not None:
+            # Before anything else: the old connector must not act on what changes next.
+            stop_old_connector(client, takeover, report=report)
         if not plan.namespace_exists:
             client.apply(
                 NAMESPACES,
@@ -241,15 +347,21 @@ def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
             report(f"Created namespace {opts.namespace}.")
         crds = chart_crds(plan.chart_dir)
         for crd in crds:
+            if takeover is not None:
+                take_over_connector_crd(client, str(crd["metadata"]["name"]), takeover)
             client.apply(CUSTOM_RESOURCE_DEFINITIONS, crd, FIELD_MANAGER)
         wait_established(client, crds)
         if crds:
             report(f"Applied the connector's {counted(len(crds), 'CRD')}.")
-        client.apply(SECRETS, _secret(opts, plan.secret_name, secret_data), FIELD_MANAGER)
-        report(
-            f"Secret {opts.namespace}/{plan.secret_name} holds the provider credentials "
-            f"({secret_kind})."
-        )
+        if takeover is not None:
+            protect_crds(client, takeover, report=report)
+            take_over_pulled_crds(client, takeover, report=report)
+        if secret_data is not None:
+            client.apply(SECRETS, _secret(opts, plan.secret_name, secret_data), FIELD_MANAGER)
+            report(
+                f"Secret {opts.namespace}/{plan.secret_name} holds the provider credentials "
+                f"({secret_kind})."
+            )
     except KubeError as e:
         raise InstallError(f"cannot write to the consumer cluster: {e.message}") from e
 
@@ -258,21 +370,80 @@ def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
         plan.helm,
         chart=plan.chart,
         directory=plan.chart_dir,
-        release=plan.release,
-        values=plan.values,
-        run_helm=plan.run_helm,
+        plan=plan.release,
         report=report,
     )
+    if takeover is not None:
+        try:
+            unprotect_crds(client, takeover)
+        except KubeError as e:
+            # Harmless if left: it only keeps helm from ever deleting these CRDs.
+            report(f"Warning: could not remove the keep annotation from the CRDs: {e.message}")
 
+    if secret_data is None:
+        set_adoption(client, plan.connections, opts.adopt, report=report)
+        return
     try:
         client.apply(
-            CLUSTER_CONNECTIONS, _connection(opts, plan.secret_name, secret_kind), FIELD_MANAGER
+            CLUSTER_CONNECTIONS,
+            _connection(opts, plan.secret_name, secret_kind, plan.connection),
+            FIELD_MANAGER,
         )
     except KubeError as e:
         raise InstallError(
             f"cannot apply ClusterConnection {opts.connection_name}: {e.message}"
         ) from e
     report(f"ClusterConnection {opts.connection_name} points at that Secret.")
+    if opts.adopt is not None:
+        report(adoption_sentence(opts.connection_name, opts.adopt))
+
+
+def describe_plan(opts: InstallOptions, plan: Plan) -> list[str]:
+    """What :func:`execute` would do, one sentence a step, in order (``--dry-run``)."""
+    lines: list[str] = []
+    if plan.provider is not None and plan.access is not None:
+        server = plan.provider.client.server
+        if plan.isolation is not None:
+            lines.append(
+                f"Provider {server}: apply the isolation policy {plan.isolation.name}, "
+                "confining this consumer's identity to its own objects."
+            )
+        lines.append(
+            f"Provider {server}: create or update the identity {plan.access.namespace}/"
+            f"{plan.access.service_account} with access to "
+            f"{counted(len(plan.resources), 'bound API')}, and its token."
+        )
+    if plan.takeover is not None:
+        lines += describe(plan.takeover, opts.namespace)
+    if not plan.namespace_exists:
+        lines.append(f"Create namespace {opts.namespace}.")
+    crds = chart_crds(plan.chart_dir)
+    if crds:
+        lines.append(
+            f"Apply the connector's {counted(len(crds), 'CRD')} (server-side apply): "
+            + ", ".join(str(c["metadata"]["name"]) for c in crds)
+            + "."
+        )
+    if plan.provider is not None or opts.robot is not None:
+        verb = "Update" if plan.existing_secret else "Create"
+        lines.append(f"{verb} Secret {opts.namespace}/{plan.secret_name} with the credentials.")
+    release = plan.release
+    if not release.run_helm:
+        lines.append(f"Leave Helm release {RELEASE} as it is (same chart and values).")
+    else:
+        verb = "Install" if release.existing is None else "Upgrade"
+        lines.append(
+            f"{verb} Helm release {RELEASE} in namespace {opts.namespace} from {plan.chart} "
+            f"with values {json.dumps(release.values, sort_keys=True)}."
+        )
+    if plan.provider is not None or opts.robot is not None:
+        verb = "Update" if plan.connection else "Create"
+        lines.append(f"{verb} ClusterConnection {opts.connection_name}.")
+        if opts.adopt is not None:
+            lines.append(adoption_sentence(opts.connection_name, opts.adopt))
+    elif opts.adopt is not None:
+        lines += [adoption_sentence(name, opts.adopt) for name in plan.connections]
+    return lines
 
 
 def _secret(opts: InstallOptions, name: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -290,17 +461,23 @@ def _secret(opts: InstallOptions, name: str, data: Mapping[str, str]) -> dict[st
     }
 
 
-def _connection(opts: InstallOptions, secret_name: str, secret_kind: str) -> dict[str, Any]:
+def _connection(
+    opts: InstallOptions, secret_name: str, secret_kind: str, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "secretRef": {
+            "kind": secret_kind,
+            "name": secret_name,
+            "namespace": opts.namespace,
+        },
+        "crdManagement": {"pullBehavior": "Pull"},
+    }
+    adoption = adoption_spec(opts.adopt, current)
+    if adoption is not None:
+        spec["adoption"] = adoption
     return {
         "apiVersion": CLUSTER_CONNECTIONS.api_version,
         "kind": CLUSTER_CONNECTIONS.kind,
         "metadata": {"name": opts.connection_name, "labels": dict(INSTALLER_LABELS)},
-        "spec": {
-            "secretRef": {
-                "kind": secret_kind,
-                "name": secret_name,
-                "namespace": opts.namespace,
-            },
-            "crdManagement": {"pullBehavior": "Pull"},
-        },
+        "spec": spec,
     }

@@ -11,8 +11,10 @@ from functions.common import LABEL_MANAGED_BY, MANAGED_BY
 from functions.common.api import DEFAULT_NAMESPACE
 
 __all__ = [
+    "CHART_ANNOTATION",
     "DEFAULT_CONNECTION",
     "DEFAULT_NAMESPACE",
+    "DEFAULT_POLL_INTERVAL",
     "FIELD_MANAGER",
     "INSTALLER_LABELS",
     "RELEASE",
@@ -29,6 +31,10 @@ __all__ = [
 
 RELEASE = "api-connector"
 DEFAULT_CONNECTION = "provider-connection"
+DEFAULT_POLL_INTERVAL = "10m"
+#: The annotation in this project's ``Chart.yaml``: a release whose chart lacks it was
+#: installed by another chart of the same name (Upbound's), which ``--upgrade`` takes over.
+CHART_ANNOTATION = "api-connector/chart"
 FIELD_MANAGER = "api-connector-installer"
 #: Every consumer object the installer creates carries this label; ``uninstall --all``
 #: deletes only objects that do.
@@ -80,9 +86,11 @@ class InstallOptions:
     namespace: str = DEFAULT_NAMESPACE
     #: The credentials Secret; None: :func:`default_secret_name`.
     secret_name: str | None = None
-    #: The consumer's identity in the provider; None: derived from kube-system's uid.
+    #: The consumer's identity in the provider; None: the consumerClusterDisplayName of a
+    #: release taken over from another chart, else derived from kube-system's uid.
     consumer_cluster_name: str | None = None
-    poll_interval: str = "10m"
+    #: None: a taken-over release's pollInterval, else :data:`DEFAULT_POLL_INTERVAL`.
+    poll_interval: str | None = None
     #: ``group`` or ``group/plural`` entries: bind only these of the offered APIs (with a
     #: robot token whose provider cannot be listed: exactly these).
     bound_apis: tuple[str, ...] = ()
@@ -101,6 +109,17 @@ class InstallOptions:
     #: required, the install is refused before writing when the provider does not serve it;
     #: False: install neither applies nor changes it.
     isolation_policy: bool | None = None
+    #: Install only the connector (CRDs and Helm release): no credentials Secret, no
+    #: ClusterConnection, nothing in the provider (``up``'s ``--skip-connection``). The
+    #: APIs it may sync come from the ClusterConnections already in the consumer and from
+    #: ``bound_apis``.
+    skip_connection: bool = False
+    #: Validate and print what would change; write nothing.
+    dry_run: bool = False
+    #: The adoption opt-in of the connections this install manages (the one it creates, or
+    #: with ``skip_connection`` every ClusterConnection in the consumer): True turns on
+    #: ``spec.adoption.policy: AdoptManaged``, False turns it off; None leaves it as it is.
+    adopt: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,8 @@ __all__ = [
     "CONFIG_MAPS",
     "CONNECT_GROUP",
     "CUSTOM_RESOURCE_DEFINITIONS",
+    "DAEMON_SETS",
+    "DEPLOYMENTS",
     "EVENTS",
     "LEASES",
     "NAMESPACES",
@@ -35,6 +37,7 @@ __all__ = [
     "SECRETS",
     "SELF_SUBJECT_ACCESS_REVIEWS",
     "SERVICE_ACCOUNTS",
+    "STATEFUL_SETS",
     "VALIDATING_ADMISSION_POLICIES",
     "VALIDATING_ADMISSION_POLICY_BINDINGS",
     "Resource",
@@ -151,6 +154,10 @@ PODS = Resource("", "v1", "pods", "Pod", True)
 # Core v1 Events: what `kubectl describe` shows, and writable by every apiserver version.
 EVENTS = Resource("", "v1", "events", "Event", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
+# Workloads of a Helm release that install takes over (connector/install/takeover.py).
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", True)
+STATEFUL_SETS = Resource("apps", "v1", "statefulsets", "StatefulSet", True)
+DAEMON_SETS = Resource("apps", "v1", "daemonsets", "DaemonSet", True)
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True)
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True)
 CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)

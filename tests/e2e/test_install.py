@@ -460,6 +460,28 @@ def test_changed_values_need_upgrade(env: Env, installed: str) -> None:
     assert values["boundAPIs"] == [{"group": "nop.example.org", "resources": ["nopresources"]}]
 
 
+def test_a_dry_run_names_each_step_and_writes_nothing(env: Env, installed: str) -> None:
+    revision = _revision(env)
+    secret = env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    out = " ".join(
+        ok(
+            cli(*env.install_args("--no-wait", "--upgrade", "--set", "workers=3", "--dry-run"))
+        ).split()
+    )
+    for step in (
+        "Would: Provider https://",
+        f"Would: Update Secret {RELEASE_NAMESPACE}/{env.secret_name} with the credentials.",
+        "Would: Upgrade Helm release api-connector in namespace upbound-system",
+        '"workers": 3',
+        f"Would: Update ClusterConnection {env.connection}.",
+        "Dry run: nothing was changed in either cluster.",
+    ):
+        assert step in out, f"{step!r} not in:\n{out}"
+    assert _revision(env) == revision
+    after = env.consumer_kube.get(SECRETS, env.secret_name, RELEASE_NAMESPACE)
+    assert after["metadata"]["resourceVersion"] == secret["metadata"]["resourceVersion"]
+
+
 def _revision(env: Env) -> int:
     releases = yaml.safe_load(env.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json"))
     return int(releases[0]["revision"])

@@ -28,9 +28,13 @@ from connector.install import (
     select_apis,
     token_claims,
 )
+from connector.install.adoption import adoption_spec
+from connector.install.apis import connection_resources
 from connector.install.clusters import open_cluster
+from connector.install.takeover import CRDTakeover, PulledCRD, Removal, Takeover, describe
 from connector.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
+    DEPLOYMENTS,
     VALIDATING_ADMISSION_POLICIES,
     VALIDATING_ADMISSION_POLICY_BINDINGS,
 )
@@ -326,6 +330,132 @@ def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:
     assert "No such file or directory" in str(raised.value)
 
 
+# -- --skip-connection: the APIs of the connections already there --------------------------
+
+
+def offered_by(*names: str) -> dict[str, Any]:
+    return {"status": {"offeredAPIs": [{"name": n} for n in names]}}
+
+
+@dataclass(frozen=True)
+class ConnectionResourcesCase:
+    reason: str
+    connections: list[dict[str, Any]]
+    flags: list[str]
+    want: list[str]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ConnectionResourcesCase(
+            "every API the connections offer, each once",
+            [offered_by("nopresources.nop.example.org", "zaps.a.org"), offered_by("zaps.a.org")],
+            [],
+            ["nopresources.nop.example.org", "zaps.a.org"],
+        ),
+        ConnectionResourcesCase(
+            "a group flag narrows",
+            [offered_by("nopresources.nop.example.org", "zaps.a.org")],
+            ["a.org"],
+            ["zaps.a.org"],
+        ),
+        ConnectionResourcesCase(
+            "GROUP/PLURAL is taken as it is, offered or not",
+            [offered_by("nopresources.nop.example.org")],
+            ["b.org/things"],
+            ["things.b.org"],
+        ),
+        ConnectionResourcesCase(
+            "a connection without status (never reconciled) offers nothing",
+            [{"spec": {}}, offered_by("not-a-crd-name")],
+            [],
+            [],
+        ),
+    ],
+    ids=lambda c: c.reason,
+)
+def test_connection_resources(case: ConnectionResourcesCase) -> None:
+    got = connection_resources(case.connections, case.flags, report=lambda _line: None)
+    assert_same(case.want, [r.crd_name for r in got], case.reason)
+
+
+def test_a_group_no_connection_offers_is_refused_with_what_is_offered() -> None:
+    with pytest.raises(InstallError) as e:
+        connection_resources([offered_by("zaps.a.org")], ["b.org"], report=lambda _line: None)
+    assert "no ClusterConnection in the consumer offers an API of that group" in str(e.value)
+    assert "a.org/zaps" in str(e.value)
+
+
+# -- the adoption opt-in --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("adopt", "current", "want"),
+    [
+        (True, None, {"policy": "AdoptManaged"}),
+        (False, {"spec": {"adoption": {"policy": "AdoptManaged"}}}, {"policy": "Never"}),
+        (None, None, None),
+        (None, {"spec": {"adoption": {"policy": "Never"}}}, None),
+        (
+            None,
+            {"spec": {"adoption": {"policy": "AdoptManaged", "matchLabels": {"a": "b"}}}},
+            {"policy": "AdoptManaged", "matchLabels": {"a": "b"}},
+        ),
+    ],
+    ids=["--adopt", "--no-adopt", "neither, new", "neither, off", "neither keeps it on"],
+)
+def test_adoption_spec(
+    adopt: bool | None, current: dict[str, Any] | None, want: dict[str, Any] | None
+) -> None:
+    assert adoption_spec(adopt, current) == want
+
+
+# -- taking over another chart's release (what --dry-run prints) ----------------------------
+
+
+def test_a_takeover_is_described_step_by_step() -> None:
+    takeover = Takeover(
+        old_chart="api-connector-0.4.2",
+        carried={"consumerClusterDisplayName": "team-a", "pollInterval": "1m"},
+        dropped=["image"],
+        removals=[
+            Removal(
+                res=DEPLOYMENTS,
+                name="api-connector",
+                namespace="upbound-system",
+                why="the old connector",
+            )
+        ],
+        crds=[
+            CRDTakeover(name="clusterconnections.connect.upbound.io", managers=("helm",), objects=2)
+        ],
+        protected=["clusterconnections.connect.upbound.io"],
+        pulled=[
+            PulledCRD(
+                name="nopresources.nop.example.org",
+                connection="spaces-connection",
+                managers=("upbound",),
+                objects=3,
+            )
+        ],
+    )
+    text = "\n".join(describe(takeover, "upbound-system"))
+    for part in (
+        "installed by another chart (api-connector-0.4.2)",
+        "consumerClusterDisplayName=team-a, pollInterval=1m are kept",
+        "Its other values (image) mean nothing to this chart",
+        "Delete Deployment upbound-system/api-connector of the old release: the old connector",
+        "CRD clusterconnections.connect.upbound.io: take over the fields of helm and apply "
+        "this project's schema in place; its 2 objects stay",
+        "annotate it helm.sh/resource-policy=keep",
+        "CRD nopresources.nop.example.org, pulled by the old connector: label it "
+        "connect.upbound.io/connection=spaces-connection",
+        "its 3 objects stay",
+    ):
+        assert part in text, f"{part!r} missing from:\n{text}"
+
+
 # -- the command line -----------------------------------------------------------------------
 
 
@@ -349,6 +479,12 @@ def test_an_unreadable_ca_file_is_named(tmp_path: Path) -> None:
             ["--upbound-token", "t", "--isolation-policy"],
             "--isolation-policy needs --provider-kubeconfig",
         ),
+        (["--robot-name", "r"], "--robot-name is not supported: api-connector cannot create"),
+        (["--skip-connection", "--provider-kubeconfig", "p"], "drop --provider-kubeconfig"),
+        (["--skip-connection", "--upbound-token", "t"], "drop --upbound-token"),
+        (["--skip-connection", "--secret-name", "s"], "drop --secret-name"),
+        (["--skip-connection", "--poll-interval", "soon"], "is not a duration"),
+        (["--chart", "x", "--helm-directory", "/"], "pass one of --chart, --helm-directory"),
     ],
 )
 def test_install_usage_errors_exit_before_touching_a_cluster(args: list[str], message: str) -> None:
@@ -370,6 +506,33 @@ def test_uninstall_usage_errors_exit_before_touching_a_cluster(
     result = CliRunner().invoke(main, ["uninstall", "--consumer-kubeconfig", "/nonexistent", *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+#: Every flag of ``up controlplane api-connector install`` in Upbound's CLI reference (the
+#: last version, v0.49), with a value where it takes one.
+UP_INSTALL_FLAGS = [
+    ["--upgrade"],
+    ["--version", "0.1.0"],
+    ["--name", "provider-connection"],
+    ["--upbound-token", "t"],
+    ["--skip-connection"],
+    ["--consumer-kubeconfig", "k"],
+    ["--consumer-context", "c"],
+    ["--helm-directory", "/"],
+    ["--set", "a=b"],
+    ["--file", "values.yaml"],
+    ["-f", "values.yaml"],
+    ["--bundle", __file__],
+    ["--robot-name", "robot"],
+]
+
+
+@pytest.mark.parametrize("flag", UP_INSTALL_FLAGS, ids=lambda f: f[0])
+def test_every_flag_upbound_documented_for_install_is_known(flag: list[str]) -> None:
+    # --help after the flag: the command line is parsed (an unknown flag fails) and nothing
+    # runs.
+    result = CliRunner().invoke(main, ["install", *flag, "--help"])
+    assert result.exit_code == 0, result.output
 
 
 def test_the_isolation_policy_is_on_by_default_with_a_flag_to_opt_out() -> None:

@@ -3,9 +3,11 @@ whether and how helm runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +15,16 @@ from typing import Any
 
 import pytest
 
-from connector.helm import Helm, HelmError, find_helm, tool_cache
+from connector.helm import Helm, HelmError, Release, find_helm, tool_cache
 from connector.install import ClusterAccess, InstallError, InstallOptions, find_chart
-from connector.install.release import plan_release
+from connector.install.options import CHART_ANNOTATION
+from connector.install.release import (
+    ExistingRelease,
+    carried_over,
+    inspect_release,
+    is_our_chart,
+    plan_release,
+)
 from functions.binder import BoundResource
 
 from . import assert_same
@@ -162,6 +171,9 @@ class FakeHelm:
 
     release: dict[str, Any] | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(
+        default_factory=lambda: {"annotations": {CHART_ANNOTATION: "true"}}
+    )
     fail: str = ""
     calls: list[list[str]] = field(default_factory=list)
 
@@ -176,6 +188,8 @@ class FakeHelm:
             )
         if argv[1:3] == ["get", "values"]:
             return subprocess.CompletedProcess(argv, 0, json.dumps(self.values), "")
+        if argv[1:3] == ["get", "metadata"]:
+            return subprocess.CompletedProcess(argv, 0, json.dumps(self.metadata), "")
         return subprocess.CompletedProcess(argv, 0, "", "")
 
 
@@ -258,6 +272,22 @@ def options(*, upgrade: bool = False, values: dict[str, Any] | None = None) -> I
     )
 
 
+def existing(release: dict[str, Any] | None, values: dict[str, Any], *, ours: bool = True) -> Any:
+    if release is None:
+        return None
+    return ExistingRelease(
+        release=Release(
+            name=release["name"],
+            namespace="upbound-system",
+            status=release["status"],
+            chart=release["chart"],
+            revision="1",
+        ),
+        values=values,
+        ours=ours,
+    )
+
+
 @dataclass(frozen=True)
 class ReleaseCase:
     reason: str
@@ -314,10 +344,12 @@ class ReleaseCase:
     ids=lambda c: c.reason,
 )
 def test_plan_release(case: ReleaseCase) -> None:
-    fake = FakeHelm(release=case.release, values=case.current)
-    _, values, run = plan_release(case.opts, helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
-    assert run == case.want_run, case.reason
-    assert_same(case.want_values, values, case.reason)
+    plan = plan_release(
+        case.opts, existing(case.release, case.current), CHART_DIR, "team-a", [NOP_RESOURCE]
+    )
+    assert plan.run_helm == case.want_run, case.reason
+    assert not plan.takeover, case.reason
+    assert_same(case.want_values, plan.values, case.reason)
 
 
 @pytest.mark.parametrize(
@@ -332,10 +364,99 @@ def test_plan_release(case: ReleaseCase) -> None:
 def test_existing_release_without_upgrade_is_refused(
     release: dict[str, Any], current: dict[str, Any]
 ) -> None:
-    fake = FakeHelm(release=release, values=current)
     with pytest.raises(InstallError) as e:
-        plan_release(options(), helm_with(fake), CHART_DIR, "team-a", [NOP_RESOURCE])
+        plan_release(options(), existing(release, current), CHART_DIR, "team-a", [NOP_RESOURCE])
     assert "the Helm release api-connector already exists in namespace upbound-system" in str(
         e.value
     )
     assert "rerun with --upgrade" in str(e.value)
+
+
+UPBOUND_RELEASE = {"name": "api-connector", "status": "deployed", "chart": "api-connector-0.4.2"}
+UPBOUND_VALUES = {"consumerClusterDisplayName": "team-a-prod", "pollInterval": "1m", "x": 1}
+
+
+def test_a_release_of_another_chart_is_replaced_only_with_upgrade() -> None:
+    foreign = existing(UPBOUND_RELEASE, UPBOUND_VALUES, ours=False)
+    with pytest.raises(InstallError) as e:
+        plan_release(options(), foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+    message = str(e.value)
+    assert "was installed by another chart (api-connector-0.4.2" in message
+    assert "Rerun with --upgrade to replace it" in message
+    assert "--dry-run" in message and "docs/migrate-from-upbound.md" in message
+
+
+def test_replacing_another_chart_keeps_its_poll_interval_and_not_its_bound_apis() -> None:
+    foreign = existing(
+        UPBOUND_RELEASE,
+        {**UPBOUND_VALUES, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
+        ours=False,
+    )
+    plan = plan_release(options(upgrade=True), foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+    assert plan.takeover and plan.run_helm
+    assert_same(
+        {**COMPUTED, "pollInterval": "1m"},
+        plan.values,
+        "pollInterval is carried over; the old chart's other values are not this chart's",
+    )
+
+
+def test_an_explicit_poll_interval_wins_over_the_old_releases() -> None:
+    foreign = existing(UPBOUND_RELEASE, UPBOUND_VALUES, ours=False)
+    opts = dataclasses.replace(options(upgrade=True), poll_interval="5m")
+    plan = plan_release(opts, foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+    assert plan.values["pollInterval"] == "5m"
+
+
+def test_carried_over_values_come_only_from_another_charts_release() -> None:
+    assert carried_over(existing(UPBOUND_RELEASE, UPBOUND_VALUES, ours=False), "pollInterval") == (
+        "1m"
+    )
+    assert carried_over(existing(DEPLOYED, COMPUTED), "pollInterval") is None
+    assert carried_over(None, "pollInterval") is None
+    empty = existing(UPBOUND_RELEASE, {"consumerClusterDisplayName": ""}, ours=False)
+    assert carried_over(empty, "consumerClusterDisplayName") is None
+
+
+def test_inspect_release_tells_this_chart_by_its_annotation() -> None:
+    for chart_annotations, ours in (({CHART_ANNOTATION: "true"}, True), ({}, False), (None, False)):
+        fake = FakeHelm(
+            release=DEPLOYED, values=COMPUTED, metadata={"annotations": chart_annotations}
+        )
+        found = inspect_release(helm_with(fake), "upbound-system")
+        assert found is not None and found.ours is ours, chart_annotations
+    assert inspect_release(helm_with(FakeHelm()), "upbound-system") is None
+
+
+def test_the_shipped_chart_carries_the_annotation() -> None:
+    assert is_our_chart(CHART_DIR)
+
+
+# -- chart archives (up's --bundle) ---------------------------------------------------------
+
+
+def packaged(tmp_path: Path, *charts: str) -> Path:
+    archive = tmp_path / "chart.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in charts:
+            tar.add(CHART_DIR, arcname=name)
+    return archive
+
+
+def test_a_chart_archive_is_unpacked_and_used_as_a_directory(tmp_path: Path) -> None:
+    chart, directory = find_chart(str(packaged(tmp_path, "api-connector")), "0.1.0")
+    assert directory is not None and chart == str(directory)
+    assert (directory / "crds" / "connect.upbound.io_clusterconnections.yaml").is_file()
+    assert is_our_chart(directory)
+
+
+def test_an_archive_with_two_charts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match="expected one chart .* found 2"):
+        find_chart(str(packaged(tmp_path, "a", "b")), None)
+
+
+def test_a_file_that_is_no_archive_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "chart.tgz"
+    bogus.write_text("not a tarball")
+    with pytest.raises(InstallError, match="neither a chart directory nor a chart archive"):
+        find_chart(str(bogus), None)
