@@ -303,37 +303,9 @@ class ChartIdentity:
         with self._lock:
             if not self.applied:
                 self._apply()
-        answer = self._admin.create_subresource(
-            SERVICE_ACCOUNTS,
-            RELEASE,
-            RELEASE_NAMESPACE,
-            "token",
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 4 * 3600},
-            },
+        return service_account_kubeconfig(
+            self._admin, path, server=self._server, ca_pem=self._ca_pem
         )
-        token = str(answer["status"]["token"])
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "consumer",
-                    "cluster": {
-                        "server": self._server,
-                        "certificate-authority-data": base64.b64encode(self._ca_pem).decode(),
-                    },
-                }
-            ],
-            "users": [{"name": RELEASE, "user": {"token": token}}],
-            "contexts": [{"name": RELEASE, "context": {"cluster": "consumer", "user": RELEASE}}],
-            "current-context": RELEASE,
-        }
-        path.write_text(yaml.safe_dump(config))
-        path.chmod(0o600)
-        return path
 
     def remove(self) -> None:
         """Delete the cluster-wide objects, so that nothing outlives the e2e tests' cluster
@@ -343,6 +315,50 @@ class ChartIdentity:
             if not res.namespaced:
                 with contextlib.suppress(NotFoundError):
                     self._admin.delete(res, obj["metadata"]["name"])
+
+
+def service_account_kubeconfig(
+    admin: KubeClient,
+    path: Path,
+    *,
+    server: str,
+    ca_pem: bytes,
+    name: str = RELEASE,
+    namespace: str = RELEASE_NAMESPACE,
+) -> Path:
+    """A kubeconfig at ``path`` holding only a TokenRequest token of ServiceAccount
+    ``namespace/name`` (what its Pod would mount), for ``server`` and its CA."""
+    answer = admin.create_subresource(
+        SERVICE_ACCOUNTS,
+        name,
+        namespace,
+        "token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 4 * 3600},
+        },
+    )
+    token = str(answer["status"]["token"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "consumer",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "consumer", "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 class RunningConnector:
