@@ -106,9 +106,9 @@ def connection_resources(
         wanted += [m for m in matched or [entry] if m not in wanted]
     resources = resources_from_flags(wanted)
     report(
-        f"The connector may sync {counted(len(resources), 'API')}"
+        f"The connector may sync {counted(len(resources), 'API')} (offered by the "
+        "ClusterConnections in the consumer, or named by --bound-api)"
         + (f": {', '.join(r.crd_name for r in resources)}." if resources else ".")
-        + " (From the ClusterConnections in the consumer and --bound-api.)"
     )
     return resources
 

@@ -308,7 +308,7 @@ def install_release(
         assert plan.existing is not None
         report(
             f"Helm release {RELEASE} in namespace {opts.namespace} replaced: chart "
-            f"{plan.existing.release.chart} → {chart}."
+            f"{plan.existing.release.chart} → {_chart_version(directory) or chart}."
         )
         return
     verb = "installed" if fresh else "upgraded"

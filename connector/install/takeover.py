@@ -203,13 +203,16 @@ def _removals(
         kind, ns, name = _key(doc, namespace)
         if kind in _WORKLOADS:
             res = _WORKLOADS[kind]
-            why = "the old connector; stopped before this chart's starts, never both at once"
+            why = "it runs the old connector, which stops before this one starts"
         elif kind in _BINDINGS:
             res = _BINDINGS[kind]
             replacement = rendered.get((kind, ns, name))
             if replacement is None or replacement.get("roleRef") == doc.get("roleRef"):
                 continue  # helm updates or deletes it itself
-            why = "its roleRef changes, which the API server never lets change in place"
+            why = (
+                "its roleRef changes, which the API server never lets change in place; "
+                "helm creates this chart's own"
+            )
         else:
             continue
         if client.get_or_none(res, name, ns or None) is not None:
@@ -319,8 +322,8 @@ def describe(takeover: Takeover, namespace: str) -> list[str]:
             else "apply"
         )
         lines.append(
-            f"CRD {crd.name}: {whose} this project's schema in place; its "
-            f"{counted(crd.objects, 'object')} stay."
+            f"CRD {crd.name}: {whose} this project's schema in place, keeping its "
+            f"{counted(crd.objects, 'object')}."
         )
     for name in takeover.protected:
         lines.append(
@@ -332,8 +335,8 @@ def describe(takeover: Takeover, namespace: str) -> list[str]:
         lines.append(
             f"CRD {pulled.name}, pulled by the old connector: label it "
             f"{LABEL_CONNECTION}={label_value(pulled.connection)} and hand its fields to the "
-            f"connector (updated in place, never re-created); its "
-            f"{counted(pulled.objects, 'object')} stay."
+            f"connector (updated in place, never re-created), keeping its "
+            f"{counted(pulled.objects, 'object')}."
         )
     return lines
 
@@ -403,8 +406,8 @@ def take_over_pulled_crds(client: KubeClient, takeover: Takeover, *, report: Rep
             (*pulled.managers, CONNECTOR_FIELD_MANAGER),
         )
         report(
-            f"CRD {pulled.name} now belongs to ClusterConnection {pulled.connection}; its "
-            f"{counted(pulled.objects, 'object')} stay."
+            f"CRD {pulled.name} now belongs to ClusterConnection {pulled.connection}, with its "
+            f"{counted(pulled.objects, 'object')}."
         )
 
 

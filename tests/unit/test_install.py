@@ -424,7 +424,7 @@ def test_a_takeover_is_described_step_by_step() -> None:
                 res=DEPLOYMENTS,
                 name="api-connector",
                 namespace="upbound-system",
-                why="the old connector",
+                why="it runs the old connector",
             )
         ],
         crds=[
@@ -445,13 +445,14 @@ def test_a_takeover_is_described_step_by_step() -> None:
         "installed by another chart (api-connector-0.4.2)",
         "consumerClusterDisplayName=team-a, pollInterval=1m are kept",
         "Its other values (image) mean nothing to this chart",
-        "Delete Deployment upbound-system/api-connector of the old release: the old connector",
+        "Delete Deployment upbound-system/api-connector of the old release: it runs the old "
+        "connector",
         "CRD clusterconnections.connect.upbound.io: take over the fields of helm and apply "
-        "this project's schema in place; its 2 objects stay",
+        "this project's schema in place, keeping its 2 objects",
         "annotate it helm.sh/resource-policy=keep",
         "CRD nopresources.nop.example.org, pulled by the old connector: label it "
         "connect.upbound.io/connection=spaces-connection",
-        "its 3 objects stay",
+        "keeping its 3 objects",
     ):
         assert part in text, f"{part!r} missing from:\n{text}"
 
