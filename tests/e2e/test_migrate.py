@@ -44,6 +44,7 @@ from connector.kube.resources import (
     Resource,
 )
 from functions.common import (
+    FINALIZER,
     LABEL_ADOPTED,
     LABEL_CONNECTION,
     LABEL_CONSUMER_CLUSTER,
@@ -106,12 +107,15 @@ Snapshot = dict[tuple[str, str, str], Seen]
 
 
 def snapshot(kube: KubeClient, *resources: Resource) -> Snapshot:
-    """Every object of ``resources``, by (kind, namespace, name): uid and resourceVersion."""
+    """Every object of ``resources``, by (kind, namespace, name): uid and resourceVersion
+    (helm's release records left out)."""
     out: Snapshot = {}
     for res in resources:
         items, _ = kube.list(res)
         for item in items:
             meta = item["metadata"]
+            if item.get("type") == "helm.sh/release.v1":
+                continue  # helm's own record of a release, not the user's
             key = (res.kind, meta.get("namespace", ""), meta["name"])
             out[key] = Seen(meta["uid"], meta["resourceVersion"])
     return out
@@ -599,3 +603,71 @@ def _events(kube: KubeClient, name: str, reason: str) -> list[dict[str, Any]]:
         for e in items
         if e.get("involvedObject", {}).get("name") == name and e.get("reason") == reason
     ]
+
+
+# -- going back (last: it undoes the move) --------------------------------------------------
+
+
+def test_going_back_to_the_old_chart_keeps_everything(migration: Migration) -> None:
+    for name in ADOPTED:
+        eventually(lambda n=name: synced(migration, n))
+    before_consumer = snapshot(migration.consumer, *CONSUMER_KINDS)
+    before_provider = snapshot(migration.provider, *PROVIDER_KINDS)
+    # The page's steps. The connector runs out of cluster here: stop it first, as uninstall
+    # asks, or it would put its finalizer back.
+    assert migration.connector is not None
+    migration.connector.stop()
+    migration.connector = None
+    out = ok(
+        cli(
+            "uninstall",
+            "--consumer-kubeconfig",
+            str(migration.consumer_cluster.kubeconfig),
+            "--helm",
+            migration.helm,
+        )
+    )
+    assert "Removed the connector's finalizer from" in out
+    for plural in ("clusterconnections", "clusterapibindings", "apibindings"):
+        name = f"{plural}.connect.upbound.io"
+        migration.consumer.patch(
+            CUSTOM_RESOURCE_DEFINITIONS,
+            name,
+            None,
+            {
+                "metadata": {
+                    "annotations": {
+                        "meta.helm.sh/release-name": "api-connector",
+                        "meta.helm.sh/release-namespace": RELEASE_NAMESPACE,
+                    },
+                    "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                }
+            },
+        )
+    migration.helm_cmd(
+        "install",
+        "api-connector",
+        str(OLD_CHART),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+        f"consumerClusterDisplayName={CONSUMER_NAME}",
+        "--set",
+        "pollInterval=1m",
+    )
+
+    releases = yaml.safe_load(migration.helm_cmd("list", "-n", RELEASE_NAMESPACE, "-o", "json"))
+    assert [(r["chart"], r["status"]) for r in releases] == [("api-connector-0.4.2", "deployed")]
+    for kube, before, kinds in (
+        (migration.consumer, before_consumer, CONSUMER_KINDS),
+        (migration.provider, before_provider, PROVIDER_KINDS),
+    ):
+        after = snapshot(kube, *kinds)
+        assert sorted(k for k in before if k not in after or after[k].uid != before[k].uid) == []
+    for name in (*ADOPTED, THEIRS, UNMANAGED):
+        meta = migration.consumer.get(NOP, name, APPS)["metadata"]
+        assert FINALIZER not in (meta.get("finalizers") or []), name
+        # The old connector's origin labels are still on its twins.
+        if name in ADOPTED:
+            labels = migration.provider.get(NOP, name, APPS)["metadata"]["labels"]
+            assert {k: labels.get(k) for k in OLD_ORIGIN} == OLD_ORIGIN
