@@ -1,12 +1,15 @@
-"""Shared fixtures: real local consumer and provider clusters (etcd + kube-apiserver).
+"""Shared fixtures: real local clusters (etcd, kube-apiserver, kube-controller-manager).
 
-    clusters   session: {"consumer": Cluster, "provider": Cluster}, started once, in parallel
-    consumer   the consumer Cluster (.kubeconfig, .api_client(), .mint_kubeconfig(...))
-    provider   the provider Cluster
-    namespace  a fresh namespace, created in both clusters and deleted after the test
+    clusters             session: {"consumer": Cluster, "provider": Cluster}, started once,
+                         in parallel
+    consumer             the consumer Cluster (.kubeconfig, .api_client(), .kube_client(),
+                         .mint_kubeconfig(...))
+    provider             the provider Cluster
+    namespace            a fresh namespace, created in both clusters and deleted (without
+                         waiting) after the test
 
-The clusters start only when a test asks for them. If they cannot start, every test that
-needs them errors with the reason: a missing cluster is a failure, never a skip.
+Everything starts only when a test asks for it. If something cannot start, every test that
+needs it errors with the reason: a missing cluster is a failure, never a skip.
 """
 
 from __future__ import annotations

@@ -1,29 +1,38 @@
-"""Real local Kubernetes clusters (etcd + kube-apiserver on 127.0.0.1) for tests and demos.
+"""Real local Kubernetes clusters (etcd, kube-apiserver and kube-controller-manager on
+127.0.0.1) for tests and demos.
 
 Public API::
 
-    find_binaries() -> Binaries                   # runs tools/build.sh etcd kube-apiserver
-    Cluster(name, base_dir, *, ...)               # start() / stop() / with-statement
-    start_clusters(names, base_dir, *, ...)       # several in parallel, all or nothing
-    eventually(check, *, what, timeout)           # bounded poll; WaitTimeout names `what`
+    find_binaries(*, controller_manager) -> Binaries   # tools/build.sh etcd kube-apiserver ...
+    find_tools(names) -> {name: Path}                  # any tool tools/build.sh knows
+    Cluster(name, base_dir, *, ...)                    # start() / stop() / with-statement
+    start_clusters(names, base_dir, *, ...)            # several in parallel, all or nothing
+    eventually(check, *, what, timeout)                # bounded poll; WaitTimeout names `what`
 
 Errors::
 
     EnvtestError
-    ├── BinariesError        kube-apiserver or etcd could not be found or built
+    ├── BinariesError        a tool could not be found or built
     └── ClusterStartError    a start step failed; names the step, shows the log tail
 """
 
 from __future__ import annotations
 
-from connector.envtest._binaries import Binaries, find_binaries
-from connector.envtest._cluster import ADMIN_GROUPS, ADMIN_USER, Cluster, start_clusters
+from connector.envtest._binaries import Binaries, find_binaries, find_tools
+from connector.envtest._cluster import (
+    ADMIN_GROUPS,
+    ADMIN_USER,
+    CONTROLLERS,
+    Cluster,
+    start_clusters,
+)
 from connector.envtest._errors import BinariesError, ClusterStartError, EnvtestError
 from connector.envtest._wait import WaitTimeout, eventually
 
 __all__ = [
     "ADMIN_GROUPS",
     "ADMIN_USER",
+    "CONTROLLERS",
     "Binaries",
     "BinariesError",
     "Cluster",
@@ -32,5 +41,6 @@ __all__ = [
     "WaitTimeout",
     "eventually",
     "find_binaries",
+    "find_tools",
     "start_clusters",
 ]
