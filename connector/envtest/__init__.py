@@ -1,5 +1,5 @@
 """Real local Kubernetes clusters (etcd, kube-apiserver and kube-controller-manager on
-127.0.0.1) for tests and demos.
+127.0.0.1) for tests and demos, optionally with Crossplane and its functions.
 
 Public API::
 
@@ -7,6 +7,8 @@ Public API::
     find_tools(names) -> {name: Path}                  # any tool tools/build.sh knows
     Cluster(name, base_dir, *, ...)                    # start() / stop() / with-statement
     start_clusters(names, base_dir, *, ...)            # several in parallel, all or nothing
+    Crossplane(cluster, *, functions, ...)             # Crossplane core + function runtime
+    start_crossplane(cluster, *, functions, ...)       # the same, started
     eventually(check, *, what, timeout)                # bounded poll; WaitTimeout names `what`
 
 Errors::
@@ -26,21 +28,38 @@ from connector.envtest._cluster import (
     Cluster,
     start_clusters,
 )
+from connector.envtest._crossplane import Crossplane, start_crossplane
 from connector.envtest._errors import BinariesError, ClusterStartError, EnvtestError
+from connector.envtest._functions import (
+    DEFAULT_FUNCTIONS,
+    EXAMPLE_FUNCTION,
+    FUNCTION_REVISIONS,
+    FUNCTIONS,
+    STAGE_FUNCTIONS,
+    FunctionSource,
+)
 from connector.envtest._wait import WaitTimeout, eventually
 
 __all__ = [
     "ADMIN_GROUPS",
     "ADMIN_USER",
     "CONTROLLERS",
+    "DEFAULT_FUNCTIONS",
+    "EXAMPLE_FUNCTION",
+    "FUNCTIONS",
+    "FUNCTION_REVISIONS",
+    "STAGE_FUNCTIONS",
     "Binaries",
     "BinariesError",
     "Cluster",
     "ClusterStartError",
+    "Crossplane",
     "EnvtestError",
+    "FunctionSource",
     "WaitTimeout",
     "eventually",
     "find_binaries",
     "find_tools",
     "start_clusters",
+    "start_crossplane",
 ]
