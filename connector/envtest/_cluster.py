@@ -1,6 +1,11 @@
 """A local Kubernetes cluster on 127.0.0.1: etcd, kube-apiserver with real RBAC, and
 kube-controller-manager for what users expect of a cluster without nodes (namespace
-deletion, garbage collection, service accounts and their tokens)."""
+deletion, garbage collection, service accounts and their tokens).
+
+Long because :class:`Cluster` is one lifecycle: the files, command lines, readiness waits and
+teardown of three processes that start and stop together, plus the admin conveniences tests
+use (namespaces, kubeconfigs, clients). Certificates are in ``_certs.py``, process
+supervision in ``_process.py``."""
 
 from __future__ import annotations
 

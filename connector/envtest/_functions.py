@@ -1,6 +1,10 @@
 """The development function runtime: for local clusters, what Crossplane's Deployment
 runtime does in a real cluster, done with local processes.
 
+Long because the runtime is one sequence whose steps share state (the registry's address,
+Crossplane's CA, the servers' ports) from package build to the endpoint writer; Crossplane
+itself is started by ``_crossplane.py``.
+
 Under ``--package-runtime=External`` Crossplane still pulls every Function's package, but
 runs nothing: it calls the gRPC endpoint written in the active FunctionRevision's
 ``status.endpoint``, and writing it is the external runtime's job. This runtime:
