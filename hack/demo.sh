@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-hack/setup.sh
+# Only the tools the demo runs: the clusters (with their controller manager), kubectl for
+# exploring them, and Crossplane with what it needs to install the stage Functions.
+hack/setup.sh etcd kube-apiserver kube-controller-manager kubectl crossplane crossplane-core registry
 exec .venv/bin/api-connector demo --dir _out/demo "$@"

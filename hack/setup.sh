@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs, from its own files: the Python virtualenv (.venv) and the
 # pinned Go tools (tools/build.sh; cached outside the clone, built once).
+#
+#   hack/setup.sh [TOOL ...]     # only these Go tools (default: all); see tools/build.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,5 +18,5 @@ if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
-echo "== go tools (kube-apiserver, etcd, crossplane, helm)"
-tools/build.sh >/dev/null
+echo "== go tools (${*:-all})"
+tools/build.sh "$@" >/dev/null

@@ -1,83 +1,181 @@
 #!/usr/bin/env bash
-# Builds the pinned Go tools the project runs for real (kube-apiserver, kubectl, etcd, the
-# Crossplane CLI, helm) from the wrapper modules beside this script, and caches the binaries outside
-# the clone so that a warm run takes seconds.
+# Builds the pinned Go tools the project runs for real from the wrapper modules beside this
+# script, and caches the binaries outside the clone so that a warm run takes a second.
 #
-#   tools/build.sh [TOOL ...]     # default: every tool; prints "TOOL PATH" per tool
+#   tools/build.sh [TOOL ...]     # default: every tool; prints "TOOL PATH" per tool on stdout
+#
+# Tools: etcd, kube-apiserver, kube-controller-manager, kubectl (the local clusters and their
+# CLI), crossplane (the Crossplane CLI: render, xpkg), crossplane-core (Crossplane itself),
+# registry (an in-memory OCI registry for local packages), helm.
+#
+# Progress goes to stderr, one line per tool: "kube-apiserver v1.34.4: cached" or
+# "built kube-controller-manager v1.34.4 in 1m32s". Tools that share most of their packages
+# (kube-apiserver, kube-controller-manager and kubectl; crossplane and crossplane-core) are
+# built one after the other, so the second reuses the first's compiled packages from Go's
+# build cache; independent groups are built side by side, API_CONNECTOR_BUILD_JOBS (default
+# 2) at a time.
 #
 # Cache: ${API_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/api-connector}/bin/
-#        <tool>-<version>-<hash of go.mod+go.sum>/<binary>
-# KUBEBUILDER_ASSETS (the envtest convention): if it holds kube-apiserver and etcd, those
-# are used instead of building them.
+#        <tool>-<version>-<hash of go.mod+go.sum+*.go>/<binary>
+# KUBEBUILDER_ASSETS (the envtest convention): kube-apiserver, etcd and
+# kube-controller-manager found there are used instead of building them.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${API_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/api-connector}
 bin_root="$cache_root/bin"
+all_tools=(etcd kube-apiserver kube-controller-manager kubectl crossplane crossplane-core registry helm)
 
 die() {
   echo "tools/build.sh: $*" >&2
   exit 1
 }
 
-# tool -> "module dir|binary name|package|version|ldflags"
+# tool -> "module dir|binary name|package|version|ldflags|group"
+# Tools of one group share a module's dependencies and are built one after the other.
 spec() {
-  local kv=v1.34.4 ev=3.6.16 cv=v2.2.1 hv=v3.19.0
+  local kv=v1.34.4 ev=3.6.16 cv=v2.2.1 hv=v3.19.0 rv=v0.20.7
+  local kb="-X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+  local cb="-X github.com/crossplane/crossplane/v2/internal/version.version=$cv"
   case "$1" in
     kube-apiserver)
-      local cb=k8s.io/component-base/version
-      echo "kube-apiserver|kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|$kv|-X $cb.gitVersion=$kv -X $cb.gitMajor=1 -X $cb.gitMinor=34 -X $cb.gitTreeState=clean -X $cb.buildDate=1970-01-01T00:00:00Z" ;;
+      echo "kube-apiserver|kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|$kv|$kb|kubernetes" ;;
+    kube-controller-manager)
+      # The same module as kube-apiserver: the same Kubernetes release, one go.sum.
+      echo "kube-apiserver|kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|$kv|$kb|kubernetes" ;;
     kubectl)
-      local cb=k8s.io/component-base/version
-      echo "kubectl|kubectl|k8s.io/kubernetes/cmd/kubectl|$kv|-X $cb.gitVersion=$kv -X $cb.gitMajor=1 -X $cb.gitMinor=34 -X $cb.gitTreeState=clean -X $cb.buildDate=1970-01-01T00:00:00Z" ;;
+      echo "kubectl|kubectl|k8s.io/kubernetes/cmd/kubectl|$kv|$kb|kubernetes" ;;
     etcd)
-      echo "etcd|etcd|.|v$ev|" ;;
+      echo "etcd|etcd|.|v$ev||etcd" ;;
     crossplane)
-      echo "crossplane|crossplane|github.com/crossplane/crossplane/v2/cmd/crank|$cv|-X github.com/crossplane/crossplane/v2/internal/version.version=$cv" ;;
+      echo "crossplane|crossplane|github.com/crossplane/crossplane/v2/cmd/crank|$cv|$cb|crossplane" ;;
+    crossplane-core)
+      # The same module as the CLI: Crossplane's own binary ("crossplane core start").
+      echo "crossplane|crossplane|github.com/crossplane/crossplane/v2/cmd/crossplane|$cv|$cb|crossplane" ;;
+    registry)
+      echo "registry|registry|.|$rv||registry" ;;
     helm)
-      echo "helm|helm|helm.sh/helm/v3/cmd/helm|$hv|-X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
-    *) die "unknown tool '$1' (known: kube-apiserver kubectl etcd crossplane helm)" ;;
+      echo "helm|helm|helm.sh/helm/v3/cmd/helm|$hv|-X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean|helm" ;;
+    *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
 }
 
-build_one() {
-  local tool=$1 dir bin pkg version ldflags
-  IFS='|' read -r dir bin pkg version ldflags <<<"$(spec "$tool")"
+duration() {
+  local s=$1
+  if ((s >= 60)); then echo "$((s / 60))m$((s % 60))s"; else echo "${s}s"; fi
+}
 
-  if [[ ( $tool == kube-apiserver || $tool == etcd ) && -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$bin ]]; then
-    echo "$tool ${KUBEBUILDER_ASSETS}/$bin"
-    return
-  fi
-
+# Where TOOL's binary is or will be: KUBEBUILDER_ASSETS, else the cache path for its sources.
+location() {
+  local tool=$1 dir bin pkg version ldflags group
+  IFS='|' read -r dir bin pkg version ldflags group <<<"$(spec "$tool")"
+  case $tool in
+    kube-apiserver | etcd | kube-controller-manager)
+      if [[ -n ${KUBEBUILDER_ASSETS:-} && -x ${KUBEBUILDER_ASSETS}/$bin ]]; then
+        echo "${KUBEBUILDER_ASSETS}/$bin"
+        return
+      fi ;;
+  esac
   local hash
   # Key the cache on everything that decides the binary: the module files and any source.
   hash=$(find "$here/$dir" -maxdepth 1 -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0 \
     | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
-  local out="$bin_root/$tool-$version-$hash"
-  if [[ -x $out/$bin ]]; then
-    echo "$tool $out/$bin"
-    return
-  fi
+  echo "$bin_root/$tool-$version-$hash/$bin"
+}
 
-  command -v go >/dev/null 2>&1 || die "step 'build $tool': no Go toolchain on PATH; install Go >= 1.24 (https://go.dev/doc/install) or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd"
-  mkdir -p "$bin_root"
-  local log="$bin_root/$tool-$version-$hash.log" tmp="$out.tmp.$$"
+# Build TOOL into the cache; prints the progress line, or the log's tail on failure.
+build_one() {
+  local tool=$1 dir bin pkg version ldflags group path out
+  IFS='|' read -r dir bin pkg version ldflags group <<<"$(spec "$tool")"
+  path=$(location "$tool")
+  out=${path%/*}
+  # $$ is this script's pid in every worker: with the tool's name, unique per invocation.
+  local log="$out.log" tmp="$out.tmp.$$" started=$SECONDS
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  echo "building $tool $version (first run only; cached in $out) ..." >&2
   if ! (cd "$here/$dir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/$bin" "$pkg") >"$log" 2>&1; then
     rm -rf "$tmp"
-    echo "tools/build.sh: step 'build $tool $version' failed; last lines of $log:" >&2
-    tail -n 25 "$log" >&2
-    exit 1
+    {
+      echo "tools/build.sh: step 'build $tool $version' failed after $(duration $((SECONDS - started))); last lines of $log:"
+      tail -n 25 "$log"
+    } >&2
+    return 1
+  fi
+  if [[ $tool == crossplane-core ]]; then
+    # Crossplane's CRDs ship in its module, not in the binary; "crossplane core init"
+    # installs them from a folder. Copied (writable) so the module cache is not needed later.
+    local crds
+    if ! crds=$(cd "$here/$dir" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/crossplane/crossplane/v2)/cluster/crds \
+      || ! cp -R "$crds" "$tmp/crds" || ! chmod -R u+w "$tmp/crds"; then
+      rm -rf "$tmp"
+      echo "tools/build.sh: step 'copy the CRDs of $tool $version' failed" >&2
+      return 1
+    fi
   fi
   rm -rf "$out"
   mv "$tmp" "$out"
-  echo "$tool $out/$bin"
+  echo "built $tool $version in $(duration $((SECONDS - started)))" >&2
+}
+
+# One build worker: claims groups in order (mkdir is atomic) and builds each group's tools
+# one after the other; a failed tool stops its group, not the others.
+worker() {
+  local i tool
+  for i in "${!group_tools[@]}"; do
+    mkdir "$work/claim.$i" 2>/dev/null || continue
+    for tool in ${group_tools[$i]}; do
+      build_one "$tool" || { : >"$work/failed"; break; }
+    done
+  done
 }
 
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=(etcd kube-apiserver kubectl crossplane helm)
+[[ ${#tools[@]} -gt 0 ]] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do
-  build_one "$t"
+  spec "$t" >/dev/null # an unknown name fails here, before anything is built
+done
+
+# The tools to build, grouped; biggest groups first so that they start first.
+group_tools=()
+missing=()
+for group in kubernetes crossplane helm etcd registry; do
+  members=""
+  for t in "${all_tools[@]}"; do
+    IFS='|' read -r _ _ _ version _ g <<<"$(spec "$t")"
+    [[ $g == "$group" ]] || continue
+    wanted=""
+    for w in "${tools[@]}"; do [[ $w != "$t" ]] || wanted=1; done
+    [[ -n $wanted ]] || continue
+    if [[ -x $(location "$t") ]]; then
+      echo "$t $version: cached" >&2
+    else
+      members+=" $t"
+      missing+=("$t")
+    fi
+  done
+  [[ -z $members ]] || group_tools+=("${members# }")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  command -v go >/dev/null 2>&1 || die "step 'build ${missing[0]}': no Go toolchain on PATH; install Go >= 1.24 (https://go.dev/doc/install), or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver, etcd and kube-controller-manager"
+  jobs=${API_CONNECTOR_BUILD_JOBS:-2}
+  [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "API_CONNECTOR_BUILD_JOBS must be a positive number, not '$jobs'"
+  ((jobs <= ${#group_tools[@]})) || jobs=${#group_tools[@]}
+  mkdir -p "$bin_root"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  echo "building ${missing[*]} (first run only; $jobs at a time; binaries and logs in $bin_root) ..." >&2
+  pids=()
+  for ((j = 0; j < jobs; j++)); do
+    worker &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid"
+  done
+  [[ ! -e $work/failed ]] || exit 1
+fi
+
+for t in "${tools[@]}"; do
+  echo "$t $(location "$t")"
 done

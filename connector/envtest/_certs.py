@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Local clusters live for minutes; a year is long enough and short enough.
@@ -35,7 +36,15 @@ class CertificateAuthority:
     """A self-signed CA that signs the cluster's serving and client certificates."""
 
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """An existing CA (e.g. Crossplane's ``crossplane-root-ca``), from PEM."""
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError(f"a CA key must be ECDSA or RSA, not {type(key).__name__}")
+        return cls(cert=x509.load_pem_x509_certificate(cert_pem), key=key)
 
     @classmethod
     def create(cls, common_name: str) -> CertificateAuthority:
@@ -101,10 +110,15 @@ class CertificateAuthority:
     ) -> KeyPair:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
+        with warnings.catch_warnings():
+            # Crossplane's CA names its country "Earth"; cryptography warns that a country
+            # has two letters. The name is copied as it is, which is what chains need.
+            warnings.filterwarnings("ignore", "Attribute's length must be", UserWarning)
+            issuer = self.cert.subject
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(self.cert.subject)
+            .issuer_name(issuer)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
@@ -146,7 +160,7 @@ def new_signing_key_pair() -> KeyPair:
     return KeyPair(cert_pem=public, key_pem=_private_pem(key))
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -1,4 +1,6 @@
-"""A local Kubernetes cluster: etcd and kube-apiserver on 127.0.0.1, with real RBAC."""
+"""A local Kubernetes cluster on 127.0.0.1: etcd, kube-apiserver with real RBAC, and
+kube-controller-manager for what users expect of a cluster without nodes (namespace
+deletion, garbage collection, service accounts and their tokens)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import yaml
 
-from connector.envtest import _namespaces, _process
+from connector.envtest import _process
 from connector.envtest._binaries import Binaries, find_binaries
 from connector.envtest._certs import CertificateAuthority, KeyPair, new_signing_key_pair
 from connector.envtest._errors import ClusterStartError, EnvtestError
@@ -31,12 +33,29 @@ from connector.envtest._errors import ClusterStartError, EnvtestError
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from connector.kube import KubeClient
+
 log = structlog.get_logger(__name__)
 
 DEFAULT_STARTUP_TIMEOUT = 90.0
 DEFAULT_STOP_TIMEOUT = 15.0
 ADMIN_USER = "envtest-admin"
 ADMIN_GROUPS = ("system:masters",)
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+DEFAULT_NAMESPACE_DELETE_TIMEOUT = 60.0
+
+#: The controllers kube-controller-manager runs: those whose work shows without nodes,
+#: Pods or a cloud. Workload controllers (Deployments, Jobs, ...) stay off: with no
+#: scheduler or kubelet they would only create Pods that never run.
+CONTROLLERS = (
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "resourcequota-controller",
+)
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _POLL_INTERVAL = 0.2
@@ -62,10 +81,14 @@ def free_port() -> int:
 
 
 class Cluster:
-    """One local cluster: etcd and kube-apiserver, with their own CA, on 127.0.0.1.
+    """One local cluster: etcd, kube-apiserver and kube-controller-manager on 127.0.0.1.
+
+    ``controller_manager=False`` leaves kube-controller-manager out: deleted namespaces
+    then stay ``Terminating`` and nothing collects garbage, for tests that need that.
 
     Files live in ``<base_dir>/<name>/`` (certificates, etcd data, ``etcd.log``,
-    ``kube-apiserver.log``, minted user kubeconfigs); the admin kubeconfig is
+    ``kube-apiserver.log``, ``kube-controller-manager.log``, minted user kubeconfigs); the
+    admin kubeconfig is
     ``<base_dir>/<name>.kubeconfig`` with a context named ``<name>``. The admin is a client
     certificate in group ``system:masters``. ``stop()`` removes these files unless
     ``keep_files`` is set; a failed ``start()`` removes only the kubeconfig and keeps the
@@ -86,6 +109,8 @@ class Cluster:
         apiserver_port: int | None = None,
         extra_apiserver_args: Sequence[str] = (),
         extra_etcd_args: Sequence[str] = (),
+        controller_manager: bool = True,
+        extra_controller_manager_args: Sequence[str] = (),
     ) -> None:
         if not _NAME_RE.match(name) or len(name) > 40:
             raise ValueError(f"cluster name {name!r} must be a short DNS label, e.g. 'consumer'")
@@ -95,6 +120,7 @@ class Cluster:
         self.kubeconfig = self.base_dir / f"{name}.kubeconfig"
         self.etcd_log = self.dir / "etcd.log"
         self.apiserver_log = self.dir / "kube-apiserver.log"
+        self.controller_manager_log = self.dir / "kube-controller-manager.log"
         self._binaries = binaries
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
@@ -102,13 +128,17 @@ class Cluster:
         self._apiserver_port = apiserver_port
         self._extra_apiserver_args = list(extra_apiserver_args)
         self._extra_etcd_args = list(extra_etcd_args)
+        self.controller_manager = controller_manager
+        self._extra_controller_manager_args = list(extra_controller_manager_args)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
         self._ca: CertificateAuthority | None = None
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
+        self._controller_manager: subprocess.Popen[bytes] | None = None
         self._pids: dict[str, int] = {}
+        self._commands: dict[str, list[str]] = {}
         self.port: int | None = None
         self._last_readiness = ""
         self._etcd_url = ""
@@ -131,8 +161,14 @@ class Cluster:
 
     @property
     def pids(self) -> dict[str, int]:
-        """Process ids by role (``etcd``, ``kube-apiserver``), kept after they exit."""
+        """Process ids by role (``etcd``, ``kube-apiserver``, ``kube-controller-manager``),
+        kept after they exit."""
         return dict(self._pids)
+
+    @property
+    def commands(self) -> dict[str, list[str]]:
+        """The command line of each process by role, to recognise a pid as ours later."""
+        return {role: list(argv) for role, argv in self._commands.items()}
 
     @property
     def etcd_url(self) -> str:
@@ -142,12 +178,16 @@ class Cluster:
         return self._etcd_url
 
     def running(self) -> bool:
-        """True while both etcd and kube-apiserver run."""
-        procs = (self._etcd, self._apiserver)
+        """True while etcd, kube-apiserver and (if wanted) kube-controller-manager run."""
+        procs = [self._etcd, self._apiserver]
+        if self.controller_manager:
+            procs.append(self._controller_manager)
         return all(p is not None and p.poll() is None for p in procs)
 
     def start(self) -> Cluster:
-        """Start etcd, then kube-apiserver, and wait until ``/readyz`` answers ok.
+        """Start etcd, then kube-apiserver, and wait until ``/readyz`` answers ok; then
+        kube-controller-manager, and wait until its controllers work (the ``default``
+        ServiceAccount exists).
 
         Raises:
             ClusterStartError: a step failed (the message names it and shows the tail of
@@ -159,7 +199,12 @@ class Cluster:
                 raise EnvtestError(f"cluster {self.name!r} was already started")
             self._started = True
             self._stopping.clear()
-        binaries = self._binaries or find_binaries()
+        binaries = self._binaries or find_binaries(controller_manager=self.controller_manager)
+        if self.controller_manager and binaries.kube_controller_manager is None:
+            raise EnvtestError(
+                f"cluster {self.name!r} needs kube-controller-manager, but the binaries given "
+                "have none; pass controller_manager=False or binaries that include it"
+            )
         self._started_binaries = binaries
         for attempt in range(1, _START_ATTEMPTS + 1):
             deadline = time.monotonic() + self._startup_timeout
@@ -167,6 +212,8 @@ class Cluster:
                 self._prepare_files()
                 self._start_etcd(binaries, deadline)
                 self._start_apiserver(binaries, deadline)
+                if self.controller_manager:
+                    self._start_controller_manager(binaries, deadline)
                 break
             except ClusterStartError as e:
                 # A port we probed as free can be taken by another process before our child
@@ -190,7 +237,8 @@ class Cluster:
         return self
 
     def stop(self) -> None:
-        """Stop kube-apiserver, then etcd, and remove the files unless ``keep_files``.
+        """Stop kube-controller-manager, kube-apiserver, then etcd, and remove the files
+        unless ``keep_files``.
 
         Safe to call more than once and from another thread while ``start()`` runs (the
         start then fails); never raises for processes that are already gone.
@@ -281,18 +329,65 @@ class Cluster:
         return client
 
     def create_namespace(self, name: str, *, labels: dict[str, str] | None = None) -> None:
-        """Create namespace ``name`` as the admin."""
-        with self.api_client() as api:
-            _namespaces.create_namespace(api, name, labels=labels)
+        """Create namespace ``name`` (with ``labels``) as the admin."""
+        from connector.kube import NAMESPACES
 
-    def delete_namespace(self, name: str) -> None:
-        """Delete namespace ``name`` and its objects as the admin; see ``_namespaces``.
+        metadata: dict[str, Any] = {"name": name}
+        if labels:
+            metadata["labels"] = dict(labels)
+        with self.kube_client() as kube:
+            kube.create(NAMESPACES, {"metadata": metadata})
 
-        There is no kube-controller-manager, so this does the namespace controller's work
-        and returns once the namespace is gone. Nothing happens if it does not exist.
+    def delete_namespace(
+        self, name: str, *, wait: bool = False, timeout: float = DEFAULT_NAMESPACE_DELETE_TIMEOUT
+    ) -> None:
+        """Delete namespace ``name`` as the admin; nothing happens if it does not exist.
+
+        kube-controller-manager's namespace controller then deletes what it holds and
+        removes it, within seconds. ``wait`` returns only once it is gone (objects whose
+        finalizers nothing removes keep it ``Terminating``: :class:`WaitTimeout` names
+        them). On a cluster without kube-controller-manager the namespace stays
+        ``Terminating``, so ``wait`` is refused there.
         """
-        with self.api_client() as api:
-            _namespaces.delete_namespace(api, name)
+        from connector.envtest._wait import eventually
+        from connector.kube import NAMESPACES, NotFoundError
+
+        if wait and not self.controller_manager:
+            raise EnvtestError(
+                f"cluster {self.name!r} runs no kube-controller-manager: a deleted namespace "
+                "stays Terminating, so waiting for it to go would never end"
+            )
+        with self.kube_client() as kube:
+            try:
+                kube.delete(NAMESPACES, name)
+            except NotFoundError:
+                return
+            if not wait:
+                return
+
+            def gone() -> bool:
+                try:
+                    namespace = kube.get(NAMESPACES, name)
+                except NotFoundError:
+                    return True
+                # The namespace controller says what it waits for in the conditions.
+                conditions = (namespace.get("status") or {}).get("conditions") or []
+                raise AssertionError(
+                    "; ".join(c.get("message", "") for c in conditions if c.get("status") == "True")
+                    or "Terminating"
+                )
+
+            eventually(gone, what=f"namespace {name} to be gone", timeout=timeout, interval=0.2)
+
+    def kube_client(self, *, kubeconfig: Path | str | None = None) -> KubeClient:
+        """A new :class:`~connector.kube.KubeClient` for the admin or the given kubeconfig.
+
+        The caller closes it: ``with cluster.kube_client() as kube``.
+        """
+        from connector.kube import client_from_kubeconfig_file
+
+        path = Path(kubeconfig) if kubeconfig is not None else self.kubeconfig
+        return client_from_kubeconfig_file(path, name=self.name, qps=None)
 
     # -- start steps --------------------------------------------------------------------
 
@@ -323,6 +418,16 @@ class Cluster:
             _write_secret(pki / "admin.key", admin.key_pem)
             _write_kubeconfig(
                 self.kubeconfig, self, context=self.name, user=ADMIN_USER, client=admin
+            )
+            # Its own name in audit logs; system:masters because without per-controller
+            # service accounts (--use-service-account-credentials) it needs every right.
+            controller_manager = ca.issue_client(CONTROLLER_MANAGER_USER, groups=ADMIN_GROUPS)
+            _write_kubeconfig(
+                pki / "kube-controller-manager.kubeconfig",
+                self,
+                context=self.name,
+                user=CONTROLLER_MANAGER_USER,
+                client=controller_manager,
             )
         except OSError as e:
             raise ClusterStartError(step, f"cannot write files under {self.dir}: {e}") from e
@@ -406,6 +511,55 @@ class Cluster:
 
         self._wait(self._apiserver, "kube-apiserver", ready, self.apiserver_log, step, deadline)
 
+    def _start_controller_manager(self, binaries: Binaries, deadline: float) -> None:
+        step = f"start kube-controller-manager for cluster '{self.name}'"
+        assert binaries.kube_controller_manager is not None
+        self._last_readiness = ""
+        pki = self.dir / "pki"
+        argv = [
+            str(binaries.kube_controller_manager),
+            f"--kubeconfig={pki / 'kube-controller-manager.kubeconfig'}",
+            # One instance per cluster: no lease to wait for at start.
+            "--leader-elect=false",
+            # No HTTPS endpoint: nothing scrapes it, and it would need its own certificate.
+            "--secure-port=0",
+            f"--controllers={','.join(CONTROLLERS)}",
+            # Signs the tokens of service-account token Secrets with the key the API server
+            # verifies (--service-account-key-file), and puts the CA into them.
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=false",
+            *self._extra_controller_manager_args,
+        ]
+        self._controller_manager = self._launch(
+            "kube-controller-manager", argv, self.controller_manager_log, step
+        )
+        from connector.kube import SERVICE_ACCOUNTS, KubeError
+
+        # The ServiceAccount controller creates "default" in every namespace once the
+        # controllers run: the first sign of life a user would look for.
+        kube = self.kube_client()
+
+        def ready() -> bool:
+            try:
+                kube.get(SERVICE_ACCOUNTS, "default", "default")
+            except KubeError as e:
+                self._last_readiness = f"ServiceAccount default/default: {e}"
+                return False
+            return True
+
+        try:
+            self._wait(
+                self._controller_manager,
+                "kube-controller-manager",
+                ready,
+                self.controller_manager_log,
+                step,
+                deadline,
+            )
+        finally:
+            kube.close()
+
     def _launch(
         self, role: str, argv: list[str], log_path: Path, step: str
     ) -> subprocess.Popen[bytes]:
@@ -418,6 +572,7 @@ class Cluster:
             except OSError as e:
                 raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
             self._pids[role] = proc.pid
+            self._commands[role] = list(argv)
             self._log.debug("Process started.", role=role, pid=proc.pid, log=str(log_path))
             return proc
 
@@ -425,30 +580,23 @@ class Cluster:
         self,
         proc: subprocess.Popen[bytes],
         role: str,
-        ready: Any,
+        ready: Callable[[], bool],
         log_path: Path,
         step: str,
         deadline: float,
     ) -> None:
-        while True:
-            if self._stopping.is_set():
-                raise ClusterStartError(step, "cancelled: the cluster is being stopped")
-            code = proc.poll()
-            if code is not None:
-                raise ClusterStartError(
-                    step, f"{role} exited with code {code} before it was ready", log_path=log_path
-                )
-            if ready():
-                return
-            if time.monotonic() >= deadline:
-                last = f" (last answer: {self._last_readiness})" if self._last_readiness else ""
-                raise ClusterStartError(
-                    step,
-                    f"{role} not ready within the start-up timeout of"
-                    f" {self._startup_timeout:.0f} s{last}",
-                    log_path=log_path,
-                )
-            time.sleep(_POLL_INTERVAL)
+        _process.wait_ready(
+            proc,
+            role=role,
+            ready=ready,
+            log_path=log_path,
+            step=step,
+            deadline=deadline,
+            timeout=self._startup_timeout,
+            cancelled=self._stopping.is_set,
+            last_answer=lambda: self._last_readiness,
+            interval=_POLL_INTERVAL,
+        )
 
     def _fail_start(self) -> None:
         self._stop_processes()
@@ -467,9 +615,12 @@ class Cluster:
             self._terminate_children_locked()
 
     def _terminate_children_locked(self) -> bool:
-        """Terminate kube-apiserver, then etcd; True if anything was still running."""
-        procs = [p for p in (self._apiserver, self._etcd) if p is not None]
-        self._apiserver = self._etcd = None
+        """Terminate kube-controller-manager, kube-apiserver, then etcd; True if anything
+        was still running."""
+        procs = [
+            p for p in (self._controller_manager, self._apiserver, self._etcd) if p is not None
+        ]
+        self._controller_manager = self._apiserver = self._etcd = None
         was_running = any(p.poll() is None for p in procs)
         # Apiserver first: it must not see its storage vanish while it still serves.
         for proc in procs:
@@ -483,6 +634,7 @@ def start_clusters(
     *,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     keep_files: bool = False,
+    controller_manager: bool = True,
 ) -> list[Cluster]:
     """Start one cluster per name in parallel; all or nothing.
 
@@ -492,7 +644,8 @@ def start_clusters(
     """
     if len(set(names)) != len(names):
         raise ValueError(f"cluster names must be unique, got {list(names)}")
-    binaries = find_binaries()  # once, before the threads: never two builds at a time
+    # Once, before the threads: never two builds at a time.
+    binaries = find_binaries(controller_manager=controller_manager)
     clusters = [
         Cluster(
             name,
@@ -500,6 +653,7 @@ def start_clusters(
             binaries=binaries,
             startup_timeout=startup_timeout,
             keep_files=keep_files,
+            controller_manager=controller_manager,
         )
         for name in names
     ]

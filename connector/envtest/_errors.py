@@ -10,7 +10,7 @@ class EnvtestError(Exception):
 
 
 class BinariesError(EnvtestError):
-    """kube-apiserver or etcd could not be found or built."""
+    """A tool (kube-apiserver, etcd, Crossplane, ...) could not be found or built."""
 
 
 class ClusterStartError(EnvtestError):

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -48,7 +48,9 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return preexec
 
 
-def _popen(argv: Sequence[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _popen(
+    argv: Sequence[str], log_path: Path, cwd: Path, env: Mapping[str, str] | None
+) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(argv),
@@ -56,12 +58,19 @@ def _popen(argv: Sequence[str], log_path: Path, cwd: Path) -> subprocess.Popen[b
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - see module docstring
         )
 
 
-_Request = tuple["concurrent.futures.Future[subprocess.Popen[bytes]]", Sequence[str], Path, Path]
+_Request = tuple[
+    "concurrent.futures.Future[subprocess.Popen[bytes]]",
+    Sequence[str],
+    Path,
+    Path,
+    Mapping[str, str] | None,
+]
 _requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
 _spawner: list[threading.Thread] = []
 _spawner_lock = threading.Lock()
@@ -69,17 +78,22 @@ _spawner_lock = threading.Lock()
 
 def _serve_spawn_requests() -> None:
     while True:
-        future, argv, log_path, cwd = _requests.get()
+        future, argv, log_path, cwd, env = _requests.get()
         if not future.set_running_or_notify_cancel():
             continue
         try:
-            future.set_result(_popen(argv, log_path, cwd))
+            future.set_result(_popen(argv, log_path, cwd, env))
         except BaseException as e:
             future.set_exception(e)
 
 
-def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` with stdout and stderr appended to ``log_path``; see the module doc."""
+def spawn(
+    argv: Sequence[str], *, log_path: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdout and stderr appended to ``log_path``; see the module doc.
+
+    ``env`` adds to (or overrides) this process's environment.
+    """
     with _spawner_lock:
         if not _spawner or not _spawner[0].is_alive():
             thread = threading.Thread(
@@ -88,7 +102,7 @@ def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path) -> subprocess.Popen
             thread.start()
             _spawner[:] = [thread]
     future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
-    _requests.put((future, argv, log_path, cwd))
+    _requests.put((future, argv, log_path, cwd, env))
     try:
         return future.result(timeout=60)
     except TimeoutError:
@@ -155,3 +169,46 @@ def wait_pid_gone(pid: int, *, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    *,
+    role: str,
+    ready: Callable[[], bool],
+    log_path: Path,
+    step: str,
+    deadline: float,
+    timeout: float,
+    cancelled: Callable[[], bool] = lambda: False,
+    last_answer: Callable[[], str] = lambda: "",
+    interval: float = 0.2,
+) -> None:
+    """Poll ``ready()`` until it is true while ``proc`` runs.
+
+    Raises:
+        ClusterStartError: ``proc`` exited, ``deadline`` (of a ``timeout``-second start)
+            passed, or ``cancelled()``; the message names ``step`` and shows the tail of
+            ``log_path`` (and ``last_answer()``, the last reason ``ready`` was false).
+    """
+    from connector.envtest._errors import ClusterStartError
+
+    while True:
+        if cancelled():
+            raise ClusterStartError(step, "cancelled: it is being stopped")
+        code = proc.poll()
+        if code is not None:
+            raise ClusterStartError(
+                step, f"{role} exited with code {code} before it was ready", log_path=log_path
+            )
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            last = last_answer()
+            raise ClusterStartError(
+                step,
+                f"{role} not ready within the start-up timeout of {timeout:.0f} s"
+                + (f" (last answer: {last})" if last else ""),
+                log_path=log_path,
+            )
+        time.sleep(interval)

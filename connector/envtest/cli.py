@@ -2,8 +2,10 @@
 
 ``up`` holds the clusters in the foreground until Ctrl-C or SIGTERM; ``up --detach`` starts
 that same foreground command as a detached supervisor process and returns once the clusters
-are ready. A state file (``<dir>/clusters.json``) records the supervisor and cluster pids so
-that ``down`` can stop them from any shell.
+are ready. ``up --crossplane`` also runs Crossplane and its functions on the provider; the
+supervisor writes the functions' endpoints into their revisions for as long as it runs (its
+children die with it). A state file (``<dir>/clusters.json``) records the supervisor and the
+pids of every process so that ``down`` can stop them from any shell.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,8 +23,9 @@ from typing import Any
 import click
 
 from connector.envtest import _process
-from connector.envtest._binaries import find_binaries
+from connector.envtest._binaries import find_binaries, find_tools
 from connector.envtest._cluster import DEFAULT_STARTUP_TIMEOUT, Cluster, start_clusters
+from connector.envtest._crossplane import DEFAULT_CROSSPLANE_TIMEOUT, TOOLS, Crossplane
 from connector.envtest._errors import EnvtestError, log_excerpt
 
 CLUSTER_NAMES = ("consumer", "provider")
@@ -41,7 +45,8 @@ _dir_option = click.option(
 
 @click.group()
 def clusters() -> None:
-    """Local consumer and provider clusters (etcd + kube-apiserver on 127.0.0.1)."""
+    """Local consumer and provider clusters (etcd, kube-apiserver, kube-controller-manager on
+    127.0.0.1), optionally with Crossplane on the provider."""
 
 
 @clusters.command()
@@ -58,16 +63,49 @@ def clusters() -> None:
     show_default=True,
     help="Seconds each cluster may take to become ready.",
 )
-def up(directory: Path, detach: bool, timeout: float) -> None:
+@click.option(
+    "--crossplane",
+    is_flag=True,
+    help="Also run Crossplane on the provider, with the stages' Functions and the example "
+    "function installed and served.",
+)
+@click.option(
+    "--crossplane-timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_CROSSPLANE_TIMEOUT,
+    show_default=True,
+    help="Seconds Crossplane and its Functions may take to become ready.",
+)
+@click.option(
+    "--controller-manager/--no-controller-manager",
+    default=True,
+    show_default=True,
+    help="Run kube-controller-manager in each cluster (namespace deletion, garbage "
+    "collection, service accounts).",
+)
+def up(
+    directory: Path,
+    detach: bool,
+    timeout: float,
+    crossplane: bool,
+    crossplane_timeout: float,
+    controller_manager: bool,
+) -> None:
     """Start the consumer and provider clusters and write their kubeconfigs to DIR."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _refuse_if_running(directory)
     (directory / STATE_FILE).unlink(missing_ok=True)
+    options = _Options(
+        timeout=timeout,
+        crossplane=crossplane,
+        crossplane_timeout=crossplane_timeout,
+        controller_manager=controller_manager,
+    )
     if detach:
-        _up_detached(directory, timeout)
+        _up_detached(directory, options)
     else:
-        _up_foreground(directory, timeout)
+        _up_foreground(directory, options)
 
 
 @clusters.command()
@@ -92,10 +130,13 @@ def down(directory: Path) -> None:
             )
             _signal(supervisor, signal.SIGKILL)
             _process.wait_pid_gone(supervisor, timeout=5)
-    # Fallback: the recorded cluster processes, if the supervisor could not stop them.
-    for info in state.get("clusters", {}).values():
+    # Fallback: the recorded processes, if the supervisor could not stop them. Crossplane
+    # and its functions first, then each cluster's controller manager, API server and etcd.
+    groups = [state.get("crossplane") or {}, *state.get("clusters", {}).values()]
+    for info in groups:
+        commands = info.get("commands", {})
         for role, pid in info.get("pids", {}).items():
-            if _process.pid_alive(pid) and _looks_like(pid, role):
+            if _process.pid_alive(pid) and _looks_like(pid, role, commands.get(role)):
                 stopped_any = True
                 _signal(pid, signal.SIGKILL)
                 _process.wait_pid_gone(pid, timeout=5)
@@ -109,7 +150,24 @@ def down(directory: Path) -> None:
 # -- up ------------------------------------------------------------------------------------
 
 
-def _up_foreground(directory: Path, timeout: float) -> None:
+@dataclass(frozen=True)
+class _Options:
+    timeout: float
+    crossplane: bool
+    crossplane_timeout: float
+    controller_manager: bool
+
+    def argv(self) -> list[str]:
+        """The same options for the detached supervisor's command line."""
+        out = ["--timeout", str(self.timeout)]
+        if self.crossplane:
+            out += ["--crossplane", "--crossplane-timeout", str(self.crossplane_timeout)]
+        if not self.controller_manager:
+            out.append("--no-controller-manager")
+        return out
+
+
+def _up_foreground(directory: Path, options: _Options) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -119,21 +177,35 @@ def _up_foreground(directory: Path, timeout: float) -> None:
         signal.signal(signum, on_signal)
     _write_state(directory, {"supervisor_pid": os.getpid(), "status": "starting"})
     started: list[Cluster] = []
+    crossplane: Crossplane | None = None
     try:
         try:
-            started = start_clusters(CLUSTER_NAMES, directory, startup_timeout=timeout)
+            started = start_clusters(
+                CLUSTER_NAMES,
+                directory,
+                startup_timeout=options.timeout,
+                controller_manager=options.controller_manager,
+            )
+            if options.crossplane:
+                # The clusters' pids are recorded while Crossplane starts (minutes, on a
+                # first run that builds it), for a `down` from another shell meanwhile.
+                _write_state(directory, _state(started, None, status="starting"))
+                crossplane = Crossplane(started[1], startup_timeout=options.crossplane_timeout)
+                crossplane.start()
         except EnvtestError as e:
             _write_state(
                 directory, {"supervisor_pid": os.getpid(), "status": "failed", "error": str(e)}
             )
             raise click.ClickException(str(e)) from e
-        _write_state(directory, _ready_state(started))
-        click.echo(_usage(directory, detached=False))
-        while all(c.running() for c in started):
+        _write_state(directory, _state(started, crossplane, status="ready"))
+        click.echo(_usage(directory, detached=False, crossplane=crossplane))
+        while all(c.running() for c in started) and (crossplane is None or crossplane.running()):
             time.sleep(1)
-        dead = [c.name for c in started if not c.running()]
+        dead = [f"cluster {c.name}" for c in started if not c.running()]
+        if crossplane is not None and not crossplane.running():
+            dead.append("provider's Crossplane")
         raise click.ClickException(
-            f"cluster {', '.join(dead)} stopped unexpectedly; see the logs under {directory}"
+            f"{', '.join(dead)} stopped unexpectedly; see the logs under {directory}"
         )
     except KeyboardInterrupt:
         click.echo("Stopping the clusters ...")
@@ -141,6 +213,8 @@ def _up_foreground(directory: Path, timeout: float) -> None:
         # A second Ctrl-C must not cut the orderly stop short; every stop step is bounded.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
+        if crossplane is not None:
+            crossplane.stop()
         for cluster in reversed(started):
             cluster.stop()
         state = _read_state(directory)
@@ -149,9 +223,12 @@ def _up_foreground(directory: Path, timeout: float) -> None:
     click.echo("Clusters stopped.")
 
 
-def _up_detached(directory: Path, timeout: float) -> None:
+def _up_detached(directory: Path, options: _Options) -> None:
+    # A first-run build happens here, not inside the bounded wait below.
     try:
-        find_binaries()  # a first-run build happens here, not inside the bounded wait below
+        find_binaries(controller_manager=options.controller_manager)
+        if options.crossplane:
+            find_tools(TOOLS)
     except EnvtestError as e:
         raise click.ClickException(str(e)) from e
     log_path = directory / SUPERVISOR_LOG
@@ -162,8 +239,7 @@ def _up_detached(directory: Path, timeout: float) -> None:
         "up",
         "--dir",
         str(directory),
-        "--timeout",
-        str(timeout),
+        *options.argv(),
     ]
     # posix_spawn rather than Popen: the supervisor must outlive us, and there is no
     # Popen object to complain that it is still running when we exit.
@@ -178,14 +254,15 @@ def _up_detached(directory: Path, timeout: float) -> None:
         ],
         setsid=True,
     )
-    # Both clusters start in parallel, each within `timeout`; the binaries were found (or
-    # built, which can take many minutes) before, so this bound covers start-up only.
-    deadline = time.monotonic() + timeout + 30
+    # Both clusters start in parallel, each within `timeout`, then Crossplane; the binaries
+    # were found (or built, which can take many minutes) before, so this bounds start-up only.
+    bound = options.timeout + 30 + (options.crossplane_timeout if options.crossplane else 0)
+    deadline = time.monotonic() + bound
     while True:
         state = _read_state(directory)
         if state is not None and state.get("supervisor_pid") == pid:
             if state.get("status") == "ready":
-                click.echo(_usage(directory, detached=True))
+                click.echo(_usage(directory, detached=True, crossplane=state.get("crossplane")))
                 return
             if state.get("status") == "failed":
                 _process.wait_pid_gone(pid, timeout=_DOWN_TIMEOUT)
@@ -202,24 +279,41 @@ def _up_detached(directory: Path, timeout: float) -> None:
             if not _process.wait_pid_gone(pid, timeout=_DOWN_TIMEOUT):
                 _signal(pid, signal.SIGKILL)
             raise click.ClickException(
-                f"the clusters were not ready within {timeout + 30:.0f} s; stopped them.\n"
+                f"the clusters were not ready within {bound:.0f} s; stopped them.\n"
                 f"{log_excerpt(log_path)}"
             )
         time.sleep(0.2)
 
 
-def _ready_state(started: list[Cluster]) -> dict[str, Any]:
-    return {
+def _state(started: list[Cluster], crossplane: Crossplane | None, *, status: str) -> dict[str, Any]:
+    state: dict[str, Any] = {
         "supervisor_pid": os.getpid(),
-        "status": "ready",
+        "status": status,
         "clusters": {
-            c.name: {"server": c.server, "kubeconfig": str(c.kubeconfig), "pids": c.pids}
+            c.name: {
+                "server": c.server,
+                "kubeconfig": str(c.kubeconfig),
+                "pids": c.pids,
+                "commands": c.commands,
+            }
             for c in started
         },
     }
+    if crossplane is not None:
+        state["crossplane"] = {
+            "cluster": crossplane.cluster.name,
+            "registry": crossplane.registry,
+            "endpoints": crossplane.endpoints,
+            "packages": crossplane.packages,
+            "pids": crossplane.pids,
+            "commands": crossplane.commands,
+        }
+    return state
 
 
-def _usage(directory: Path, *, detached: bool) -> str:
+def _usage(
+    directory: Path, *, detached: bool, crossplane: Crossplane | dict[str, Any] | None = None
+) -> str:
     consumer = directory / "consumer.kubeconfig"
     provider = directory / "provider.kubeconfig"
     stop = (
@@ -241,10 +335,28 @@ def _usage(directory: Path, *, detached: bool) -> str:
             f'  api = config.new_client_from_config(config_file="{consumer}")',
             "  client.CoreV1Api(api).list_namespace()",
             "",
-            f"Logs: {directory}/<cluster>/kube-apiserver.log and etcd.log",
+            f"Logs: {directory}/<cluster>/kube-apiserver.log, kube-controller-manager.log, "
+            "etcd.log",
+            *(_crossplane_usage(directory, crossplane) if crossplane is not None else []),
             f"Stop: {stop}",
         ]
     )
+
+
+def _crossplane_usage(directory: Path, crossplane: Crossplane | dict[str, Any]) -> list[str]:
+    if isinstance(crossplane, Crossplane):
+        endpoints, registry = crossplane.endpoints, crossplane.registry
+    else:
+        endpoints, registry = crossplane.get("endpoints", {}), crossplane.get("registry", "")
+    provider = directory / "provider.kubeconfig"
+    return [
+        "",
+        "Crossplane runs on the provider (package runtime External; this process serves",
+        f"the Functions and writes their endpoints). Registry: {registry}",
+        *(f"  {name:<36} {endpoint}" for name, endpoint in sorted(endpoints.items())),
+        f"  kubectl --kubeconfig {provider} get xrd,functions,functionrevisions",
+        f"Logs: {directory}/provider-crossplane/crossplane.log, functions/<function>.log",
+    ]
 
 
 # -- state ---------------------------------------------------------------------------------
@@ -286,6 +398,7 @@ def _remove_files(directory: Path) -> None:
 
     for name in CLUSTER_NAMES:
         shutil.rmtree(directory / name, ignore_errors=True)
+        shutil.rmtree(directory / f"{name}-crossplane", ignore_errors=True)
         (directory / f"{name}.kubeconfig").unlink(missing_ok=True)
     (directory / STATE_FILE).unlink(missing_ok=True)
 
@@ -301,8 +414,12 @@ def _is_supervisor(pid: int) -> bool:
     return not cmdline or any("connector" in part for part in cmdline)
 
 
-def _looks_like(pid: int, role: str) -> bool:
+def _looks_like(pid: int, role: str, command: list[str] | None = None) -> bool:
+    """True if ``pid`` runs the recorded ``command`` (or, without one, a binary named
+    ``role``): a recorded pid may have been reused by another process since."""
     cmdline = _process.pid_cmdline(pid)
+    if command:
+        return cmdline == command
     return bool(cmdline) and Path(cmdline[0]).name == role
 
 

@@ -1,8 +1,9 @@
-"""The local clusters are real Kubernetes API servers, and they fail and stop cleanly.
+"""The local clusters are real Kubernetes clusters, and they fail and stop cleanly.
 
-Everything here goes through the kubernetes Python client against real etcd and
-kube-apiserver processes; the CRD, watch, status, Secret and RBAC tests run against both the
-consumer and the provider cluster.
+Everything here goes through the kubernetes Python client against real etcd,
+kube-apiserver and kube-controller-manager processes; the CRD, watch, status, Secret, RBAC,
+namespace, garbage collection and service-account tests run against both the consumer and
+the provider cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +26,7 @@ from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from connector.envtest import Cluster, ClusterStartError, eventually
+from connector.envtest import Cluster, ClusterStartError, EnvtestError, eventually
 from connector.envtest._process import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,19 +253,112 @@ def test_restricted_identity_gets_only_what_rbac_grants(
 
 def test_deleted_namespace_is_gone_with_its_objects(cluster: Cluster, api: ApiClient) -> None:
     core = client.CoreV1Api(api)
-    cluster.create_namespace("envtest-doomed")
+    name = f"envtest-doomed-{uuid.uuid4().hex[:6]}"
+    cluster.create_namespace(name)
     core.create_namespaced_config_map(
-        "envtest-doomed", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"))
+        name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"))
     )
 
-    cluster.delete_namespace("envtest-doomed")
+    # A plain delete, as a user would: the namespace controller does the rest.
+    core.delete_namespace(name)
 
-    names = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata]
-    assert "envtest-doomed" not in names
+    def gone() -> bool:
+        names = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata]
+        return name not in names
+
+    eventually(gone, what=f"namespace {name} to be gone", timeout=60)
     leftovers = core.list_config_map_for_all_namespaces(field_selector="metadata.name=c").items
-    assert [
-        cm for cm in leftovers if cm.metadata and cm.metadata.namespace == "envtest-doomed"
-    ] == []
+    assert [cm for cm in leftovers if cm.metadata and cm.metadata.namespace == name] == []
+
+
+def test_foreground_deletion_through_an_owner_reference_completes(
+    api: ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    reference = client.V1OwnerReference(
+        api_version="v1",
+        kind="ConfigMap",
+        name="owner",
+        uid=owner.metadata.uid,
+        block_owner_deletion=True,
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="dependent", owner_references=[reference])
+        ),
+    )
+
+    core.delete_namespaced_config_map(
+        "owner", namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
+    )
+
+    # The garbage collector deletes the dependent, then removes the owner's
+    # foregroundDeletion finalizer; without it the owner would stay forever.
+    def both_gone() -> bool:
+        left = core.list_namespaced_config_map(namespace).items
+        return not {cm.metadata.name for cm in left} & {"owner", "dependent"}
+
+    eventually(both_gone, what="the owner and its dependent to be gone", timeout=60)
+
+
+def test_service_accounts_get_a_default_and_token_secrets_a_working_token(
+    cluster: Cluster, api: ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+
+    def default_service_account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+        except ApiException as e:
+            assert e.status == 404
+            return False
+        return True
+
+    eventually(default_service_account, what=f"ServiceAccount {namespace}/default")
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name="default-token",
+                annotations={"kubernetes.io/service-account.name": "default"},
+            ),
+            type="kubernetes.io/service-account-token",
+        ),
+    )
+
+    def token() -> str:
+        data = core.read_namespaced_secret("default-token", namespace).data or {}
+        return base64.b64decode(data["token"]).decode()
+
+    found = eventually(token, what="the token controller to fill the Secret")
+
+    # The token authenticates as the ServiceAccount (kube-apiserver verifies it with the key
+    # kube-controller-manager signed it with).
+    review = client.AuthenticationV1Api(api).create_token_review(
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=found))
+    )
+    assert review.status.authenticated
+    assert review.status.user.username == f"system:serviceaccount:{namespace}:default"
+
+
+def test_cluster_without_controller_manager_leaves_a_deleted_namespace_terminating(
+    tmp_path: Path,
+) -> None:
+    with Cluster("bare", tmp_path, controller_manager=False) as bare:
+        assert set(bare.pids) == {"etcd", "kube-apiserver"}
+        bare.create_namespace("stays")
+
+        bare.delete_namespace("stays")
+
+        with bare.api_client() as api:
+            phase = client.CoreV1Api(api).read_namespace("stays").status.phase
+        assert phase == "Terminating"
+        with pytest.raises(EnvtestError, match="runs no kube-controller-manager"):
+            bare.delete_namespace("stays", wait=True)
 
 
 # -- failures are fast, clear and leave nothing behind -----------------------------------
@@ -448,6 +543,6 @@ def test_cli_without_go_or_binaries_says_what_to_install(tmp_path: Path) -> None
 
     assert up.returncode == 1
     assert "Traceback" not in up.stderr
-    assert "find kube-apiserver and etcd" in up.stderr
+    assert "find etcd, kube-apiserver and kube-controller-manager" in up.stderr
     assert "no Go toolchain on PATH" in up.stderr
     assert "KUBEBUILDER_ASSETS" in up.stderr

@@ -26,7 +26,7 @@ import yaml
 from kubernetes.client import ApiClient
 
 from connector.cli.run import parse_duration
-from connector.envtest import Cluster
+from connector.envtest import Cluster, eventually
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, ForbiddenError, NotFoundError
 from connector.kube.resources import (
@@ -722,9 +722,12 @@ def test_pods_pass_the_restricted_pod_security_standard(
             None,
             {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
         )
-        # The ServiceAccounts a Pod needs to be admitted (a controller-manager would create
-        # "default").
-        admin.create(SERVICE_ACCOUNTS, {"metadata": {"name": "default", "namespace": namespace}})
+        # The ServiceAccounts a Pod needs to be admitted: kube-controller-manager creates
+        # "default", the chart the others.
+        eventually(
+            lambda: admin.get(SERVICE_ACCOUNTS, "default", namespace),
+            what=f"ServiceAccount {namespace}/default",
+        )
         admin.create(SERVICE_ACCOUNTS, only(manifests, "ServiceAccount"))
         privileged = {
             "metadata": {"name": "privileged", "namespace": namespace},

@@ -67,8 +67,6 @@ def provision(
     """Apply ``provider_access`` for ``consumer`` and issue a token for its ServiceAccount."""
     access = provider_access(AccessRequest(consumer_name=consumer, resources=resources))
     for obj in access.objects:
-        if obj["kind"] == "Secret":
-            continue  # a token Secret stays empty without kube-controller-manager
         apply(admin, obj, resource_of(obj["kind"]))
     token, _expires = request_token(admin, access)
     server = {

@@ -1,4 +1,5 @@
-// Pins the Crossplane CLI (crank) used for 'crossplane render' and 'xpkg build'.
+// Pins Crossplane: the CLI (crank) used for 'crossplane render' and 'xpkg build', and
+// Crossplane itself (cmd/crossplane, 'crossplane core start') for the local clusters.
 // v2.2.x renders functions in-process with the Development runtime; later CLIs need Docker.
 module apiconnector.dev/tools/crossplane
 
@@ -173,6 +174,7 @@ require (
 	github.com/prometheus/procfs v0.19.2 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/riywo/loginshell v0.0.0-20200815045211-7d26008be1ab // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/sassoftware/relic v7.2.1+incompatible // indirect
 	github.com/secure-systems-lab/go-securesystemslib v0.10.0 // indirect
 	github.com/sergi/go-diff v1.4.0 // indirect

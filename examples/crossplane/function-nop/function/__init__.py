@@ -1,0 +1,1 @@
+"""An example composition function: composes a ConfigMap and marks it ready."""
