@@ -22,7 +22,7 @@ from connector.kube.resources import (
     CUSTOM_RESOURCE_DEFINITIONS,
 )
 from functions.common.api import FINALIZER
-from tests.crossplane.conftest import (
+from tests.crossplane_e2e.conftest import (
     CONNECTION,
     NOP,
     NOP_APPS,
