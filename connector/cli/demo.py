@@ -1,34 +1,45 @@
-"""``api-connector demo``: the walkthrough, for real, on two local clusters.
+"""``api-connector demo``: the walkthrough, for real, on a consumer and a Crossplane provider.
 
-Starts a consumer and a provider kube-apiserver on 127.0.0.1, publishes the bindable
-``nopresources.nop.example.org`` API on the provider with a small reconciler there (it plays
-provider-nop's part: it marks every NopResource ``Ready=True``), runs the connector against
-the consumer, applies the walkthrough's manifests from ``examples/walkthrough/`` as they are,
-and shows the object synced and its status coming back. Nothing is left running unless
-``--keep`` is given, in which case everything runs until Ctrl-C.
+Starts a consumer and a provider cluster on 127.0.0.1 and real Crossplane on the provider
+with the example composition function (``examples/crossplane/function-nop``, Crossplane's
+Python SDK). The provider publishes ``nopresources.nop.example.org`` the way a platform team
+does: an XRD with claim kind ``NopResource``, labelled bindable, and a Composition whose
+pipeline calls the function. The connector runs against the consumer; the walkthrough's
+consumer manifests (``examples/walkthrough/consumer/``) are applied as they are. The demo
+shows the claim reconciled by Crossplane, its ``Ready=True`` back in the consumer, and then
+deletes it on both sides. Nothing is left running unless ``--keep`` is given.
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import logging
 import string
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 import yaml
 
 from connector import logs
-from connector.envtest import Cluster, EnvtestError, eventually, start_clusters
+from connector.envtest import (
+    EXAMPLE_FUNCTION,
+    Cluster,
+    Crossplane,
+    EnvtestError,
+    eventually,
+    find_tools,
+    start_clusters,
+)
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
     KubeClient,
+    KubeError,
+    NotFoundError,
     Resource,
     client_from_kubeconfig_file,
 )
@@ -39,17 +50,29 @@ from connector.kube.resources import (
     SECRETS,
 )
 from connector.manager import Manager
-from connector.runtime import Informer, WorkQueue, run_workers
 from connector.shipped import ShippedFileError, chart_dir, walkthrough_dir
 from connector.stages import InProcessStages
 from functions.common import find_condition
 
-log = structlog.get_logger(__name__)
-
-REPO = Path(__file__).resolve().parents[1]
 NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", namespaced=True)
+XNOP = Resource("nop.example.org", "v1alpha1", "xnopresources", "XNopResource", namespaced=False)
+XRDS = Resource(
+    "apiextensions.crossplane.io",
+    "v1",
+    "compositeresourcedefinitions",
+    "CompositeResourceDefinition",
+    namespaced=False,
+)
+COMPOSITIONS = Resource(
+    "apiextensions.crossplane.io", "v1", "compositions", "Composition", namespaced=False
+)
+#: The provider's manifests: the XRD and Composition beside the example function.
+CROSSPLANE_EXAMPLES = EXAMPLE_FUNCTION.package_root.parents[1]
+BINDABLE = "connect.upbound.io/bindable"
 FIELD_MANAGER = "api-connector-demo"
 CONSUMER_CLUSTER = "demo-consumer"
+#: Crossplane, its function and the objects it composes are slower than a bare apiserver.
+CROSSPLANE_TIMEOUT = 120.0
 
 
 class DemoError(click.ClickException):
@@ -64,6 +87,8 @@ def _resource_of(obj: dict[str, Any]) -> Resource:
         "CustomResourceDefinition": CUSTOM_RESOURCE_DEFINITIONS,
         "ClusterConnection": CLUSTER_CONNECTIONS,
         "ClusterAPIBinding": CLUSTER_API_BINDINGS,
+        "CompositeResourceDefinition": XRDS,
+        "Composition": COMPOSITIONS,
         "NopResource": NOP,
     }
     if kind not in known:
@@ -83,63 +108,17 @@ def _apply_file(client: KubeClient, path: Path, **variables: str) -> list[dict[s
     return [client.apply(_resource_of(d), d, FIELD_MANAGER) for d in docs]
 
 
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return find_condition(obj.get("status", {}).get("conditions"), type_)
+def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    return find_condition((obj or {}).get("status", {}).get("conditions"), type_) or {}
 
 
-class NopReconciler:
-    """A tiny provider-side controller: every NopResource becomes ``Ready=True``.
-
-    It stands in for Crossplane and provider-nop so that the status the connector syncs back
-    is really written by a controller in the provider.
-    """
-
-    def __init__(self, provider: KubeClient) -> None:
-        self._provider = provider
-        self._queue: WorkQueue[tuple[str, str]] = WorkQueue(name="demo-nop")
-        self._informer = Informer(provider, NOP, handler=self._on_event, name="demo-nopresources")
-        self._workers: Any = None
-
-    def _on_event(self, event: str, obj: dict[str, Any]) -> None:
-        if event != "DELETED":
-            meta = obj["metadata"]
-            self._queue.add((meta.get("namespace", ""), meta["name"]))
-
-    def _reconcile(self, key: tuple[str, str]) -> None:
-        obj = self._informer.get(key[0], key[1])
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return
-        if (_condition(obj, "Ready") or {}).get("status") == "True":
-            return
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        status = {
-            "conditions": [
-                {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"},
-                {"type": "Ready", "status": "True", "reason": "Available"},
-            ]
-        }
-        for c in status["conditions"]:
-            c["lastTransitionTime"] = now
-        self._provider.apply_status(
-            NOP,
-            {
-                "apiVersion": NOP.api_version,
-                "kind": NOP.kind,
-                "metadata": {"name": key[1], "namespace": key[0]},
-                "status": status,
-            },
-            "demo-nop-reconciler",
-        )
-
-    def start(self) -> None:
-        self._informer.start()
-        self._workers = run_workers(self._queue, 1, self._reconcile, "demo-nop")
-
-    def stop(self) -> None:
-        self._queue.shutdown()
-        self._informer.stop()
-        if self._workers is not None:
-            self._workers.stop()
+def _get_or_none(
+    client: KubeClient, res: Resource, name: str, ns: str | None = None
+) -> dict[str, Any] | None:
+    try:
+        return client.get(res, name, ns)
+    except NotFoundError:
+        return None
 
 
 class Demo:
@@ -149,7 +128,7 @@ class Demo:
         self.out_dir = out_dir
         self.echo = echo
         self.clusters: list[Cluster] = []
-        self.nop: NopReconciler | None = None
+        self.crossplane: Crossplane | None = None
         self.manager: Manager | None = None
 
     def step(self, text: str) -> None:
@@ -168,8 +147,8 @@ class Demo:
     def stop(self) -> None:
         if self.manager is not None:
             self.manager.stop()
-        if self.nop is not None:
-            self.nop.stop()
+        if self.crossplane is not None:
+            self.crossplane.stop()
         for cluster in reversed(self.clusters):
             cluster.stop()
         self.clusters = []
@@ -178,9 +157,14 @@ class Demo:
         try:
             # The chart's crds/ are the connector's CRDs, the ones `install` applies too.
             connect_crds = chart_dir() / "crds"
-            walkthrough = walkthrough_dir()
+            consumer_dir = walkthrough_dir() / "consumer"
         except ShippedFileError as e:
             raise DemoError(f"The demo {e}.") from e
+        if not (CROSSPLANE_EXAMPLES / "nop" / "xrd.yaml").is_file():
+            raise DemoError(
+                f"The demo needs the Crossplane examples of a source checkout, "
+                f"{CROSSPLANE_EXAMPLES}; run it from a clone of the repository."
+            )
         self.step("Starting two local clusters on 127.0.0.1: consumer and provider")
         try:
             self.clusters = start_clusters(["consumer", "provider"], self.out_dir, keep_files=True)
@@ -192,20 +176,30 @@ class Demo:
         consumer = client_from_kubeconfig_file(consumer_cluster.kubeconfig, name="consumer")
         provider = client_from_kubeconfig_file(provider_cluster.kubeconfig, name="provider")
 
-        self.step("Publishing a bindable API on the provider: nopresources.nop.example.org")
-        for crd in _apply_file(
-            provider, walkthrough / "provider" / "nopresources.nop.example.org.yaml"
-        ):
-            labels = crd["metadata"].get("labels", {})
-            self.info(f"CRD {crd['metadata']['name']} labels {labels}")
-        eventually(
-            lambda: provider.list(NOP)[1] is not None,
-            what="the NopResource API to be served by the provider",
+        # Crossplane starts in the background while the connector is set up in the consumer.
+        self.crossplane = Crossplane(
+            provider_cluster, functions=(EXAMPLE_FUNCTION,), keep_files=True
         )
-        self.nop = NopReconciler(provider)
-        self.nop.start()
-        self.info("A reconciler in the provider marks every NopResource Ready=True.")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            crossplane_started = pool.submit(self.crossplane.start)
+            self._start_connector(consumer, connect_crds, consumer_dir, provider_cluster)
+            self.step("Starting Crossplane on the provider, with the example function")
+            try:
+                crossplane_started.result()
+            except EnvtestError as e:
+                raise DemoError(f"Starting Crossplane on the provider failed: {e}") from e
+        for function, endpoint in sorted(self.crossplane.endpoints.items()):
+            self.info(f"Function {function} (Crossplane's Python SDK) Healthy at {endpoint}")
 
+        self._publish(provider)
+        self._bind(consumer, consumer_dir)
+        ns, name = self._create(consumer, provider, consumer_dir)
+        self._delete(consumer, provider, ns, name)
+        self.step("Done: Crossplane reconciled the claim, its status came back, and it is gone.")
+
+    def _start_connector(
+        self, consumer: KubeClient, connect_crds: Path, consumer_dir: Path, provider: Cluster
+    ) -> None:
         self.step("Installing the connector's API in the consumer and starting the connector")
         for path in sorted(connect_crds.glob("*.yaml")):
             _apply_file(consumer, path)
@@ -225,73 +219,141 @@ class Demo:
         )
         self.manager.start()
         self.info(f"Connector running in-process as consumer cluster {CONSUMER_CLUSTER!r}.")
-
         self.step("Creating the provider credentials Secret and the ClusterConnection")
-        consumer_dir = walkthrough / "consumer"
         _apply_file(consumer, consumer_dir / "00-namespace.yaml")
-        kubeconfig_b64 = base64.b64encode(provider_cluster.kubeconfig.read_bytes()).decode()
         _apply_file(
             consumer,
             consumer_dir / "10-secret-kubeconfig.yaml",
-            PROVIDER_KUBECONFIG_BASE64=kubeconfig_b64,
+            PROVIDER_KUBECONFIG_BASE64=base64.b64encode(provider.kubeconfig.read_bytes()).decode(),
         )
-        (conn,) = _apply_file(consumer, consumer_dir / "20-clusterconnection.yaml")
-        name = conn["metadata"]["name"]
+        _apply_file(consumer, consumer_dir / "20-clusterconnection.yaml")
 
-        def connection_ready() -> dict[str, Any] | None:
-            obj = consumer.get(CLUSTER_CONNECTIONS, name)
-            ready = _condition(obj, "Ready")
-            return obj if ready and ready.get("status") == "True" else None
+    def _publish(self, provider: KubeClient) -> None:
+        self.step("Publishing nopresources.nop.example.org as a platform team does: an XRD")
+        (xrd,) = _apply_file(provider, CROSSPLANE_EXAMPLES / "nop" / "xrd.yaml")
+        _apply_file(provider, CROSSPLANE_EXAMPLES / "nop" / "composition.yaml")
+        self.info(
+            f"XRD {xrd['metadata']['name']} (claim kind NopResource) and Composition "
+            "calling function-nop applied."
+        )
+        self.info(f"The XRD is labelled {BINDABLE}={xrd['metadata']['labels'][BINDABLE]}:")
+        self.info("  Crossplane generates the claim and XR CRDs from the XRD, owns them and")
+        self.info("  reverts labels added to them by hand; it copies the XRD's labels to both.")
 
-        conn = eventually(connection_ready, what=f"ClusterConnection {name} to become Ready")
-        ready = _condition(conn, "Ready") or {}
-        self.info(f"{'NAME':<22}{'STATUS':<9}MESSAGE")
-        self.info(f"{name:<22}{ready.get('reason', ''):<9}{ready.get('message', '')}")
-        offered = [api["name"] for api in conn.get("status", {}).get("offeredAPIs", [])]
-        self.info(f"offeredAPIs: {', '.join(offered)}")
+        def claim_crd() -> dict[str, Any] | None:
+            crd = provider.get(CUSTOM_RESOURCE_DEFINITIONS, "nopresources.nop.example.org")
+            bindable = crd["metadata"].get("labels", {}).get(BINDABLE) == "true"
+            return crd if bindable and _condition(crd, "Established") else None
+
+        eventually(claim_crd, what="Crossplane to serve the NopResource claim CRD, bindable")
+        for crd in ("nopresources.nop.example.org", "xnopresources.nop.example.org"):
+            got = _get_or_none(provider, CUSTOM_RESOURCE_DEFINITIONS, crd) or {}
+            label = got.get("metadata", {}).get("labels", {}).get(BINDABLE)
+            self.info(f"generated CRD {crd}: {BINDABLE}={label}")
+
+    def _bind(self, consumer: KubeClient, consumer_dir: Path) -> None:
+        def offered() -> dict[str, Any] | None:
+            conn = consumer.get(CLUSTER_CONNECTIONS, "provider-connection")
+            names = [api["name"] for api in conn.get("status", {}).get("offeredAPIs", [])]
+            ready = _condition(conn, "Ready").get("status") == "True"
+            return conn if ready and "nopresources.nop.example.org" in names else None
+
+        conn = eventually(offered, what="the ClusterConnection to offer the NopResource claim")
+        ready = _condition(conn, "Ready")
+        self.info(f"provider-connection: {ready.get('reason', '')}: {ready.get('message', '')}")
+        status = conn.get("status", {})
+        self.info(f"offeredAPIs: {', '.join(a['name'] for a in status.get('offeredAPIs', []))}")
+        for api in status.get("withheldAPIs", []):
+            self.info(f"withheldAPIs: {api['name']}: {api.get('message', '')}")
 
         self.step("Binding the API group nop.example.org (ClusterAPIBinding)")
         (binding,) = _apply_file(consumer, consumer_dir / "30-clusterapibinding-group.yaml")
         bname = binding["metadata"]["name"]
 
-        def binding_bound() -> dict[str, Any] | None:
+        def bound() -> dict[str, Any] | None:
             obj = consumer.get(CLUSTER_API_BINDINGS, bname)
-            ready = _condition(obj, "Ready") or {}
-            return obj if ready.get("status") == "True" else None
+            return obj if _condition(obj, "Ready").get("status") == "True" else None
 
-        binding = eventually(binding_bound, what=f"ClusterAPIBinding {bname} to be bound")
-        self.info(f"{bname}: {(_condition(binding, 'Ready') or {}).get('message', '')}")
+        binding = eventually(bound, what=f"ClusterAPIBinding {bname} to be bound")
+        self.info(f"{bname}: {_condition(binding, 'Ready').get('message', '')}")
         eventually(
             lambda: consumer.list(NOP)[1] is not None,
             what="the NopResource API to be installed in the consumer",
         )
 
+    def _create(
+        self, consumer: KubeClient, provider: KubeClient, consumer_dir: Path
+    ) -> tuple[str, str]:
         self.step("Creating NopResource default/my-resource in the consumer")
         (obj,) = _apply_file(consumer, consumer_dir / "40-nopresource.yaml")
-        ns, oname = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+        def composed() -> dict[str, Any] | None:
+            twin = _get_or_none(provider, NOP, name, ns)
+            return twin if twin and twin.get("spec", {}).get("resourceRef") else None
+
         twin = eventually(
-            lambda: _get_or_none(provider, NOP, oname, ns),
-            what=f"NopResource {ns}/{oname} to appear in the provider",
+            composed,
+            what=f"Crossplane to compose the claim {ns}/{name} in the provider",
+            timeout=CROSSPLANE_TIMEOUT,
         )
-        self.info(f"provider twin spec: {twin.get('spec')}")
-        labels = {k: v for k, v in twin["metadata"].get("labels", {}).items()}
-        self.info(f"provider twin labels: {labels}")
+        spec = twin["spec"]
+        self.info(f"provider claim: coolField={spec.get('coolField')!r}")
+        ref = spec["resourceRef"]
+        self.info(f"  Crossplane composed it: resourceRef {ref.get('kind')}/{ref.get('name')}")
 
         def bound_and_ready() -> dict[str, Any] | None:
-            current = consumer.get(NOP, oname, ns)
-            ready = _condition(current, "Ready") or {}
-            bound = _condition(current, "APIBound") or {}
+            current = consumer.get(NOP, name, ns)
+            ready, bound = _condition(current, "Ready"), _condition(current, "APIBound")
             return current if ready.get("status") == bound.get("status") == "True" else None
 
         synced = eventually(
             bound_and_ready,
-            what=f"NopResource {ns}/{oname} to be Ready and APIBound in the consumer",
+            what=f"NopResource {ns}/{name} to be Ready (Crossplane's) and APIBound in the consumer",
+            timeout=CROSSPLANE_TIMEOUT,
         )
+        self.info(f"consumer object, generation {synced['metadata']['generation']}:")
         for cond in synced["status"]["conditions"]:
             self.info(
-                f"consumer condition {cond['type']}={cond['status']} ({cond.get('reason', '')})"
+                f"  {cond['type']}={cond['status']} ({cond.get('reason', '')}), "
+                f"observedGeneration {cond.get('observedGeneration', '-')}"
             )
-        self.step("Done: the object is synced and its status came back from the provider.")
+        self.info("Ready and Synced are Crossplane's own conditions; APIBound is the connector's.")
+        return ns, name
+
+    def _delete(self, consumer: KubeClient, provider: KubeClient, ns: str, name: str) -> None:
+        twin = _get_or_none(provider, NOP, name, ns) or {}
+        policy = twin.get("spec", {}).get("compositeDeletePolicy", "Background")
+        xr = twin.get("spec", {}).get("resourceRef", {}).get("name", "")
+        self.step(
+            f"Deleting NopResource {ns}/{name} in the consumer (compositeDeletePolicy {policy})"
+        )
+        consumer.delete(NOP, name, ns)
+        seen: list[str] = []
+
+        def gone() -> bool:
+            obj = _get_or_none(consumer, NOP, name, ns)
+            bound = _condition(obj, "APIBound")
+            if bound.get("reason") == "Deleting" and bound.get("message") not in seen:
+                seen.append(str(bound.get("message")))
+                self.info(f"consumer APIBound=True (Deleting): {bound.get('message')}")
+            return obj is None
+
+        try:
+            eventually(gone, what=f"NopResource {ns}/{name} to be gone", timeout=CROSSPLANE_TIMEOUT)
+        except KubeError as e:
+            raise DemoError(f"Deleting the NopResource failed: {e}") from e
+        left = [
+            what
+            for what, obj in (
+                (f"claim {ns}/{name}", _get_or_none(provider, NOP, name, ns)),
+                (f"XR {xr}", _get_or_none(provider, XNOP, xr) if xr else None),
+            )
+            if obj is not None
+        ]
+        if left:
+            raise DemoError(f"The consumer object is gone but the provider still has {left}.")
+        self.info(f"Gone in the consumer; in the provider the claim and XR {xr} are gone too.")
 
     def explore(self, *, kubectl: str) -> None:
         c = f"kubectl --kubeconfig {self.out_dir / 'consumer.kubeconfig'}"
@@ -300,38 +362,20 @@ class Demo:
         self.echo("Explore (while the demo runs with --keep; kubectl is built into the cache):")
         self.echo(f'  kubectl() {{ "{kubectl}" "$@"; }}')
         for line in (
-            f"{c} get clusterconnection",
-            f"{c} get clusterconnection provider-connection "
-            "-o jsonpath='{.status.offeredAPIs[*].name}'",
+            f"{c} get clusterconnection provider-connection -o yaml",
             f"{c} get clusterapibinding",
+            f"{c} apply -f examples/walkthrough/consumer/40-nopresource.yaml",
             f"{c} get nopresource my-resource -o yaml",
-            f"{p} get nopresource -A --show-labels",
+            f"{p} get xrd,composition,function",
+            f"{p} get nopresource,xnopresource,configmap -A --show-labels",
         ):
             self.echo(f"  {line}")
 
 
-def _get_or_none(client: KubeClient, res: Resource, name: str, ns: str) -> dict[str, Any] | None:
-    from connector.kube import NotFoundError
-
-    try:
-        return client.get(res, name, ns)
-    except NotFoundError:
-        return None
-
-
 def _kubectl_path() -> str:
-    import subprocess
-
     try:
-        out = subprocess.run(
-            [str(REPO / "tools" / "build.sh"), "kubectl"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        ).stdout
-        return out.split()[1]
-    except (OSError, subprocess.SubprocessError, IndexError):
+        return str(find_tools(["kubectl"])["kubectl"])
+    except EnvtestError:
         return "kubectl"
 
 
@@ -345,11 +389,11 @@ def _kubectl_path() -> str:
     help="Where the clusters' files and kubeconfigs go.",
 )
 @click.option(
-    "--keep", is_flag=True, help="Keep the clusters and the connector running until Ctrl-C."
+    "--keep", is_flag=True, help="Keep the clusters, Crossplane and the connector running."
 )
 @click.pass_context
 def demo(ctx: click.Context, out_dir: Path, keep: bool) -> None:
-    """Run the walkthrough on two local clusters, end to end."""
+    """Run the walkthrough on a consumer and a Crossplane provider, end to end."""
     debug = bool(ctx.parent and ctx.parent.params.get("debug"))
     if not debug:
         # Progress goes to stdout; the components' routine logs would drown it.
