@@ -164,7 +164,12 @@ class ObjectSyncer:
 
     def _on_consumer(self, event: str, obj: Obj) -> None:
         key = key_of(obj)
-        self._fresh_consumers.observe(key, event, obj)
+        if self._fresh_consumers.observe(key, event, obj):
+            # Our own write (a finalizer, a status) coming back: the reconcile that made it
+            # acted on it already, and asked for another pass if it needed one. Waking the
+            # object again would only cost a pass, and would cut short the backoff of an
+            # object whose failure was just written to its status.
+            return
         self.controller.enqueue(key)
 
     def _on_twin(self, event: str, obj: Obj) -> None:
