@@ -22,6 +22,7 @@ import time
 import structlog
 
 from connector.controllers.binding_controller import BindingController
+from connector.controllers.binding_reconcile import API_BINDING
 from connector.controllers.connection_controller import ConnectionController
 from connector.controllers.supervisor import SyncSupervisor
 from connector.kube.client import KubeClient
@@ -38,6 +39,7 @@ from connector.kube.resources import (
 from connector.runtime.controller import cache_form
 from connector.runtime.events import EventRecorder
 from connector.runtime.informer import Informer
+from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.common.objects import Obj
 
@@ -75,6 +77,9 @@ class Manager:
         #: failure), which is what start() waits for.
         self._caches_changed = threading.Event()
         self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
+        #: What the collector of orphaned twins deleted, on bindings: a recorder of its own,
+        #: so that these Normal Events never count as resolving a binding's Warning.
+        self.notices = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
         self.connections = Informer(
             consumer,
             CLUSTER_CONNECTIONS,
@@ -134,6 +139,8 @@ class Manager:
             resync_period=resync_period,
             workers=workers,
             metrics=metrics,
+            get_binding=self._get_binding,
+            notices=self.notices,
         )
         self.binding_controller = BindingController(
             consumer,
@@ -160,6 +167,11 @@ class Manager:
 
     def _on_binding(self, event: str, obj: Obj) -> None:
         self.binding_controller.on_binding(event, obj)
+
+    def _get_binding(self, key: BindingKey) -> Obj | None:
+        if key.kind == API_BINDING:
+            return self.bindings.get(key.namespace, key.name)
+        return self.cluster_bindings.get(None, key.name)
 
     def _on_provider_changed(self, connection: str) -> None:
         self.supervisor.refresh(connection)

@@ -2,14 +2,17 @@
 
 ``SyncSupervisor`` merges the sync targets of every binding (``claims.SyncTarget``), and
 starts, restarts or stops one ``ObjectSyncer`` per (connection, bound resource) so that
-exactly the wanted ones run with the connection's current provider client.
+exactly the wanted ones run with the connection's current provider client. It also tells a
+syncer which binding covers a namespace, for the Events of the collector of orphaned twins.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 
+from connector.controllers.binding_reconcile import API_BINDING
 from connector.controllers.claims import SyncTarget
 from connector.controllers.sync_controller import ObjectSyncer, SyncSpec
 from connector.kube.client import KubeClient
@@ -18,6 +21,7 @@ from connector.runtime.events import EventRecorder
 from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.binder.types import BoundResource
+from functions.common.objects import Obj
 
 
 class SyncSupervisor:
@@ -34,8 +38,15 @@ class SyncSupervisor:
         resync_period: float,
         workers: int,
         metrics: Metrics | None = None,
+        get_binding: Callable[[BindingKey], Obj | None] = lambda _key: None,
+        notices: EventRecorder | None = None,
     ) -> None:
+        """``get_binding`` reads a binding from the cache; ``notices`` records the Events
+        of the collector of orphaned twins on it (a recorder of their own, so that they
+        never count as resolving a binding's Warning)."""
         self._metrics = metrics
+        self._get_binding = get_binding
+        self._notices = notices
         self._consumer = consumer
         self._stages = stages
         self._recorder = recorder
@@ -44,6 +55,9 @@ class SyncSupervisor:
         self._resync = resync_period
         self._workers = workers
         self._targets: dict[BindingKey, list[SyncTarget]] = {}
+        #: A copy of ``_targets`` replaced whole on every change, read without the lock by
+        #: syncer workers (the lock is held while a syncer stops and waits for them).
+        self._targets_seen: Mapping[BindingKey, list[SyncTarget]] = {}
         self._syncers: dict[tuple[str, str], ObjectSyncer] = {}
         self._lock = threading.RLock()
         self._stopped = False
@@ -54,12 +68,32 @@ class SyncSupervisor:
                 self._targets[key] = list(targets)
             else:
                 self._targets.pop(key, None)
+            self._targets_seen = dict(self._targets)
             self._converge()
 
     def refresh(self, _connection: str = "") -> None:
         """Re-check after a provider client changed (or went away)."""
         with self._lock:
             self._converge()
+
+    def binding_for(self, connection: str, crd: str, namespace: str) -> Obj | None:
+        """The binding that syncs ``crd`` through ``connection`` in ``namespace`` (``""``:
+        a cluster-scoped object): the namespace's APIBinding, else a ClusterAPIBinding."""
+        covering = sorted(
+            (key.kind != API_BINDING, key)
+            for key, targets in self._targets_seen.items()
+            if any(
+                t.connection == connection
+                and t.resource.crd_name == crd
+                and (t.namespaces is None or namespace in t.namespaces)
+                for t in targets
+            )
+        )
+        for _, key in covering:
+            binding = self._get_binding(key)
+            if binding is not None:
+                return binding
+        return None
 
     def syncer_keys(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -123,6 +157,8 @@ class SyncSupervisor:
                 resync_period=self._resync,
                 workers=self._workers,
                 metrics=self._metrics,
+                binding_for=partial(self.binding_for, *key),
+                notices=self._notices,
             )
             self._syncers[key] = syncer
             syncer.start()

@@ -10,6 +10,9 @@ The stage decides; this module applies its effects in a fixed order, each only w
 5. write the consumer's status subresource;
 6. remove the finalizer (the consumer object may then disappear).
 
+A consumer object that is gone is handed to the collector of orphaned twins
+(``gc_reconcile``): its twin, if any, is deleted unless the object asked for Orphan.
+
 Why a twin write ends the pass: the status the stage computed before the write says
 "creating/updating the object in the provider", and the next pass, which sees the twin as
 written (``get_twin`` returns what the write returned before the provider's watch does),
@@ -48,6 +51,7 @@ from typing import Any
 import structlog
 
 from connector.controllers import ownership
+from connector.controllers.gc_reconcile import CollectDeps, collect_orphan
 from connector.kube.errors import (
     BadRequestError,
     ConflictError,
@@ -209,6 +213,8 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
+    collect: CollectDeps | None = None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -232,8 +238,9 @@ def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) ->
 def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     consumer = deps.get_consumer(key)
     if consumer is None:
-        # Gone: the finalizer guaranteed that its deletion was handled while it existed.
-        return Result()
+        # Gone. With the finalizer in place, its deletion was handled while it existed; if
+        # it went without (a force-removed finalizer), its twin is an orphan.
+        return Result() if deps.collect is None else collect_orphan(key, deps.collect)
     twin = deps.get_twin(key)
     result = deps.sync(
         SyncRequest(
