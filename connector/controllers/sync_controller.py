@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, partial
 
@@ -128,6 +129,10 @@ class ObjectSyncer:
         self.controller: Controller[ObjectKey] = Controller(
             f"sync/{name}", self._reconcile, workers=workers, metrics=metrics
         )
+        #: Finalizer writes, made while the worker writes the twin (``sync_reconcile``).
+        self._background = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"finalizers-{name}"
+        )
         scopes: list[str | None]
         if not self._res.namespaced or spec.namespaces is None:
             scopes = [None]
@@ -168,6 +173,7 @@ class ObjectSyncer:
 
     def stop(self) -> None:
         self.controller.stop()
+        self._background.shutdown(wait=True)
         for informer in self._consumer_informers.values():
             informer.stop()
         self._provider_informer.stop()
@@ -273,6 +279,10 @@ class ObjectSyncer:
         binding = self._binding_for(key.namespace)
         if binding is not None and self._notices is not None:
             self._notices.normal(binding, "OrphanedTwinDeleted", message)
+
+    def _in_background(self, work: Callable[[], None]) -> Callable[[], None]:
+        future = self._background.submit(work)
+        return lambda: future.result()
 
     def _ensure_namespace(self, namespace: str) -> None:
         if namespace in self._known_namespaces:
@@ -388,6 +398,7 @@ class ObjectSyncer:
             warn=self._recorder.warning,
             resolved=self._recorder.resolved,
             now=now_rfc3339,
+            in_background=self._in_background,
             collect=CollectDeps(
                 consumer_cluster=self._cluster,
                 consumer_synced=self._consumer_synced,

@@ -2,16 +2,22 @@
 
 The stage decides; this module applies its effects in a fixed order, each only when asked:
 
-1. add the finalizer to the consumer object (so that its deletion waits for the twin);
-2. make sure the twin's namespace exists in the provider;
-3. write the twin (:func:`write_twin`) — and stop there: the consumer's status is written
-   by the next pass, which the reconcile asks for at once;
-4. delete the twin;
-5. write the consumer's status subresource;
-6. remove the finalizer (the consumer object may then disappear).
+1. write the twin (:func:`write_twin`), after making sure its namespace exists in the
+   provider; at the same time, add the finalizer to the consumer object (below) — and stop
+   there: the consumer's status is written by the next pass, which the reconcile asks for
+   at once;
+2. delete the twin;
+3. write the consumer's status subresource;
+4. remove the finalizer (the consumer object may then disappear).
 
 A consumer object that is gone is handed to the collector of orphaned twins
 (``gc_reconcile``): its twin, if any, is deleted unless the object asked for Orphan.
+
+Why the finalizer and the twin are written at the same time: a new object reaches the
+provider after one request instead of two in a row. The finalizer makes the object's
+deletion wait for its twin; if the object is deleted before the finalizer lands (or the
+connector dies in between), the twin is left without an object, and the collector deletes
+it: nothing leaks, and nothing waits for the finalizer.
 
 Why a twin write ends the pass: the status the stage computed before the write says
 "creating/updating the object in the provider", and the next pass, which sees the twin as
@@ -185,6 +191,25 @@ def _classified(error: KubeError) -> tuple[str | None, str]:
     return REASON_ERROR, ""
 
 
+def _nothing() -> None:
+    return None
+
+
+def run_now(work: Callable[[], None]) -> Callable[[], None]:
+    """Runs ``work`` at once; the returned wait re-raises what it raised. The default of
+    ``SyncDeps.in_background``: writes that could overlap are made one after the other."""
+    try:
+        work()
+    except Exception as exc:
+        error = exc
+
+        def fail() -> None:
+            raise error
+
+        return fail
+    return _nothing
+
+
 @dataclass(frozen=True, kw_only=True)
 class SyncDeps:
     consumer_cluster: str
@@ -213,6 +238,9 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: Starts ``work`` (the finalizer write) alongside the reconcile, and returns a wait
+    #: that re-raises its error.
+    in_background: Callable[[Callable[[], None]], Callable[[], None]] = run_now
     #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
     collect: CollectDeps | None = None
 
@@ -239,7 +267,7 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     consumer = deps.get_consumer(key)
     if consumer is None:
         # Gone. With the finalizer in place, its deletion was handled while it existed; if
-        # it went without (a force-removed finalizer), its twin is an orphan.
+        # it went without (module doc), its twin is an orphan.
         return Result() if deps.collect is None else collect_orphan(key, deps.collect)
     twin = deps.get_twin(key)
     result = deps.sync(
@@ -254,19 +282,28 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         object=str(key), kind=consumer.get("kind"), consumer_cluster=deps.consumer_cluster
     )
 
-    if result.add_finalizer:
-        deps.add_finalizer(consumer)
-    if result.provider_apply is not None:
+    # The finalizer is written alongside the twin (module doc). Its wait comes before
+    # anything else reads or writes the consumer object, which the write updates in place.
+    finalizer = (
+        deps.in_background(lambda: deps.add_finalizer(consumer))
+        if result.add_finalizer
+        else _nothing
+    )
+    if result.provider_apply is None:
+        finalizer()
+    else:
         namespace = result.provider_apply.get("metadata", {}).get("namespace")
         try:
             if namespace:
                 deps.ensure_provider_namespace(str(namespace))
             written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
+            finalizer()
             failure = write_failure(exc, action="create" if twin is None else "update")
             if failure is None:
                 raise
             return _report_failure(key, consumer, result, failure, exc, deps)
+        finalizer()
         if written is None or _resource_version(written) != _resource_version(twin):
             bound.debug("Wrote the provider twin.")
             # The next pass writes the status for the twin as written (module doc).
