@@ -41,6 +41,7 @@ from connector.kube import (
     Resource,
     client_from_kubeconfig_file,
 )
+from connector.kube.config import CONSUMER_BURST, CONSUMER_QPS
 from connector.kube.metrics import Metrics
 from connector.kube.resources import API_BINDINGS, CLUSTER_CONNECTIONS, NAMESPACES, SECRETS
 from connector.manager import Manager
@@ -176,7 +177,8 @@ class Env:
     out_dir: Path
 
     def client(self, which: str, **kwargs: Any) -> KubeClient:
-        """A client built like the connector builds its own (same defaults: QPS, burst)."""
+        """A client built like the connector builds its provider clients (same defaults:
+        QPS, burst); its consumer client has higher limits (``CONSUMER_QPS``)."""
         cluster = self.consumer_cluster if which == "consumer" else self.provider_cluster
         return client_from_kubeconfig_file(cluster.kubeconfig, name=f"{which}-bench", **kwargs)
 
@@ -278,7 +280,7 @@ def connector_in_process(env: Env, *, workers: int = CONNECTOR_WORKERS) -> Itera
     """The connector's Manager in this process (as the demo runs it), watches only; yields
     its metrics (requests by cluster, verb and status; reconciles by outcome)."""
     metrics = Metrics()
-    consumer = env.client("consumer", metrics=metrics)
+    consumer = env.client("consumer", metrics=metrics, qps=CONSUMER_QPS, burst=CONSUMER_BURST)
     manager = Manager(
         consumer,
         stages=InProcessStages(),

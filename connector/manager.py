@@ -22,6 +22,7 @@ import time
 import structlog
 
 from connector.controllers.binding_controller import BindingController
+from connector.controllers.binding_reconcile import API_BINDING
 from connector.controllers.connection_controller import ConnectionController
 from connector.controllers.supervisor import SyncSupervisor
 from connector.kube.client import KubeClient
@@ -38,6 +39,7 @@ from connector.kube.resources import (
 from connector.runtime.controller import cache_form
 from connector.runtime.events import EventRecorder
 from connector.runtime.informer import Informer
+from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.common.objects import Obj
 from functions.object_syncer.types import Adoption
@@ -78,6 +80,9 @@ class Manager:
         #: Each connection's adoption opt-in as last seen, to notice when it changes.
         self._adoptions: dict[str, Adoption | None] = {}
         self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
+        #: What the collector of orphaned twins deleted, on bindings: a recorder of its own,
+        #: so that these Normal Events never count as resolving a binding's Warning.
+        self.notices = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
         self.connections = Informer(
             consumer,
             CLUSTER_CONNECTIONS,
@@ -138,6 +143,8 @@ class Manager:
             workers=workers,
             metrics=metrics,
             adoption=lambda name: Adoption.of_connection(self.connections.get(None, name)),
+            get_binding=self._get_binding,
+            notices=self.notices,
         )
         self.binding_controller = BindingController(
             consumer,
@@ -170,6 +177,11 @@ class Manager:
 
     def _on_binding(self, event: str, obj: Obj) -> None:
         self.binding_controller.on_binding(event, obj)
+
+    def _get_binding(self, key: BindingKey) -> Obj | None:
+        if key.kind == API_BINDING:
+            return self.bindings.get(key.namespace, key.name)
+        return self.cluster_bindings.get(None, key.name)
 
     def _on_provider_changed(self, connection: str) -> None:
         self.supervisor.refresh(connection)

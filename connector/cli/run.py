@@ -62,6 +62,22 @@ def parse_duration(text: str) -> float:
     type=click.IntRange(1, 64),
     help="Concurrent reconciles per object syncer.",
 )
+# Defaults: connector.kube.config.CONSUMER_QPS and CONSUMER_BURST (why, there; the module is
+# not imported before a command runs, to keep the CLI quick to start).
+@click.option(
+    "--consumer-qps",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Client-side rate limit of requests to the consumer cluster, per second.",
+)
+@click.option(
+    "--consumer-burst",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests to the consumer that may go at once after a quiet spell.",
+)
 @click.option(
     "--crd-puller",
     metavar="ADDR",
@@ -111,6 +127,8 @@ def run(
     consumer_cluster_name: str | None,
     poll_interval: str,
     workers: int,
+    consumer_qps: float,
+    consumer_burst: int,
     crd_puller: str | None,
     binder: str | None,
     object_syncer: str | None,
@@ -151,12 +169,16 @@ def run(
                     metrics=metrics,
                     connect_timeout=connect_timeout,
                     read_timeout=read_timeout,
+                    qps=consumer_qps,
+                    burst=consumer_burst,
                 )
             return client_in_cluster(
                 name=name,
                 metrics=metrics,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
+                qps=consumer_qps,
+                burst=consumer_burst,
             )
         except ConfigError as exc:
             raise click.ClickException(f"Cannot use the consumer's credentials: {exc}") from exc

@@ -5,14 +5,17 @@ starts, restarts or stops one ``ObjectSyncer`` per (connection, bound resource) 
 exactly the wanted ones run with the connection's current provider client. Each syncer
 reads its connection's adoption opt-in (``adoption``) at every reconcile; when it changes,
 :meth:`SyncSupervisor.resync` has the connection's syncers look at every object again.
+exactly the wanted ones run with the connection's current provider client. It also tells a
+syncer which binding covers a namespace, for the Events of the collector of orphaned twins.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 
+from connector.controllers.binding_reconcile import API_BINDING
 from connector.controllers.claims import SyncTarget
 from connector.controllers.sync_controller import ObjectSyncer, SyncSpec
 from connector.kube.client import KubeClient
@@ -21,6 +24,7 @@ from connector.runtime.events import EventRecorder
 from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.binder.types import BoundResource
+from functions.common.objects import Obj
 from functions.object_syncer.types import Adoption
 
 
@@ -39,9 +43,16 @@ class SyncSupervisor:
         workers: int,
         metrics: Metrics | None = None,
         adoption: Callable[[str], Adoption | None] = lambda _connection: None,
+        get_binding: Callable[[BindingKey], Obj | None] = lambda _key: None,
+        notices: EventRecorder | None = None,
     ) -> None:
+        """``get_binding`` reads a binding from the cache; ``notices`` records the Events
+        of the collector of orphaned twins on it (a recorder of their own, so that they
+        never count as resolving a binding's Warning)."""
         self._metrics = metrics
         self._adoption = adoption
+        self._get_binding = get_binding
+        self._notices = notices
         self._consumer = consumer
         self._stages = stages
         self._recorder = recorder
@@ -50,6 +61,9 @@ class SyncSupervisor:
         self._resync = resync_period
         self._workers = workers
         self._targets: dict[BindingKey, list[SyncTarget]] = {}
+        #: A copy of ``_targets`` replaced whole on every change, read without the lock by
+        #: syncer workers (the lock is held while a syncer stops and waits for them).
+        self._targets_seen: Mapping[BindingKey, list[SyncTarget]] = {}
         self._syncers: dict[tuple[str, str], ObjectSyncer] = {}
         self._lock = threading.RLock()
         self._stopped = False
@@ -60,6 +74,7 @@ class SyncSupervisor:
                 self._targets[key] = list(targets)
             else:
                 self._targets.pop(key, None)
+            self._targets_seen = dict(self._targets)
             self._converge()
 
     def refresh(self, _connection: str = "") -> None:
@@ -73,6 +88,25 @@ class SyncSupervisor:
             syncers = [s for (c, _), s in self._syncers.items() if c == connection]
         for syncer in syncers:
             syncer.resync()
+
+    def binding_for(self, connection: str, crd: str, namespace: str) -> Obj | None:
+        """The binding that syncs ``crd`` through ``connection`` in ``namespace`` (``""``:
+        a cluster-scoped object): the namespace's APIBinding, else a ClusterAPIBinding."""
+        covering = sorted(
+            (key.kind != API_BINDING, key)
+            for key, targets in self._targets_seen.items()
+            if any(
+                t.connection == connection
+                and t.resource.crd_name == crd
+                and (t.namespaces is None or namespace in t.namespaces)
+                for t in targets
+            )
+        )
+        for _, key in covering:
+            binding = self._get_binding(key)
+            if binding is not None:
+                return binding
+        return None
 
     def syncer_keys(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -136,7 +170,9 @@ class SyncSupervisor:
                 resync_period=self._resync,
                 workers=self._workers,
                 metrics=self._metrics,
-                adoption=functools.partial(self._adoption, spec.connection),
+                adoption=partial(self._adoption, spec.connection),
+                binding_for=partial(self.binding_for, *key),
+                notices=self._notices,
             )
             self._syncers[key] = syncer
             syncer.start()

@@ -10,6 +10,13 @@ is decided by ``sync_reconcile``; this module makes the requests.
 
 Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
 have caught up, so a reconcile right after a write acts on the object as written.
+
+A twin without a consumer object is looked at by the collector of orphaned twins
+(``gc_reconcile``): every twin the provider cache lists, re-delivers on a resync or sees
+change is queued by its origin, and when a consumer cache first lists, the twins it holds
+no object for are queued too (the provider cache may have listed first, while a missing
+consumer object still said nothing). What the collector deletes is reported on the binding
+that covers the object (``binding_for``, from the supervisor).
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import structlog
 
 from connector.controllers import ownership
+from connector.controllers.gc_reconcile import CollectDeps, collected_message
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
@@ -98,9 +107,16 @@ class ObjectSyncer:
         workers: int,
         metrics: Metrics | None = None,
         adoption: Callable[[], Adoption | None] = lambda: None,
+        binding_for: Callable[[str], Obj | None] = lambda _namespace: None,
+        notices: EventRecorder | None = None,
     ) -> None:
+        """``binding_for`` gives the binding that covers a namespace (``""`` for
+        cluster-scoped objects), on which ``notices`` records what the collector of
+        orphaned twins deleted."""
         self._metrics = metrics
         self._adoption = adoption
+        self._binding_for = binding_for
+        self._notices = notices
         self.spec = spec
         self._consumer = consumer
         self._provider = spec.provider
@@ -115,6 +131,10 @@ class ObjectSyncer:
         self._log = log.bind(connection=spec.connection, resource=spec.resource.crd_name)
         self.controller: Controller[ObjectKey] = Controller(
             f"sync/{name}", self._reconcile, workers=workers, metrics=metrics
+        )
+        #: Finalizer writes, made while the worker writes the twin (``sync_reconcile``).
+        self._background = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"finalizers-{name}"
         )
         scopes: list[str | None]
         if not self._res.namespaced or spec.namespaces is None:
@@ -131,6 +151,7 @@ class ObjectSyncer:
                 name=f"consumer/{name}/{scope or '*'}",
                 metrics=self._metrics,
                 transform=cache_form,
+                on_health_change=partial(self._consumer_cache_changed, scope),
             )
             for scope in scopes
         }
@@ -155,6 +176,7 @@ class ObjectSyncer:
 
     def stop(self) -> None:
         self.controller.stop()
+        self._background.shutdown(wait=True)
         for informer in self._consumer_informers.values():
             informer.stop()
         self._provider_informer.stop()
@@ -174,7 +196,12 @@ class ObjectSyncer:
 
     def _on_consumer(self, event: str, obj: Obj) -> None:
         key = key_of(obj)
-        self._fresh_consumers.observe(key, event, obj)
+        if self._fresh_consumers.observe(key, event, obj):
+            # Our own write (a finalizer, a status) coming back: the reconcile that made it
+            # acted on it already, and asked for another pass if it needed one. Waking the
+            # object again would only cost a pass, and would cut short the backoff of an
+            # object whose failure was just written to its status.
+            return
         self.controller.enqueue(key)
 
     def _on_twin(self, event: str, obj: Obj) -> None:
@@ -194,6 +221,18 @@ class ObjectSyncer:
         key = ObjectKey(str(namespace), str(name))
         self._fresh_twins.observe(key, event, obj)
         self.controller.enqueue(key)
+
+    def _consumer_cache_changed(self, scope: str | None) -> None:
+        """A consumer cache's health changed: once it has listed, queue the twins it holds
+        no object for (module doc)."""
+        informer = self._consumer_informers[scope]
+        if not informer.has_synced:
+            return
+        # Keys only: listing would copy every cached object.
+        present, twins = set(informer.keys()), self._provider_informer.keys()
+        for key in twins:
+            if key not in present and self._consumer_informer_for(key.namespace) is informer:
+                self.controller.enqueue(key)
 
     def _consumer_informer_for(self, namespace: str) -> Informer | None:
         informer = self._consumer_informers.get(None)
@@ -219,6 +258,41 @@ class ObjectSyncer:
             return _twin_transform(live)
         cached = self._provider_informer.get(key.namespace or None, key.name)
         return self._fresh_twins.newest(key, cached)
+
+    def _consumer_synced(self, key: ObjectKey) -> bool:
+        informer = self._consumer_informer_for(key.namespace)
+        return informer is not None and informer.has_synced
+
+    def _read_consumer(self, key: ObjectKey) -> Obj | None:
+        return self._consumer.get_or_none(self._res, key.name, namespace=key.namespace or None)
+
+    def _delete_orphan(self, key: ObjectKey, twin: Obj) -> None:
+        meta = twin.get("metadata") or {}
+        self._fresh_twins.forget(key)
+        self._provider.delete(
+            self._res,
+            key.name,
+            namespace=key.namespace or None,
+            preconditions_uid=meta.get("uid"),
+            preconditions_resource_version=meta.get("resourceVersion"),
+        )
+
+    def _collected(self, key: ObjectKey, twin: Obj) -> None:
+        message = collected_message(key, twin)
+        self._log.info(
+            "Deleted an orphaned provider twin: its consumer object no longer exists.",
+            object=str(key),
+            twin_uid=(twin.get("metadata") or {}).get("uid"),
+        )
+        if self._metrics is not None:
+            self._metrics.twins_collected.labels(self.controller.name).inc()
+        binding = self._binding_for(key.namespace)
+        if binding is not None and self._notices is not None:
+            self._notices.normal(binding, "OrphanedTwinDeleted", message)
+
+    def _in_background(self, work: Callable[[], None]) -> Callable[[], None]:
+        future = self._background.submit(work)
+        return lambda: future.result()
 
     def _ensure_namespace(self, namespace: str) -> None:
         if namespace in self._known_namespaces:
@@ -379,6 +453,15 @@ class ObjectSyncer:
             adoption=self._adoption,
             take_over_twin=self._take_over_twin,
             adopted=self._adopted,
+            in_background=self._in_background,
+            collect=CollectDeps(
+                consumer_cluster=self._cluster,
+                consumer_synced=self._consumer_synced,
+                get_twin=self._get_twin,
+                read_consumer=self._read_consumer,
+                delete_twin=self._delete_orphan,
+                collected=self._collected,
+            ),
         )
 
     def _reconcile(self, key: ObjectKey) -> Result:

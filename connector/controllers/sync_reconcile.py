@@ -2,13 +2,22 @@
 
 The stage decides; this module applies its effects in a fixed order, each only when asked:
 
-1. add the finalizer to the consumer object (so that its deletion waits for the twin);
-2. make sure the twin's namespace exists in the provider;
-3. write the twin (:func:`write_twin`) — and stop there: the consumer's status is written
-   by the next pass, which the reconcile asks for at once;
-4. delete the twin;
-5. write the consumer's status subresource;
-6. remove the finalizer (the consumer object may then disappear).
+1. write the twin (:func:`write_twin`), after making sure its namespace exists in the
+   provider; at the same time, add the finalizer to the consumer object (below) — and stop
+   there: the consumer's status is written by the next pass, which the reconcile asks for
+   at once;
+2. delete the twin;
+3. write the consumer's status subresource;
+4. remove the finalizer (the consumer object may then disappear).
+
+A consumer object that is gone is handed to the collector of orphaned twins
+(``gc_reconcile``): its twin, if any, is deleted unless the object asked for Orphan.
+
+Why the finalizer and the twin are written at the same time: a new object reaches the
+provider after one request instead of two in a row. The finalizer makes the object's
+deletion wait for its twin; if the object is deleted before the finalizer lands (or the
+connector dies in between), the twin is left without an object, and the collector deletes
+it: nothing leaks, and nothing waits for the finalizer.
 
 Why a twin write ends the pass: the status the stage computed before the write says
 "creating/updating the object in the provider", and the next pass, which sees the twin as
@@ -26,9 +35,14 @@ object, and no window between a check and the write. Every later write is a serv
 apply; before the first one, the fields the create set are handed over to it
 (``ownership``), so that an apply removes what the consumer dropped.
 
-A twin the provider rejects (``connector.kube.errors.is_rejection``: validation, or the
-denial of an admission policy or webhook) becomes ``APIBound=False`` with reason
-``ProviderRejected`` and the server's message, a Warning Event, and a rate-limited retry.
+A twin write (or delete) the provider refuses is reported where the user looks
+(:func:`write_failure`): ``APIBound=False`` with a reason for the kind of failure
+(``ProviderRejected`` for validation and admission, ``ProviderForbidden``,
+``ProviderNamespaceTerminating``, ``ProviderUnreachable``, ...; docs/operate.md has the
+table) and the server's message, a Warning Event per distinct problem, one log line per
+change, and a retry with backoff; the recovery gets a Normal Event and a log line. Only a
+write refused for being based on a stale read, and the twin vanishing meanwhile, are
+retried without a word: the next attempt settles them.
 A conflict (the twin belongs to another consumer or to nobody) is reported by the stage in
 the status; this module adds the Warning Event.
 
@@ -50,10 +64,31 @@ from typing import Any
 import structlog
 
 from connector.controllers import ownership
-from connector.kube.errors import ConflictError, is_rejection
+from connector.controllers.gc_reconcile import CollectDeps, collect_orphan
+from connector.kube.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    KubeError,
+    NotFoundError,
+    ServerError,
+    TLSError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    UnreachableError,
+    is_namespace_terminating,
+    is_rejection,
+    is_stale_write,
+)
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
-from functions.common import CONDITION_API_BOUND, FINALIZER, find_condition, set_condition
+from functions.common import (
+    CONDITION_API_BOUND,
+    FINALIZER,
+    Condition,
+    find_condition,
+    set_condition,
+)
 from functions.common.api import FIELD_MANAGER
 from functions.common.objects import Obj
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
@@ -62,6 +97,124 @@ log = structlog.get_logger(__name__)
 
 #: How soon a deleted consumer object whose twin is not gone yet is looked at again.
 TWIN_GONE_RECHECK = 2.0
+
+#: ``APIBound`` reasons of a twin write the provider refused (:func:`write_failure`).
+REASON_REJECTED = "ProviderRejected"
+REASON_UNAUTHORIZED = "ProviderUnauthorized"
+REASON_FORBIDDEN = "ProviderForbidden"
+REASON_NAMESPACE_TERMINATING = "ProviderNamespaceTerminating"
+REASON_NAMESPACE_NOT_FOUND = "ProviderNamespaceNotFound"
+REASON_API_NOT_SERVED = "ProviderAPINotServed"
+REASON_WRITE_CONFLICT = "ProviderWriteConflict"
+REASON_BAD_REQUEST = "ProviderBadRequest"
+REASON_THROTTLED = "ProviderThrottled"
+REASON_SERVER_ERROR = "ProviderServerError"
+REASON_UNREACHABLE = "ProviderUnreachable"
+REASON_TLS = "ProviderTLSError"
+REASON_ERROR = "ProviderError"
+FAILURE_REASONS = frozenset(
+    {
+        REASON_REJECTED,
+        REASON_UNAUTHORIZED,
+        REASON_FORBIDDEN,
+        REASON_NAMESPACE_TERMINATING,
+        REASON_NAMESPACE_NOT_FOUND,
+        REASON_API_NOT_SERVED,
+        REASON_WRITE_CONFLICT,
+        REASON_BAD_REQUEST,
+        REASON_THROTTLED,
+        REASON_SERVER_ERROR,
+        REASON_UNREACHABLE,
+        REASON_TLS,
+        REASON_ERROR,
+    }
+)
+
+_LEADS = {
+    "create": "Creating the object in the provider failed",
+    "update": "Updating the object in the provider failed",
+    "delete": "Deleting the object in the provider failed",
+}
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """What the user is told about a twin write that failed: ``APIBound``'s reason and
+    message (which carries the server's own message)."""
+
+    reason: str
+    message: str
+
+
+def write_failure(error: BaseException, *, action: str) -> WriteFailure | None:
+    """The reason and message for a failed twin ``action`` (create, update, delete); None
+    for a failure the next attempt settles without a word (a write based on a stale read,
+    the twin gone meanwhile) and for anything that is not an API answer (a bug: it is raised
+    and logged with its traceback)."""
+    if not isinstance(error, KubeError):
+        return None
+    if is_rejection(error):
+        return WriteFailure(REASON_REJECTED, f"The provider rejected the object: {error}")
+    lead = _LEADS[action]
+    reason, why = _classified(error)
+    if reason is None:
+        return None
+    return WriteFailure(reason, f"{lead}: {why}{error}")
+
+
+def _classified(error: KubeError) -> tuple[str | None, str]:
+    """The reason for ``error`` and what to say before the server's message."""
+    if isinstance(error, UnauthorizedError):
+        return REASON_UNAUTHORIZED, "the provider did not accept the connection's credentials: "
+    if is_namespace_terminating(error):
+        return REASON_NAMESPACE_TERMINATING, (
+            "its namespace is being deleted in the provider (retried until it is gone, then "
+            "created again): "
+        )
+    if isinstance(error, ForbiddenError):
+        return REASON_FORBIDDEN, ""
+    if isinstance(error, NotFoundError):
+        namespace = error.missing_namespace
+        if namespace is not None:
+            return REASON_NAMESPACE_NOT_FOUND, (
+                f"the namespace {namespace} does not exist in the provider (it is created "
+                "again on the next attempt): "
+            )
+        if error.object_missing:
+            return None, ""  # the twin went away meanwhile: the next pass sees it gone
+        return REASON_API_NOT_SERVED, "the provider does not serve the object's API: "
+    if isinstance(error, ConflictError):
+        return (None, "") if is_stale_write(error) else (REASON_WRITE_CONFLICT, "")
+    if isinstance(error, TooManyRequestsError):
+        return REASON_THROTTLED, "the provider kept throttling the connector: "
+    if isinstance(error, ServerError):
+        return REASON_SERVER_ERROR, f"the provider answered HTTP {error.status}: "
+    if isinstance(error, UnreachableError):
+        return REASON_UNREACHABLE, f"no answer from the provider ({error.cause}): "
+    if isinstance(error, TLSError):
+        return REASON_TLS, ""
+    if isinstance(error, BadRequestError):
+        return REASON_BAD_REQUEST, ""
+    return REASON_ERROR, ""
+
+
+def _nothing() -> None:
+    return None
+
+
+def run_now(work: Callable[[], None]) -> Callable[[], None]:
+    """Runs ``work`` at once; the returned wait re-raises what it raised. The default of
+    ``SyncDeps.in_background``: writes that could overlap are made one after the other."""
+    try:
+        work()
+    except Exception as exc:
+        error = exc
+
+        def fail() -> None:
+            raise error
+
+        return fail
+    return _nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +252,11 @@ class SyncDeps:
     take_over_twin: Callable[[ObjectKey, Obj], list[str]] = lambda _key, _wanted: []
     #: Reports an adopted twin: a Normal Event on the consumer object, and the counter.
     adopted: Callable[[Obj, str], None] = lambda _obj, _message: None
+    #: Starts ``work`` (the finalizer write) alongside the reconcile, and returns a wait
+    #: that re-raises its error.
+    in_background: Callable[[Callable[[], None]], Callable[[], None]] = run_now
+    #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
+    collect: CollectDeps | None = None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -122,8 +280,9 @@ def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) ->
 def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
     consumer = deps.get_consumer(key)
     if consumer is None:
-        # Gone: the finalizer guaranteed that its deletion was handled while it existed.
-        return Result()
+        # Gone. With the finalizer in place, its deletion was handled while it existed; if
+        # it went without (module doc), its twin is an orphan.
+        return Result() if deps.collect is None else collect_orphan(key, deps.collect)
     twin = deps.get_twin(key)
     result = deps.sync(
         SyncRequest(
@@ -138,9 +297,16 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         object=str(key), kind=consumer.get("kind"), consumer_cluster=deps.consumer_cluster
     )
 
-    if result.add_finalizer:
-        deps.add_finalizer(consumer)
-    if result.provider_apply is not None:
+    # The finalizer is written alongside the twin (module doc). Its wait comes before
+    # anything else reads or writes the consumer object, which the write updates in place.
+    finalizer = (
+        deps.in_background(lambda: deps.add_finalizer(consumer))
+        if result.add_finalizer
+        else _nothing
+    )
+    if result.provider_apply is None:
+        finalizer()
+    else:
         namespace = result.provider_apply.get("metadata", {}).get("namespace")
         taken_from: list[str] = []
         try:
@@ -150,13 +316,12 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
                 taken_from = deps.take_over_twin(key, result.provider_apply)
             written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
-            if not is_rejection(exc):
+            finalizer()
+            failure = write_failure(exc, action="create" if twin is None else "update")
+            if failure is None:
                 raise
-            message = f"The provider rejected the object: {exc}"
-            bound.warning("The provider rejected the object.", error=str(exc))
-            deps.warn(consumer, "ProviderRejected", message)
-            _write_status(consumer, _rejected_status(consumer, result, message, deps.now()), deps)
-            return Result(requeue=True)
+            return _report_failure(key, consumer, result, failure, exc, deps)
+        finalizer()
         if result.adopted:
             _report_adoption(consumer, taken_from, deps)
             bound.info(
@@ -172,7 +337,13 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         # Syncing instead, and look again when either side changes.
         bound.debug("The provider twin did not change when written.")
     if result.provider_delete:
-        deps.delete_twin(key)
+        try:
+            deps.delete_twin(key)
+        except Exception as exc:
+            failure = write_failure(exc, action="delete")
+            if failure is None:
+                raise
+            return _report_failure(key, consumer, result, failure, exc, deps)
         bound.info("Deleted the provider twin, since the consumer object is being deleted.")
     if result.conflict is not None:
         deps.warn(consumer, "Conflict", result.conflict)
@@ -183,6 +354,9 @@ def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
         (status or consumer.get("status") or {}).get("conditions"), CONDITION_API_BOUND
     )
     if result.conflict is None and api_bound is not None and api_bound.get("status") == "True":
+        before = _api_bound_of(consumer)
+        if before is not None and before.get("reason") in FAILURE_REASONS:
+            bound.info("The provider accepts the object again.", after=before.get("reason"))
         deps.resolved(consumer, str(api_bound.get("reason")), str(api_bound.get("message")))
     if result.remove_finalizer:
         deps.remove_finalizer(consumer)
@@ -209,6 +383,38 @@ def _report_adoption(consumer: Obj, taken_from: list[str], deps: SyncDeps) -> No
     )
 
 
+def _report_failure(
+    key: ObjectKey,
+    consumer: Obj,
+    result: SyncResult,
+    failure: WriteFailure,
+    error: BaseException,
+    deps: SyncDeps,
+) -> Result:
+    """``APIBound=False`` with the failure, a Warning Event (the recorder sends one per
+    distinct problem), a log line when the problem changed, and a retry with backoff."""
+    bound = log.bind(object=str(key), consumer_cluster=deps.consumer_cluster)
+    before = _api_bound_of(consumer)
+    if before is None or (before.get("reason"), before.get("message")) != (
+        failure.reason,
+        failure.message,
+    ):
+        bound.warning(
+            "Writing the provider twin failed; retrying with backoff.",
+            reason=failure.reason,
+            error=str(error),
+        )
+    else:
+        bound.debug("Writing the provider twin failed again.", reason=failure.reason)
+    deps.warn(consumer, failure.reason, failure.message)
+    _write_status(consumer, _failed_status(consumer, result, failure, deps.now()), deps)
+    return Result(requeue=True)
+
+
+def _api_bound_of(consumer: Obj) -> Condition | None:
+    return find_condition((consumer.get("status") or {}).get("conditions"), CONDITION_API_BOUND)
+
+
 def _resource_version(obj: Obj | None) -> object:
     return (obj or {}).get("metadata", {}).get("resourceVersion")
 
@@ -218,14 +424,16 @@ def _write_status(consumer: Obj, status: Obj, deps: SyncDeps) -> None:
         deps.write_consumer_status(consumer, status)
 
 
-def _rejected_status(consumer: Obj, result: SyncResult, message: str, now: str) -> dict[str, Any]:
+def _failed_status(
+    consumer: Obj, result: SyncResult, failure: WriteFailure, now: str
+) -> dict[str, Any]:
     base = copy.deepcopy(result.consumer_status or consumer.get("status") or {})
     base["conditions"] = set_condition(
         base.get("conditions"),
         type_=CONDITION_API_BOUND,
         status="False",
-        reason="ProviderRejected",
-        message=message,
+        reason=failure.reason,
+        message=failure.message,
         now=now,
         observed_generation=consumer.get("metadata", {}).get("generation"),
     )

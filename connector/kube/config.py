@@ -1,5 +1,8 @@
 """Build a :class:`KubeClient` from a kubeconfig, the in-cluster identity, or a robot token.
 
+Long because every builder shares the one validation of the kubeconfig it is given (which
+refuses programs and local files in Secrets) and the one Configuration it fills.
+
 Each builder fills a fresh ``kubernetes.client.Configuration``; the library's global default
 configuration is never read or written, so one process can hold clients for any number of
 clusters. Every problem with the credentials is a :class:`ConfigError` whose message says
@@ -35,6 +38,8 @@ from connector.kube.errors import KubeError
 from connector.kube.metrics import Metrics
 
 __all__ = [
+    "CONSUMER_BURST",
+    "CONSUMER_QPS",
     "ConfigError",
     "ContextNotFoundError",
     "client_from_kubeconfig",
@@ -49,6 +54,16 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SPACES_API_PATH = "/apis/spaces.upbound.io/v1beta1"
+
+#: The client-side rate limit of the connector's consumer client (``run --consumer-qps``,
+#: ``--consumer-burst``): requests per second, and how many may go at once after a quiet
+#: spell. Twice a provider client's (the builders' default, 50 and 100), because every new
+#: object costs the consumer two writes (its finalizer, then its status) for one write of
+#: its twin in the provider: at equal limits, users would see their objects bound at half
+#: the pace their twins are created. The consumer is the cluster the connector runs in; the
+#: API server's own priority and fairness still protects it.
+CONSUMER_QPS = 100.0
+CONSUMER_BURST = 200
 
 
 class ConfigError(KubeError):

@@ -1,5 +1,8 @@
 """The client layer's errors: one class per HTTP status a caller acts on differently.
 
+Long because the tree and its classifications (by status, reason and the Status details,
+never by message text) are one vocabulary that every caller matches against.
+
 The tree::
 
     KubeError                   base: .status (HTTP code or None), .reason, .message, .details
@@ -20,7 +23,10 @@ The tree::
                                 (defined in ``connector.kube.config``)
 
 ``is_rejection(error)`` tells a refusal of the object itself (validation, admission) from a
-refusal of the request or of the identity making it.
+refusal of the request or of the identity making it; ``is_namespace_terminating(error)`` a
+write refused because its namespace is being deleted; ``is_stale_write(error)`` a write
+conditional on a resourceVersion (or uid) that another write overtook, which a retry from a
+fresh read settles; ``NotFoundError.missing_namespace`` names a namespace that does not exist.
 
 Every error raised by the client is chained (``raise ... from e``) to the exception of the
 underlying library, so tracebacks keep the transport detail while callers only catch ours.
@@ -55,7 +61,9 @@ __all__ = [
     "error_from_response",
     "error_from_status",
     "error_from_transport",
+    "is_namespace_terminating",
     "is_rejection",
+    "is_stale_write",
 ]
 
 
@@ -127,9 +135,54 @@ class NotFoundError(KubeError):
         """
         return self.reason == "NotFound" and bool(self.details.get("name"))
 
+    @property
+    def missing_namespace(self) -> str | None:
+        """The namespace the server said does not exist, if that is what it said.
+
+        Writing an object into a namespace that does not exist is answered with the
+        namespace's own ``NotFound`` (``details.kind`` ``namespaces``), not the object's.
+        """
+        if self.object_missing and self.details.get("kind") == "namespaces":
+            return str(self.details["name"])
+        return None
+
 
 class ConflictError(KubeError):
     """409: the object already exists, or the write was based on a stale version."""
+
+
+#: The Status cause of a write into a namespace being deleted (``v1.NamespaceTerminatingCause``).
+_NAMESPACE_TERMINATING = "NamespaceTerminating"
+#: The Status cause of a server-side apply that conflicts with another field manager.
+_FIELD_MANAGER_CONFLICT = "FieldManagerConflict"
+
+
+def _cause_reasons(error: KubeError) -> set[str]:
+    causes = error.details.get("causes")
+    if not isinstance(causes, list):
+        return set()
+    return {str(c.get("reason") or "") for c in causes if isinstance(c, Mapping)}
+
+
+def is_namespace_terminating(error: BaseException) -> bool:
+    """Whether a write was refused because its namespace is being deleted: a 403 whose
+    Status names the cause ``NamespaceTerminating`` (the NamespaceLifecycle admission)."""
+    return isinstance(error, ForbiddenError) and _NAMESPACE_TERMINATING in _cause_reasons(error)
+
+
+def is_stale_write(error: BaseException) -> bool:
+    """Whether a write was refused only because it was based on an older version of the
+    object: a 409 of reason ``Conflict`` ("the object has been modified") to a write
+    conditional on a resourceVersion or uid. A retry from a fresh read settles it.
+
+    Not stale: ``AlreadyExists``, and a server-side apply's conflict with another field
+    manager (a cause ``FieldManagerConflict``), which a retry repeats.
+    """
+    return (
+        isinstance(error, ConflictError)
+        and error.reason == "Conflict"
+        and _FIELD_MANAGER_CONFLICT not in _cause_reasons(error)
+    )
 
 
 class GoneError(KubeError):

@@ -107,6 +107,12 @@ class Metrics:
             ["cluster", "status"],
             registry=r,
         )
+        self.twins_collected = Counter(
+            "api_connector_orphaned_twins_deleted_total",
+            "Provider twins deleted because their consumer object no longer exists.",
+            ["controller"],
+            registry=r,
+        )
         self.informer_healthy = Gauge(
             "api_connector_informer_healthy",
             "1 when an informer is synced and its last list/watch succeeded, else 0.",

@@ -76,8 +76,13 @@ class FreshObjects(Generic[K]):
         with self._lock:
             self._objects.pop(key, None)
 
-    def observe(self, key: K, event: str, obj: Obj) -> None:
-        """An informer event for ``key``: the cache now holds ``obj`` (or nothing)."""
+    def observe(self, key: K, event: str, obj: Obj) -> bool:
+        """An informer event for ``key``: the cache now holds ``obj`` (or nothing).
+
+        Returns whether the event is the echo of the recorded copy itself (the same
+        resourceVersion): a write of ours coming back, which the controller that made it
+        has acted on already, with nothing in it from anyone else.
+        """
         with self._lock:
             rv = _rv(obj)
             if event == "DELETED":
@@ -87,12 +92,14 @@ class FreshObjects(Generic[K]):
                     self._deleted[key] = (rv, expires)
                     self._deleted_order.append((expires, key))
                 self._prune_deleted()
-                return
+                return False
             current = self._objects.get(key)
             if current is None:
-                return
+                return False
             if rv is not None and rv >= current[1]:
                 del self._objects[key]
+                return rv == current[1]
+            return False
 
     def newest(self, key: K, cached: Obj | None) -> Obj | None:
         """``cached``, unless a recorded copy is newer (then a copy of that)."""

@@ -1,5 +1,8 @@
 """Object-syncer logic: a consumer object + its provider twin → what to write where.
 
+Long because its verdicts (sync, conflict, adoption, deletion, orphaned twins and the
+observedGeneration rule) share one reading of a twin's origin labels and annotations.
+
 Spec (and every other top-level field but status) flows consumer → provider; status flows
 provider → consumer, with the connector's own ``APIBound`` condition merged in. A twin that
 belongs to another consumer cluster, or to nobody, is never written or deleted.
@@ -17,6 +20,13 @@ belongs to another consumer cluster, or to nobody, is never written or deleted.
 - ``Deleting`` (True): the consumer object is being deleted and so is its twin; the message
   names what the provider's deletion waits for. The API stays bound meanwhile, and the
   twin's status keeps flowing until the twin is gone and the finalizer is released.
+
+Deletion. A deleted consumer object deletes its twin, and keeps the connector's finalizer
+until the twin is gone; with the annotation ``connect.upbound.io/deletion-policy: Orphan``
+the twin is kept. That annotation is copied to the twin, and an object deleted with it is
+released only once its twin carries it: when a consumer object disappears without the
+connector's say (a force-removed finalizer, a crash before the finalizer landed), the twin is
+all the collector of orphaned twins has to go by (:func:`orphan_verdict`).
 
 Generations. The twin carries the annotation ``connect.upbound.io/consumer-generation``: the
 consumer object's ``metadata.generation`` its content reflects (it is part of what is
@@ -76,14 +86,24 @@ REASON_CONFLICT = "Conflict"
 REASON_DELETING = "Deleting"
 REASON_ADOPTING = "Adopting"
 
+#: The deletion policy that keeps the twin when its consumer object is deleted.
+ORPHAN = "Orphan"
+
+#: What :func:`orphan_verdict` says of a twin whose consumer object no longer exists.
+ORPHAN_COLLECT = "Collect"
+ORPHAN_KEEP = "KeepOrphan"
+ORPHAN_NOT_OURS = "NotOurs"
+ORPHAN_NO_ORIGIN = "NoOrigin"
+ORPHAN_DELETING = "Deleting"
+
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
 #: Consumer annotations that are not copied: kubectl's record of the consumer-side apply, and
-#: our own instructions to the connector.
+#: the connector's own bookkeeping. The deletion policy *is* copied: once the consumer object
+#: is gone, the twin is the only place left that remembers an Orphan choice.
 _NOT_COPIED_ANNOTATIONS = frozenset(
     {
         ANNOTATION_LAST_APPLIED,
-        ANNOTATION_DELETION_POLICY,
         ANNOTATION_APPLIED_HASH,
         ANNOTATION_CONSUMER_GENERATION,
     }
@@ -129,9 +149,16 @@ def sync(req: SyncRequest) -> SyncResult:
         return SyncResult(conflict=conflict, consumer_status=_if_changed(status, consumer))
 
     if deleting:
-        orphan = string_map(consumer, "annotations").get(ANNOTATION_DELETION_POLICY) == "Orphan"
-        if orphan or twin is None:
+        if twin is None:
             return SyncResult(remove_finalizer=has_finalizer)
+        if _orphaned(consumer):
+            if _orphaned(twin) or metadata(twin).get("deletionTimestamp"):
+                return SyncResult(remove_finalizer=has_finalizer)
+            # The twin must carry the Orphan choice before the object goes: the collector of
+            # orphaned twins reads it there once the consumer object is gone.
+            return SyncResult(
+                provider_apply=desired_twin(consumer, consumer_cluster=consumer_cluster)
+            )
         if not metadata(twin).get("deletionTimestamp"):
             # Ask once. The status waits for the next pass, which sees what the twin's
             # deletion waits for; a twin that goes at once needs no word, only the release.
@@ -193,6 +220,56 @@ def sync(req: SyncRequest) -> SyncResult:
         consumer_status=_if_changed(status, consumer),
         add_finalizer=add_finalizer,
     )
+
+
+def _orphaned(obj: Obj) -> bool:
+    """Whether ``obj`` carries the deletion policy Orphan."""
+    return string_map(obj, "annotations").get(ANNOTATION_DELETION_POLICY) == ORPHAN
+
+
+def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
+    """What to do with a provider object whose consumer object no longer exists.
+
+    The caller has established that the consumer object is gone (a live read of its name);
+    this decides from the twin alone, since nothing else is left:
+
+    - ``ORPHAN_NOT_OURS``: not labelled managed by this consumer cluster; never touched;
+    - ``ORPHAN_NO_ORIGIN``: no consumer uid label, or origin labels and annotations that do
+      not name this very object (origin namespace and name are the twin's own): nothing says
+      which consumer object it stood for, so it is never touched;
+    - ``ORPHAN_DELETING``: already being deleted; nothing to do;
+    - ``ORPHAN_KEEP``: its consumer object asked for the Orphan deletion policy (copied to
+      the twin); kept;
+    - ``ORPHAN_COLLECT``: delete it.
+    """
+    twin = require_object(twin, "twin")
+    cluster = require_str(consumer_cluster, "consumer_cluster")
+    labels = string_map(twin, "labels")
+    if labels.get(MANAGED_LABEL) != "true" or labels.get(LABEL_CONSUMER_CLUSTER) != label_value(
+        cluster
+    ):
+        return ORPHAN_NOT_OURS
+    meta = metadata(twin)
+    annotations = string_map(twin, "annotations")
+    name, namespace = str(meta["name"]), str(meta.get("namespace") or "")
+    named = annotations.get(ANNOTATION_ORIGIN_NAME, "") == name or (
+        ANNOTATION_ORIGIN_NAME not in annotations
+        and labels.get(LABEL_CONSUMER_NAME) == label_value(name)
+    )
+    if namespace:
+        placed = annotations.get(ANNOTATION_ORIGIN_NAMESPACE, "") == namespace or (
+            ANNOTATION_ORIGIN_NAMESPACE not in annotations
+            and labels.get(LABEL_CONSUMER_NAMESPACE) == label_value(namespace)
+        )
+    else:
+        placed = LABEL_CONSUMER_NAMESPACE not in labels
+    if not labels.get(LABEL_CONSUMER_UID) or not named or not placed:
+        return ORPHAN_NO_ORIGIN
+    if meta.get("deletionTimestamp"):
+        return ORPHAN_DELETING
+    if _orphaned(twin):
+        return ORPHAN_KEEP
+    return ORPHAN_COLLECT
 
 
 def desired_twin(consumer: Obj, *, consumer_cluster: str, adopted: bool = False) -> Obj:

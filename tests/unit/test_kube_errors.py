@@ -19,6 +19,8 @@ from connector.kube.errors import (
     UnreachableError,
     error_from_response,
     error_from_transport,
+    is_namespace_terminating,
+    is_stale_write,
 )
 
 
@@ -174,3 +176,87 @@ def test_unreachable_says_why_in_a_few_words(case: CauseCase) -> None:
     error = error_from_transport(case.exc, server="https://k")
     assert isinstance(error, UnreachableError), case.reason
     assert error.cause == case.want, case.reason
+
+
+@dataclass(frozen=True)
+class WriteErrorCase:
+    reason: str
+    code: int
+    body: bytes
+    terminating: bool = False
+    stale: bool = False
+    missing_namespace: str | None = None
+
+
+WRITE_ERROR_CASES = [
+    WriteErrorCase(
+        "a namespace being deleted names its cause",
+        403,
+        status(
+            403,
+            "Forbidden",
+            'nopresources "x" is forbidden: unable to create new content in namespace team-a '
+            "because it is being terminated",
+            causes=[{"reason": "NamespaceTerminating", "field": "metadata.namespace"}],
+        ),
+        terminating=True,
+    ),
+    WriteErrorCase(
+        "RBAC's 403 has no such cause, whatever its message says",
+        403,
+        status(
+            403,
+            "Forbidden",
+            'User "u" cannot create resource "x" in the namespace "because it is being terminated"',
+        ),
+    ),
+    WriteErrorCase(
+        "a write based on a stale resourceVersion",
+        409,
+        status(409, "Conflict", "Operation cannot be fulfilled: the object has been modified"),
+        stale=True,
+    ),
+    WriteErrorCase(
+        "a server-side apply conflict with another manager is not stale: a retry repeats it",
+        409,
+        status(
+            409,
+            "Conflict",
+            "Apply failed with 1 conflict",
+            causes=[{"reason": "FieldManagerConflict", "field": ".spec.x"}],
+        ),
+    ),
+    WriteErrorCase(
+        "an object that exists already is not stale",
+        409,
+        status(409, "AlreadyExists", 'nopresources "x" already exists', name="x"),
+    ),
+    WriteErrorCase(
+        "a write into a missing namespace names the namespace",
+        404,
+        status(404, "NotFound", 'namespaces "team-a" not found', name="team-a", kind="namespaces"),
+        missing_namespace="team-a",
+    ),
+    WriteErrorCase(
+        "a missing object is not a missing namespace",
+        404,
+        status(404, "NotFound", 'nopresources "x" not found', name="x", kind="nopresources"),
+    ),
+    WriteErrorCase(
+        "an API not served names nothing",
+        404,
+        status(404, "NotFound", "the server could not find the requested resource"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", WRITE_ERROR_CASES, ids=[c.reason for c in WRITE_ERROR_CASES])
+def test_why_a_write_failed_is_told_by_status_reason_and_causes(case: WriteErrorCase) -> None:
+    error = error_from_response(case.code, case.body)
+    got = (
+        is_namespace_terminating(error),
+        is_stale_write(error),
+        error.missing_namespace if isinstance(error, NotFoundError) else None,
+    )
+    want = (case.terminating, case.stale, case.missing_namespace)
+    assert got == want, f"-want {want}, +got {got}"

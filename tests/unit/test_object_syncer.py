@@ -10,11 +10,17 @@ import pytest
 
 from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
 from functions.object_syncer import (
+    ORPHAN_COLLECT,
+    ORPHAN_DELETING,
+    ORPHAN_KEEP,
+    ORPHAN_NO_ORIGIN,
+    ORPHAN_NOT_OURS,
     Adoption,
     SyncRequest,
     SyncResult,
     consumer_generation,
     desired_twin,
+    orphan_verdict,
     sync,
 )
 
@@ -119,6 +125,20 @@ TWIN = with_hash(
         "spec": {"coolField": "Synchronized resource", "compositeDeletePolicy": "Foreground"},
     }
 )
+
+
+ORPHAN_POLICY = {"connect.upbound.io/deletion-policy": "Orphan", "team": "payments"}
+
+
+def _with_orphan_policy(twin: Obj) -> Obj:
+    out = copy.deepcopy(twin)
+    out["metadata"]["annotations"].pop("connect.upbound.io/applied-hash")
+    out["metadata"]["annotations"]["connect.upbound.io/deletion-policy"] = "Orphan"
+    return with_hash(out)
+
+
+#: The twin of ``consumer(annotations=ORPHAN_POLICY)``.
+ORPHAN_TWIN = _with_orphan_policy(TWIN)
 
 
 def twin_of(obj: Obj, *, cluster: str = CLUSTER) -> Obj:
@@ -389,13 +409,10 @@ CASES = [
         ),
     ),
     Case(
-        reason="The deletion-policy annotation is an instruction to the connector, not copied.",
-        req=req(
-            consumer(
-                annotations={"connect.upbound.io/deletion-policy": "Orphan", "team": "payments"}
-            ),
-        ),
-        want=SyncResult(provider_apply=TWIN, consumer_status={"conditions": [PENDING]}),
+        reason="The deletion policy is copied to the twin: once the consumer object is gone, "
+        "only the twin remembers an Orphan choice.",
+        req=req(consumer(annotations=ORPHAN_POLICY)),
+        want=SyncResult(provider_apply=ORPHAN_TWIN, consumer_status={"conditions": [PENDING]}),
     ),
     Case(
         reason="A twin that belongs to no consumer is a conflict: not applied, no finalizer, "
@@ -426,10 +443,29 @@ CASES = [
         ),
     ),
     Case(
-        reason="A consumer object deleted with the Orphan policy keeps its twin.",
+        reason="A consumer object deleted with the Orphan policy keeps its twin, which "
+        "carries the policy.",
         req=req(
-            consumer(deleting=True, annotations={"connect.upbound.io/deletion-policy": "Orphan"}),
+            consumer(deleting=True, annotations=ORPHAN_POLICY),
+            as_provider_returns(ORPHAN_TWIN),
+        ),
+        want=SyncResult(remove_finalizer=True),
+    ),
+    Case(
+        reason="An object deleted with the Orphan policy before its twin carried it is "
+        "released only after the twin is given the policy (the collector reads it there).",
+        req=req(
+            consumer(deleting=True, annotations=ORPHAN_POLICY),
             as_provider_returns(TWIN),
+        ),
+        want=SyncResult(provider_apply=ORPHAN_TWIN),
+    ),
+    Case(
+        reason="An object deleted with the Orphan policy whose twin is being deleted anyway "
+        "is released.",
+        req=req(
+            consumer(deleting=True, annotations=ORPHAN_POLICY),
+            as_provider_returns(TWIN, deletionTimestamp=DELETED_AT),
         ),
         want=SyncResult(remove_finalizer=True),
     ),
@@ -1043,3 +1079,105 @@ def test_sync_rejects_bad_input_naming_the_field(case: BadInputCase) -> None:
 )
 def test_a_connections_opt_in(connection: Obj | None, want: Adoption | None) -> None:
     assert Adoption.of_connection(connection) == want
+
+
+# --- orphaned twins: what the collector may do once the consumer object is gone ----------
+
+
+def without(twin: Obj, *, labels: tuple[str, ...] = (), annotations: tuple[str, ...] = ()) -> Obj:
+    out = copy.deepcopy(twin)
+    for key in labels:
+        out["metadata"]["labels"].pop(key)
+    for key in annotations:
+        out["metadata"]["annotations"].pop(key)
+    return out
+
+
+def renamed(twin: Obj, name: str) -> Obj:
+    out = copy.deepcopy(twin)
+    out["metadata"]["name"] = name
+    return out
+
+
+@dataclass(frozen=True)
+class OrphanCase:
+    reason: str
+    twin: Obj
+    want: str
+    cluster: str = CLUSTER
+
+
+ORPHAN_CASES = [
+    OrphanCase("Our twin, no Orphan policy: collected.", as_provider_returns(TWIN), ORPHAN_COLLECT),
+    OrphanCase(
+        "Its object asked for Orphan (the twin carries the policy): kept.",
+        as_provider_returns(ORPHAN_TWIN),
+        ORPHAN_KEEP,
+    ),
+    OrphanCase(
+        "Another consumer cluster's: never touched.",
+        as_provider_returns(TWIN),
+        ORPHAN_NOT_OURS,
+        cluster="prod-cluster",
+    ),
+    OrphanCase(
+        "Not labelled managed: never touched.",
+        without(as_provider_returns(TWIN), labels=("connect.upbound.io/managed",)),
+        ORPHAN_NOT_OURS,
+    ),
+    OrphanCase("Nobody's (no labels at all): never touched.", labelled(TWIN), ORPHAN_NOT_OURS),
+    OrphanCase(
+        "Ours but without a consumer uid: nothing says which object it stood for.",
+        without(as_provider_returns(TWIN), labels=("connect.upbound.io/consumer-uid",)),
+        ORPHAN_NO_ORIGIN,
+    ),
+    OrphanCase(
+        "Only the managed and cluster labels (no origin labels): never touched.",
+        labelled(
+            TWIN,
+            **{
+                "connect.upbound.io/managed": "true",
+                "connect.upbound.io/consumer-cluster": CLUSTER,
+            },
+        ),
+        ORPHAN_NO_ORIGIN,
+    ),
+    OrphanCase(
+        "Origin that names another object than the twin itself: never touched.",
+        renamed(as_provider_returns(TWIN), "someone-else"),
+        ORPHAN_NO_ORIGIN,
+    ),
+    OrphanCase(
+        "A twin of an older connector, origin in labels only: collected.",
+        without(
+            as_provider_returns(TWIN),
+            annotations=(
+                "connect.upbound.io/consumer-name",
+                "connect.upbound.io/consumer-namespace",
+            ),
+        ),
+        ORPHAN_COLLECT,
+    ),
+    OrphanCase(
+        "Already being deleted: nothing to do.",
+        as_provider_returns(TWIN, deletionTimestamp=DELETED_AT),
+        ORPHAN_DELETING,
+    ),
+    OrphanCase(
+        "A long cluster name is compared as its label value (hashed).",
+        as_provider_returns(twin_of(consumer(), cluster=LONG_CLUSTER)),
+        ORPHAN_COLLECT,
+        cluster=LONG_CLUSTER,
+    ),
+    OrphanCase(
+        "A cluster-scoped twin (no namespace, no namespace label) of ours: collected.",
+        as_provider_returns(twin_of(CONFIGMAP)),
+        ORPHAN_COLLECT,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ORPHAN_CASES, ids=[c.reason for c in ORPHAN_CASES])
+def test_orphan_verdict(case: OrphanCase) -> None:
+    got = orphan_verdict(case.twin, consumer_cluster=case.cluster)
+    assert got == case.want, f"{case.reason}: -want {case.want}, +got {got}"

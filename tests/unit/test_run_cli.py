@@ -23,3 +23,17 @@ def test_context_without_a_kubeconfig_is_refused() -> None:
     result = CliRunner().invoke(main, ["run", "--context", "elsewhere"])
     assert result.exit_code == 2
     assert "--context needs --kubeconfig" in result.output
+
+
+def test_the_consumer_rate_limit_defaults_are_the_client_layers() -> None:
+    from connector.cli.run import run
+    from connector.kube.config import CONSUMER_BURST, CONSUMER_QPS
+
+    defaults = {p.name: p.default for p in run.params}
+    assert (defaults["consumer_qps"], defaults["consumer_burst"]) == (CONSUMER_QPS, CONSUMER_BURST)
+
+
+def test_a_consumer_rate_limit_below_one_is_refused() -> None:
+    result = CliRunner().invoke(main, ["run", "--consumer-qps", "0"])
+    assert result.exit_code == 2
+    assert "--consumer-qps" in result.output

@@ -3,7 +3,8 @@ twin is written (create, AlreadyExists, the hand-over to server-side apply)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -29,6 +30,12 @@ TWIN: dict[str, Any] = {**CONSUMER, "metadata": {"name": "my-resource", "namespa
 #: What a write returns: the twin as written.
 WRITTEN: dict[str, Any] = {**TWIN, "metadata": {**TWIN["metadata"], "resourceVersion": "2"}}
 ALREADY_EXISTS = ConflictError('nopresources "my-resource" already exists', reason="AlreadyExists")
+FORBIDDEN = ForbiddenError(
+    'nopresources.nop.example.org "my-resource" is forbidden: User "consumer" cannot create '
+    'resource "nopresources"',
+    status=403,
+    reason="Forbidden",
+)
 
 
 def managed_by(*entries: tuple[str, str]) -> dict[str, Any]:
@@ -52,6 +59,9 @@ class World:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     requests: list[SyncRequest] = field(default_factory=list)
     written: dict[str, Any] = field(default_factory=lambda: dict(WRITTEN))
+    finalizer_error: Exception | None = None
+    delete_error: Exception | None = None
+    resolved: list[str] = field(default_factory=list)
 
     def sync(self, req: SyncRequest) -> SyncResult:
         self.requests.append(req)
@@ -73,25 +83,45 @@ class World:
         self.calls.append("read")
         return self.written
 
+    def add_finalizer(self, obj: dict[str, Any]) -> None:
+        self.calls.append("add_finalizer")
+        if self.finalizer_error is not None:
+            raise self.finalizer_error
+
+    def delete(self, key: ObjectKey) -> None:
+        self.calls.append("delete")
+        if self.delete_error is not None:
+            raise self.delete_error
+
+    def background_deps(self) -> SyncDeps:
+        """``deps()`` whose background work runs only when waited for: what it shows is
+        that nothing waited for it before then."""
+
+        def in_background(work: Callable[[], None]) -> Callable[[], None]:
+            return work
+
+        return replace(self.deps(), in_background=in_background)
+
     def deps(self) -> SyncDeps:
         return SyncDeps(
             consumer_cluster="consumer-1",
             get_consumer=lambda key: self.consumer,
             get_twin=lambda key: self.twin,
             sync=self.sync,
-            add_finalizer=lambda obj: self.calls.append("add_finalizer"),
+            add_finalizer=self.add_finalizer,
             ensure_provider_namespace=lambda ns: self.calls.append(f"namespace {ns}"),
             create_twin=self.create,
             read_twin=self.read,
             hand_over_ownership=lambda key, twin: self.calls.append("hand over"),
             apply_twin=self.apply,
-            delete_twin=lambda key: self.calls.append("delete"),
+            delete_twin=self.delete,
             write_consumer_status=lambda obj, st: (
                 self.calls.append("status"),
                 self.statuses.append(st),
             ),
             remove_finalizer=lambda obj: self.calls.append("remove_finalizer"),
             warn=lambda obj, reason, message: self.warnings.append((reason, message)),
+            resolved=lambda obj, reason, message: self.resolved.append(reason),
             now=lambda: NOW,
         )
 
@@ -155,14 +185,38 @@ def test_how_a_twin_is_written(case: WriteCase) -> None:
     assert world.calls == case.want_calls, f"-want {case.want_calls}, +got {world.calls}"
 
 
-def test_a_new_object_gets_its_finalizer_then_its_namespace_then_its_twin() -> None:
+def test_a_new_object_gets_its_twin_without_waiting_for_its_finalizer() -> None:
     world = World(
         SyncResult(add_finalizer=True, provider_apply=TWIN, consumer_status={"conditions": []})
     )
     # The status waits for the next pass, asked for at once, which sees the twin as written.
-    assert reconcile_object(KEY, world.deps()) == Result(requeue_after=0.0)
-    assert world.calls == ["add_finalizer", "namespace default", "create"]
+    assert reconcile_object(KEY, world.background_deps()) == Result(requeue_after=0.0)
+    # The finalizer write started first but was still running while the twin was written;
+    # the pass waited for it before ending.
+    assert world.calls == ["namespace default", "create", "add_finalizer"]
     assert world.requests[0].consumer_cluster == "consumer-1"
+
+
+def test_a_failed_finalizer_fails_the_pass_after_the_twin_is_written() -> None:
+    world = World(
+        SyncResult(add_finalizer=True, provider_apply=TWIN, consumer_status={"conditions": []})
+    )
+    world.finalizer_error = ConflictError("the object has been modified", reason="Conflict")
+    with pytest.raises(ConflictError):
+        reconcile_object(KEY, world.background_deps())
+    assert world.calls == ["namespace default", "create", "add_finalizer"]
+
+
+def test_a_failed_finalizer_wins_over_a_refused_twin_so_no_status_is_written_stale() -> None:
+    # The status PUT carries the resourceVersion the finalizer write would have moved on.
+    world = World(
+        SyncResult(add_finalizer=True, provider_apply=TWIN, consumer_status={"conditions": []}),
+        create_error=FORBIDDEN,
+    )
+    world.finalizer_error = ConflictError("the object has been modified", reason="Conflict")
+    with pytest.raises(ConflictError):
+        reconcile_object(KEY, world.background_deps())
+    assert world.statuses == []
 
 
 def test_a_twin_found_by_the_create_is_looked_at_by_the_next_pass() -> None:
