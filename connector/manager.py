@@ -74,7 +74,13 @@ class Manager:
         #: Set by the consumer caches on a change of their health (their first list, a
         #: failure), which is what start() waits for.
         self._caches_changed = threading.Event()
-        self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
+        self.recorder = EventRecorder(
+            lambda _namespace, event: consumer.create(EVENTS, event),
+            # What an earlier process (or leader) already told: not repeated after a restart.
+            list_events=lambda namespace, uid: consumer.list(
+                EVENTS, namespace, field_selector=f"involvedObject.uid={uid}"
+            )[0],
+        )
         self.connections = Informer(
             consumer,
             CLUSTER_CONNECTIONS,
