@@ -111,7 +111,11 @@ class ObjectSyncer:
         name = f"{spec.connection}/{spec.resource.crd_name}"
         self._log = log.bind(connection=spec.connection, resource=spec.resource.crd_name)
         self.controller: Controller[ObjectKey] = Controller(
-            f"sync/{name}", self._reconcile, workers=workers, metrics=metrics
+            f"sync/{name}",
+            self._reconcile,
+            workers=workers,
+            metrics=metrics,
+            clients=(consumer, spec.provider),
         )
         scopes: list[str | None]
         if not self._res.namespaced or spec.namespaces is None:
