@@ -39,7 +39,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -275,6 +275,7 @@ class KubeClient:
         page_size: int = DEFAULT_LIST_PAGE_SIZE,
         resource_version: str | None = None,
         resource_version_match: Literal["NotOlderThan", "Exact"] | None = None,
+        transform: Callable[[Object], Object] | None = None,
     ) -> tuple[_Objects, str]:
         """List objects (all namespaces when ``namespace`` is None), following pagination.
 
@@ -282,7 +283,9 @@ class KubeClient:
         resourceVersion, from which a watch continues. If a continue token expires while
         paging, the list restarts once without pagination, like client-go's pager.
         ``resource_version`` (with ``resource_version_match``) relaxes or pins consistency;
-        the default is a consistent read of the latest state.
+        the default is a consistent read of the latest state. ``transform`` is applied to
+        each item as its page arrives, so that a list of many objects never holds them all
+        in full at once (an informer keeps only what its cache needs).
         """
         path = res.collection_path(namespace)
         base: dict[str, str] = {}
@@ -295,16 +298,21 @@ class KubeClient:
             if resource_version_match:
                 base["resourceVersionMatch"] = resource_version_match
         try:
-            return self._list_pages(res, path, base, page_size)
+            return self._list_pages(res, path, base, page_size, transform)
         except GoneError:
             self._log.info(
                 "A list continue token expired while paging; listing again in one request.",
                 resource=res.group_resource,
             )
-            return self._list_pages(res, path, base, 0)
+            return self._list_pages(res, path, base, 0, transform)
 
     def _list_pages(
-        self, res: Resource, path: str, base: dict[str, str], page_size: int
+        self,
+        res: Resource,
+        path: str,
+        base: dict[str, str],
+        page_size: int,
+        transform: Callable[[Object], Object] | None,
     ) -> tuple[_Objects, str]:
         items: _Objects = []
         token = ""
@@ -319,7 +327,9 @@ class KubeClient:
                 query.pop("resourceVersionMatch", None)
                 query["continue"] = token
             page = self._json("GET", path, query=query, verb="list")
-            items.extend(res.with_type(item) for item in page.get("items") or [])
+            # Popped, so that the page's full objects go as each is transformed.
+            typed = (res.with_type(item) for item in page.pop("items", None) or [])
+            items.extend(typed if transform is None else map(transform, typed))
             meta = page.get("metadata") or {}
             # Every page of a paginated list is served from the first page's snapshot.
             resource_version = str(meta.get("resourceVersion") or resource_version)

@@ -243,9 +243,10 @@ class Informer:
 
     def list_and_replace(self) -> None:
         """List, replace the cache, and deliver the difference to the handler."""
-        items, resource_version = self.client.list(self.res, self.namespace, self.label_selector)
-        if self._transform is not None:
-            items = [self._transform(obj) for obj in items]
+        # Transformed page by page: a cache of many objects never holds them all in full.
+        items, resource_version = self.client.list(
+            self.res, self.namespace, self.label_selector, transform=self._transform
+        )
         fresh = {key_of(obj): obj for obj in items}
         events: list[tuple[str, Object]] = []
         with self._lock:
