@@ -418,8 +418,10 @@ class KubeClient:
             "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
             "spec": {"resourceAttributes": attributes},
         }
+        # Counted as "review", not "create": it stores nothing, and request metrics that
+        # count creates should count objects created.
         result = self._json(
-            "POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), body=review, verb="create"
+            "POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), body=review, verb="review"
         )
         return bool((result.get("status") or {}).get("allowed"))
 
