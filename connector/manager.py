@@ -79,7 +79,13 @@ class Manager:
         self._caches_changed = threading.Event()
         #: Each connection's adoption opt-in as last seen, to notice when it changes.
         self._adoptions: dict[str, Adoption | None] = {}
-        self.recorder = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))
+        self.recorder = EventRecorder(
+            lambda _namespace, event: consumer.create(EVENTS, event),
+            # What an earlier process (or leader) already told: not repeated after a restart.
+            list_events=lambda namespace, uid: consumer.list(
+                EVENTS, namespace, field_selector=f"involvedObject.uid={uid}"
+            )[0],
+        )
         #: What the collector of orphaned twins deleted, on bindings: a recorder of its own,
         #: so that these Normal Events never count as resolving a binding's Warning.
         self.notices = EventRecorder(lambda _namespace, event: consumer.create(EVENTS, event))

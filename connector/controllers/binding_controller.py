@@ -56,7 +56,7 @@ class BindingController:
         self._bindings = bindings
         self._crd_conflicts = crd_conflicts
         self.controller: Controller[BindingKey] = Controller(
-            "binding", self._reconcile, workers=workers, metrics=metrics
+            "binding", self._reconcile, workers=workers, metrics=metrics, clients=(consumer,)
         )
         self._claims = APIClaims(
             set_targets=supervisor.set_targets,

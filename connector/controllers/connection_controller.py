@@ -2,7 +2,9 @@
 
 A *provider session* is the provider client built from a connection's Secret plus an
 informer on the provider's bindable CRDs (label ``connect.upbound.io/bindable=true``), so
-that a new version, a new field or a removed label reaches the consumer without a restart.
+that a new version, a new field or a removed label reaches the consumer without a restart,
+and a liveness monitor (``kube.liveness``), so that a provider that accepts connections but
+stopped answering turns the connection ``Ready=False`` instead of leaving it silently stuck.
 Sessions are replaced when the Secret's content changes and stopped when the connection is
 deleted or its Secret becomes unusable.
 
@@ -31,6 +33,7 @@ from connector.controllers.connection_reconcile import (
 )
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig, client_from_robot_token
+from connector.kube.liveness import LivenessMonitor
 from connector.kube.metrics import Metrics
 from connector.kube.resources import CLUSTER_CONNECTIONS, CUSTOM_RESOURCE_DEFINITIONS, SECRETS
 from connector.runtime.controller import (
@@ -53,8 +56,8 @@ log = structlog.get_logger(__name__)
 
 
 class ProviderSession:
-    """A connection's provider client and its bindable-CRD informer, which wakes the
-    connection (``on_change``) on every change of a CRD and of its own health."""
+    """A connection's provider client, its bindable-CRD informer and its liveness monitor,
+    which wake the connection (``on_change``) on every change of a CRD and of their health."""
 
     def __init__(
         self,
@@ -81,17 +84,21 @@ class ProviderSession:
             # An outage brings no CRD events: the connection reports it when told.
             on_health_change=on_change,
         )
+        self.liveness = LivenessMonitor(client, on_change=on_change)
 
     def start(self) -> None:
         self.informer.start()
+        self.liveness.start()
 
     def stop(self) -> None:
+        self.liveness.stop()
         self.informer.stop()
 
     def bindable_crds(self) -> list[Obj]:
-        """The cached bindable CRDs; raises the informer's error while it cannot list or
-        watch, and NotSynced until its first list (whose end wakes the connection)."""
-        error = self.informer.last_error
+        """The cached bindable CRDs; raises the liveness monitor's error while the provider
+        does not answer, the informer's while it cannot list or watch, and NotSynced until
+        its first list (whose end wakes the connection)."""
+        error = self.liveness.error or self.informer.last_error
         if error is not None:
             raise error
         if not self.informer.has_synced:
@@ -179,7 +186,7 @@ class ConnectionController:
         self._secret_informers: dict[str, Informer] = {}
         self._lock = threading.RLock()
         self.controller: Controller[str] = Controller(
-            "connection", self._reconcile, workers=workers, metrics=metrics
+            "connection", self._reconcile, workers=workers, metrics=metrics, clients=(consumer,)
         )
 
     # --- wiring --------------------------------------------------------------------------

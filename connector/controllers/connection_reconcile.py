@@ -11,8 +11,8 @@ consumer cache shows it, each CRD is checked and written under ``ConnectionDeps.
 
 Errors never delete anything: the Ready condition names the reason (``SecretNotFound``,
 ``InvalidSecret``, ``InvalidKubeconfig``, ``Unauthorized``, ``Forbidden``,
-``ProviderUnreachable``, ``TLSError``, ``ProviderError``), the offered APIs of the last
-successful pull are kept, and the CRDs already installed stay.
+``ProviderUnreachable``, ``ProviderNotAnswering``, ``TLSError``, ``ProviderError``), the
+offered APIs of the last successful pull are kept, and the CRDs already installed stay.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from connector.kube.errors import (
     UnauthorizedError,
     UnreachableError,
 )
+from connector.kube.liveness import NOT_ANSWERING
 from connector.runtime.workqueue import Result
 from functions.common import LABEL_CONNECTION, find_condition
 from functions.common.api import DEFAULT_NAMESPACE
@@ -180,6 +181,8 @@ def provider_error_for(exc: Exception) -> ProviderError:
         )
     if isinstance(exc, TLSError):
         return ProviderError(reason="TLSError", message=f"TLS with the provider failed: {exc}")
+    if isinstance(exc, UnreachableError) and exc.reason == NOT_ANSWERING:
+        return ProviderError(reason="ProviderNotAnswering", message=exc.message)
     if isinstance(exc, UnreachableError):
         return ProviderError(
             reason="ProviderUnreachable", message=f"The provider is unreachable: {exc}"

@@ -130,7 +130,11 @@ class ObjectSyncer:
         name = f"{spec.connection}/{spec.resource.crd_name}"
         self._log = log.bind(connection=spec.connection, resource=spec.resource.crd_name)
         self.controller: Controller[ObjectKey] = Controller(
-            f"sync/{name}", self._reconcile, workers=workers, metrics=metrics
+            f"sync/{name}",
+            self._reconcile,
+            workers=workers,
+            metrics=metrics,
+            clients=(consumer, spec.provider),
         )
         #: Finalizer writes, made while the worker writes the twin (``sync_reconcile``).
         self._background = ThreadPoolExecutor(

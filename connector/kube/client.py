@@ -19,14 +19,27 @@ caller's decision (the work queue and the informer do it).
 Watches (see :meth:`KubeClient.watch`) surface ``BOOKMARK`` events to the caller with
 ``type == "BOOKMARK"`` and an object carrying only ``metadata.resourceVersion``; a caller
 that resumes watches must record that version, and a caller that does not care skips them.
+
+Liveness: the client records when its server last answered and which requests wait for an
+answer (``_traffic.Traffic``), can :meth:`~KubeClient.ping` it and
+:meth:`~KubeClient.interrupt_watches`; :class:`connector.kube.liveness.LivenessMonitor`
+uses them to notice a server that accepts connections but stopped answering.
+
+Connection pool: it keeps :data:`SPARE_CONNECTIONS` connections plus one per connection its
+users reserve (:meth:`KubeClient.reserve_connections`: an informer its watch, a controller
+one per worker), so that users holding requests at once never overflow it. An overflowing
+urllib3 pool closes the connections it cannot keep ("Connection pool is full, discarding
+connection"), and the next request pays a new TCP and TLS handshake.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -37,6 +50,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from connector.kube._ratelimit import TokenBucket
+from connector.kube._traffic import Traffic
 from connector.kube.errors import (
     GoneError,
     KubeError,
@@ -71,6 +85,17 @@ _APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 # Server-side watch timeout: short enough that a dead-but-open connection is noticed and the
 # watch is re-established regularly, long enough not to churn. client-go uses 5-10 minutes.
 DEFAULT_WATCH_TIMEOUT_SECONDS = 300
+#: A watch that receives nothing for this long, not even a bookmark, is replaced by a new one
+#: (``WatchStream.idle_expired``). API servers send a watch that asked for bookmarks one
+#: every minute; the first can come after two (none is sent while the resource has seen no
+#: change since the server started), so this is two minutes and a half.
+WATCH_IDLE_SECONDS = 150
+#: Connections the pool keeps beyond those reserved: ad-hoc requests (a command line, a
+#: test's threads, the liveness probe of a client nobody reserved for).
+SPARE_CONNECTIONS = 10
+#: What :meth:`KubeClient.ping` asks for: exempt from API Priority and Fairness (the
+#: ``probes`` FlowSchema), so a busy server answers it at once; any answer will do.
+PING_PATH = "/livez"
 DEFAULT_LIST_PAGE_SIZE = 500
 DEFAULT_USER_AGENT = "api-connector"
 _MAX_RETRY_AFTER = 10.0
@@ -112,6 +137,15 @@ class KubeClient:
         self._limiter = TokenBucket(qps, burst) if qps else None
         self._metrics = metrics
         self._log = log.bind(cluster=self.name)
+        self.traffic = Traffic()
+        #: A watch's idle deadline (see WATCH_IDLE_SECONDS); tests shorten it.
+        self.watch_idle_seconds: float = WATCH_IDLE_SECONDS
+        self._watches: weakref.WeakSet[WatchStream] = weakref.WeakSet()
+        self._watches_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._reserved_connections = 0
+        self._pool_size = 0
+        self._size_pool()
 
     @property
     def server(self) -> str:
@@ -126,6 +160,81 @@ class KubeClient:
     def close(self) -> None:
         """Close pooled connections. The client must not be used afterwards."""
         self._api.close()  # type: ignore[no-untyped-call]
+
+    # -- connections and liveness --------------------------------------------------------
+
+    def reserve_connections(self, count: int) -> None:
+        """Keep ``count`` more connections in the pool, for a user that holds up to that many
+        requests at once (an informer's watch, a controller's workers)."""
+        with self._pool_lock:
+            self._reserved_connections += count
+            self._size_pool()
+
+    def release_connections(self, count: int) -> None:
+        """Give back what :meth:`reserve_connections` reserved. The pool does not shrink:
+        connections beyond a smaller size would be closed as they come back, which is the
+        churn the reservation avoids; later reservations reuse the room."""
+        with self._pool_lock:
+            self._reserved_connections = max(0, self._reserved_connections - count)
+
+    @property
+    def pool_size(self) -> int:
+        """How many idle connections the pool keeps."""
+        return self._pool_size
+
+    def _size_pool(self) -> None:
+        size = SPARE_CONNECTIONS + self._reserved_connections
+        if size <= self._pool_size:
+            return
+        self._pool_size = size
+        # urllib3 sizes a host's pool when it creates it, from connection_pool_kw; a pool
+        # that exists already is a LifoQueue whose maxsize may grow (get() opens a new
+        # connection whenever the queue is empty, put() keeps one while below maxsize).
+        manager = self._api.rest_client.pool_manager
+        manager.connection_pool_kw["maxsize"] = size
+        for key in list(manager.pools.keys()):
+            pool = manager.pools.get(key)
+            queue = getattr(pool, "pool", None)
+            if queue is not None:
+                queue.maxsize = max(queue.maxsize, size)
+
+    def ping(self, *, timeout: float) -> None:
+        """Ask the server for :data:`PING_PATH` and return once it answers, whatever the
+        answer (an error status is an answer too). Raises :class:`UnreachableError` (or
+        :class:`TLSError`) when no answer comes within ``timeout`` seconds, connect
+        included. Not rate-limited: it must not queue behind the requests it checks on."""
+        try:
+            response = self._open(
+                "GET",
+                PING_PATH,
+                query=None,
+                body=None,
+                content_type="application/json",
+                verb="ping",
+                read_timeout=timeout,
+                connect_timeout=timeout,
+                limited=False,
+                retry=False,
+            )
+        except KubeError as e:
+            if e.status is not None:
+                return
+            raise
+        try:
+            response.data  # noqa: B018 - read it all, so that the connection is reusable
+        except urllib3.exceptions.HTTPError as e:
+            raise self._transport_error(e, "ping") from e
+        finally:
+            response.release_conn()
+
+    def interrupt_watches(self, error: KubeError) -> int:
+        """Give up every watch open on this client: each one's reader gets ``error``
+        (:meth:`WatchStream.abort`). Returns how many were open."""
+        with self._watches_lock:
+            streams = [s for s in self._watches if not s.closed]
+        for stream in streams:
+            stream.abort(error)
+        return len(streams)
 
     def __enter__(self) -> KubeClient:
         return self
@@ -166,6 +275,7 @@ class KubeClient:
         page_size: int = DEFAULT_LIST_PAGE_SIZE,
         resource_version: str | None = None,
         resource_version_match: Literal["NotOlderThan", "Exact"] | None = None,
+        transform: Callable[[Object], Object] | None = None,
     ) -> tuple[_Objects, str]:
         """List objects (all namespaces when ``namespace`` is None), following pagination.
 
@@ -173,7 +283,9 @@ class KubeClient:
         resourceVersion, from which a watch continues. If a continue token expires while
         paging, the list restarts once without pagination, like client-go's pager.
         ``resource_version`` (with ``resource_version_match``) relaxes or pins consistency;
-        the default is a consistent read of the latest state.
+        the default is a consistent read of the latest state. ``transform`` is applied to
+        each item as its page arrives, so that a list of many objects never holds them all
+        in full at once (an informer keeps only what its cache needs).
         """
         path = res.collection_path(namespace)
         base: dict[str, str] = {}
@@ -186,16 +298,21 @@ class KubeClient:
             if resource_version_match:
                 base["resourceVersionMatch"] = resource_version_match
         try:
-            return self._list_pages(res, path, base, page_size)
+            return self._list_pages(res, path, base, page_size, transform)
         except GoneError:
             self._log.info(
                 "A list continue token expired while paging; listing again in one request.",
                 resource=res.group_resource,
             )
-            return self._list_pages(res, path, base, 0)
+            return self._list_pages(res, path, base, 0, transform)
 
     def _list_pages(
-        self, res: Resource, path: str, base: dict[str, str], page_size: int
+        self,
+        res: Resource,
+        path: str,
+        base: dict[str, str],
+        page_size: int,
+        transform: Callable[[Object], Object] | None,
     ) -> tuple[_Objects, str]:
         items: _Objects = []
         token = ""
@@ -210,7 +327,9 @@ class KubeClient:
                 query.pop("resourceVersionMatch", None)
                 query["continue"] = token
             page = self._json("GET", path, query=query, verb="list")
-            items.extend(res.with_type(item) for item in page.get("items") or [])
+            # Popped, so that the page's full objects go as each is transformed.
+            typed = (res.with_type(item) for item in page.pop("items", None) or [])
+            items.extend(typed if transform is None else map(transform, typed))
             meta = page.get("metadata") or {}
             # Every page of a paginated list is served from the first page's snapshot.
             resource_version = str(meta.get("resourceVersion") or resource_version)
@@ -249,7 +368,7 @@ class KubeClient:
         if field_selector:
             query["fieldSelector"] = field_selector
         path = res.collection_path(namespace)
-        return WatchStream(
+        stream = WatchStream(
             open_stream=lambda read_timeout: self._open(
                 "GET",
                 path,
@@ -263,9 +382,14 @@ class KubeClient:
             server=self.server,
             res=res,
             resource_version=resource_version,
-            # The server sends nothing while idle, so a read may last the whole session.
-            read_timeout=float(timeout_seconds) + self.read_timeout,
+            # The read timeout is the stream's idle deadline: bookmarks keep a healthy watch
+            # talking; a short session ends (at the server) before it anyway.
+            read_timeout=min(float(timeout_seconds) + self.read_timeout, self.watch_idle_seconds),
+            on_data=self.traffic.heard,
         )
+        with self._watches_lock:
+            self._watches.add(stream)
+        return stream
 
     def server_version(self) -> Object:
         """The server's ``/version`` (``gitVersion``, ``major``, ``minor``, ...)."""
@@ -294,8 +418,10 @@ class KubeClient:
             "kind": SELF_SUBJECT_ACCESS_REVIEWS.kind,
             "spec": {"resourceAttributes": attributes},
         }
+        # Counted as "review", not "create": it stores nothing, and request metrics that
+        # count creates should count objects created.
         result = self._json(
-            "POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), body=review, verb="create"
+            "POST", SELF_SUBJECT_ACCESS_REVIEWS.collection_path(), body=review, verb="review"
         )
         return bool((result.get("status") or {}).get("allowed"))
 
@@ -510,6 +636,9 @@ class KubeClient:
         content_type: str,
         verb: str | None,
         read_timeout: float,
+        connect_timeout: float | None = None,
+        limited: bool = True,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         """Send one request (retrying a Retry-After answer); return the open 2xx response.
 
@@ -522,7 +651,7 @@ class KubeClient:
             headers["Content-Type"] = content_type
         attempt = 0
         while True:
-            if self._limiter is not None:
+            if limited and self._limiter is not None:
                 self._limiter.wait()
             # param_serialize adds the auth header (refreshing exec/OIDC tokens through the
             # configuration's hook) and the default headers; the body is passed as-is.
@@ -533,13 +662,23 @@ class KubeClient:
                 auth_settings=["BearerToken"],
             )
             try:
-                rest_response = self._api.call_api(
-                    method,
-                    url,
-                    header_params=request_headers,
-                    body=body,
-                    _request_timeout=(self.connect_timeout, read_timeout),
-                )
+                with self.traffic.waiting():
+                    try:
+                        rest_response = self._api.call_api(
+                            method,
+                            url,
+                            header_params=request_headers,
+                            body=body,
+                            _request_timeout=(
+                                connect_timeout or self.connect_timeout,
+                                read_timeout,
+                            ),
+                        )
+                    except ApiException as e:
+                        if e.status:
+                            self.traffic.heard()
+                        raise
+                    self.traffic.heard()
             except ApiException as e:
                 error = error_from_api_exception(e, server=self.server)
                 self._count(verb, error)
@@ -562,7 +701,7 @@ class KubeClient:
                 status, error_body, headers=response.headers, http_reason=response.reason
             )
             self._count(verb, error)
-            retryable = isinstance(error, TooManyRequestsError) or status >= 500
+            retryable = retry and (isinstance(error, TooManyRequestsError) or status >= 500)
             if retryable and error.retry_after is not None and attempt < self.max_retries:
                 attempt += 1
                 delay = min(error.retry_after, _MAX_RETRY_AFTER)

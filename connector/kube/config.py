@@ -296,6 +296,11 @@ def _harden(configuration: Configuration) -> None:
     # The client layer owns retries (Retry-After) and callers own backoff; urllib3's silent
     # retries would hide outages and make "unreachable" slow to report.
     configuration.retries = False
+    # TCP keepalive as client-go dials (probes after 30 s idle, 9 probes 15 s apart): a
+    # connection whose peer vanished without a word (a NAT or load balancer forgot it) fails
+    # instead of holding a watch open for nothing. A peer that is there but hung still
+    # acknowledges the probes; connector.kube.liveness notices that one.
+    configuration.keep_alive = True
 
 
 def _client_kwargs(

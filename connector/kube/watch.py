@@ -37,8 +37,14 @@ class WatchEvent:
 class WatchStream:
     """An open watch: iterate for :class:`WatchEvent`; :meth:`close` stops it from any thread.
 
-    The request is sent on the first iteration. ``resource_version`` is the version of the
-    last event or bookmark seen (the one passed to ``watch`` until then).
+    The request is sent by :meth:`open` or the first iteration. ``resource_version`` is the
+    version of the last event or bookmark seen (the one passed to ``watch`` until then).
+
+    ``read_timeout`` is also the stream's idle deadline: a stream that receives nothing, not
+    even a bookmark, for that long ends as if the server had ended the session
+    (:attr:`idle_expired` is then True), so that a connection that died without a word is
+    replaced by the caller's next watch instead of blocking it for the whole session.
+    ``on_data`` is called whenever the server sends something (its answer, any chunk).
     """
 
     def __init__(
@@ -50,15 +56,20 @@ class WatchStream:
         res: Resource,
         resource_version: str,
         read_timeout: float,
+        on_data: Callable[[], None] = lambda: None,
     ) -> None:
         self._open_stream = open_stream
         self._transport_error = transport_error
         self._server = server
         self._res = res
         self._read_timeout = read_timeout
+        self._on_data = on_data
         self.resource_version = resource_version
+        self.idle_expired = False
         self._lock = threading.Lock()
+        self._opened = False
         self._closed = False
+        self._abort_error: KubeError | None = None
         self._response: urllib3.BaseHTTPResponse | None = None
         self._events: Iterator[WatchEvent] | None = None
 
@@ -71,7 +82,8 @@ class WatchStream:
 
     def __next__(self) -> WatchEvent:
         if self._events is None:
-            self._events = self._run()
+            self.open()
+            self._events = self._read()
         return next(self._events)
 
     def __enter__(self) -> WatchStream:
@@ -79,6 +91,28 @@ class WatchStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+        self._release()
+
+    def open(self) -> bool:
+        """Send the request and wait for the server's answer (its headers), once; returns
+        whether the server accepted the watch (False: the stream was closed first).
+
+        Iterating opens the stream too; a caller that opens it first learns that the server
+        accepted the watch before any event arrives (on an idle resource, the first
+        bookmark may be a minute away).
+        """
+        with self._lock:
+            if self._opened or self._closed:
+                return self._response is not None
+            self._opened = True
+        response = self._open_stream(self._read_timeout)
+        self._on_data()
+        with self._lock:
+            self._response = response
+            closed = self._closed
+        if closed:
+            _interrupt(response)
+        return True
 
     def close(self) -> None:
         """End the stream: a blocked iteration returns promptly, later ones stop at once."""
@@ -88,20 +122,37 @@ class WatchStream:
         if response is not None:
             _interrupt(response)
 
-    def _run(self) -> Iterator[WatchEvent]:
-        if self._closed:
-            return
-        response = self._open_stream(self._read_timeout)
+    def abort(self, error: KubeError) -> None:
+        """Like :meth:`close`, but the iteration raises ``error`` instead of ending normally:
+        the stream is given up because of a failure seen elsewhere (the server stopped
+        answering), and its reader must treat it as one."""
         with self._lock:
-            self._response = response
-            closed = self._closed
-        if closed:
-            _interrupt(response)
+            if self._closed:
+                return
+            self._abort_error = error
+        self.close()
+
+    def _ended_by_us(self) -> None:
+        """The stream was closed or aborted on purpose: end, or raise the abort's error."""
+        if self._abort_error is not None:
+            raise self._abort_error
+
+    def _read(self) -> Iterator[WatchEvent]:
+        response = self._response
         try:
+            if response is None or self._closed:
+                self._ended_by_us()
+                return
             yield from self._events_of(response)
         finally:
-            with self._lock:
-                self._response = None
+            self._release()
+
+    def _release(self) -> None:
+        # Only the reading thread releases: the connection goes back to the pool (closed,
+        # so it is never reused mid-stream) once nobody reads from it.
+        with self._lock:
+            response, self._response = self._response, None
+        if response is not None:
             response.close()
             response.release_conn()
 
@@ -110,7 +161,9 @@ class WatchStream:
         try:
             for chunk in response.stream(amt=None, decode_content=True):
                 if self._closed:
+                    self._ended_by_us()
                     return
+                self._on_data()
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
@@ -118,10 +171,18 @@ class WatchStream:
                         yield self._event(line)
             if buffer.strip() and not self._closed:
                 yield self._event(buffer)
+        except urllib3.exceptions.ReadTimeoutError:
+            # Nothing for the whole idle deadline: the caller watches again, on a new
+            # connection; if the server itself is hung, that watch is what shows it.
+            if self._closed:
+                self._ended_by_us()
+                return
+            self.idle_expired = True
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
             # An interrupted read surfaces as a protocol, SSL or socket error (or a read on a
             # closed file): when we closed the stream ourselves, that is a normal end.
             if self._closed:
+                self._ended_by_us()
                 return
             if isinstance(e, urllib3.exceptions.HTTPError):
                 raise self._transport_error(e, "watch") from e

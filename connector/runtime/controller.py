@@ -9,9 +9,10 @@ with backoff and logs the error.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
+from connector.kube.client import KubeClient
 from connector.kube.metrics import Metrics
 from connector.runtime.workqueue import Result, WorkerPool, WorkQueue, run_workers
 
@@ -28,12 +29,15 @@ class Controller(Generic[K]):
         *,
         workers: int,
         metrics: Metrics | None = None,
+        clients: Sequence[KubeClient] = (),
     ) -> None:
         self.name = name
         self.queue: WorkQueue[K] = WorkQueue(name, metrics=metrics)
         self._reconcile = reconcile
         self._workers = workers
         self._metrics = metrics
+        #: The clients its reconciles call: each keeps a connection per worker while it runs.
+        self._clients = tuple(clients)
         self._pool: WorkerPool[K] | None = None
 
     def enqueue(self, key: K) -> None:
@@ -41,6 +45,8 @@ class Controller(Generic[K]):
 
     def start(self) -> None:
         if self._pool is None:
+            for client in self._clients:
+                client.reserve_connections(self._workers)
             self._pool = run_workers(
                 self.queue, self._workers, self._reconcile, self.name, metrics=self._metrics
             )
@@ -49,6 +55,8 @@ class Controller(Generic[K]):
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
+            for client in self._clients:
+                client.release_connections(self._workers)
         else:
             self.queue.shutdown()
 

@@ -48,6 +48,7 @@ import structlog
 
 from connector.kube.client import DEFAULT_WATCH_TIMEOUT_SECONDS, KubeClient, WatchStream
 from connector.kube.errors import GoneError, KubeError
+from connector.kube.liveness import NOT_ANSWERING
 from connector.kube.metrics import Metrics
 from connector.kube.resources import Resource
 from connector.runtime.keys import ObjectKey, key_of
@@ -150,6 +151,7 @@ class Informer:
         self._stop = threading.Event()
         self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None
+        self._released = False
         self._resync_thread: threading.Thread | None = None
         self._last_error: BaseException | None = None
         self._logged_error: _ErrorSignature | None = None
@@ -163,6 +165,8 @@ class Informer:
         """Start the list/watch thread (and the resync thread, if a period is set)."""
         if self._thread is not None:
             raise RuntimeError(f"The informer {self.name!r} was already started.")
+        # Its list or watch holds one of the client's connections at any time.
+        self.client.reserve_connections(1)
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
         self._thread.start()
         if self.resync_period:
@@ -181,6 +185,9 @@ class Informer:
         for thread in (self._thread, self._resync_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout)
+        if self._thread is not None and not self._released:
+            self._released = True
+            self.client.release_connections(1)
         self._set_health_metric()
 
     @property
@@ -236,9 +243,10 @@ class Informer:
 
     def list_and_replace(self) -> None:
         """List, replace the cache, and deliver the difference to the handler."""
-        items, resource_version = self.client.list(self.res, self.namespace, self.label_selector)
-        if self._transform is not None:
-            items = [self._transform(obj) for obj in items]
+        # Transformed page by page: a cache of many objects never holds them all in full.
+        items, resource_version = self.client.list(
+            self.res, self.namespace, self.label_selector, transform=self._transform
+        )
         fresh = {key_of(obj): obj for obj in items}
         events: list[tuple[str, Object]] = []
         with self._lock:
@@ -290,6 +298,10 @@ class Informer:
         received = 0
         try:
             with stream:
+                # The server accepted the watch: it answers again, although the first event
+                # or bookmark of an idle resource may be a minute away.
+                if stream.open():
+                    self._recovered()
                 for event in stream:
                     received += 1
                     self._apply(event.type, event.object)
@@ -299,6 +311,11 @@ class Informer:
         finally:
             with self._lock:
                 self._stream = None
+        if stream.idle_expired:
+            self._log.debug(
+                "The watch received nothing, not even a bookmark, for its idle deadline; "
+                "watching again on a new connection."
+            )
         return received
 
     def _apply(self, event_type: str, obj: Object) -> None:
@@ -380,6 +397,12 @@ class Informer:
             return 0.0
         except Exception as e:
             if self._stop.is_set():
+                return 0.0
+            if isinstance(e, KubeError) and e.reason == NOT_ANSWERING:
+                # The client's liveness monitor gave the watch up (the server stopped
+                # answering): watch again at once; the new watch waits for the server's
+                # answer, and the monitor's probes pace any further give-up.
+                self._failed(e, 0.0)
                 return 0.0
             delay = self._backoff.next(
                 at_least=(e.retry_after or 0.0) if isinstance(e, KubeError) else 0.0

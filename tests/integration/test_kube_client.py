@@ -161,6 +161,21 @@ def test_list_follows_pagination_and_returns_every_item_with_its_type(
     assert int(resource_version) > 0
 
 
+def test_list_transforms_each_item_as_its_page_arrives(client: KubeClient, namespace: str) -> None:
+    for i in range(5):
+        client.create(CONFIG_MAPS, {"metadata": {"name": f"cm-{i}", "namespace": namespace}})
+    seen_with_type: list[bool] = []
+
+    def trim(obj: dict[str, Any]) -> dict[str, Any]:
+        seen_with_type.append(obj.get("kind") == "ConfigMap")
+        return {"metadata": {"name": obj["metadata"]["name"]}}
+
+    items, _ = client.list(CONFIG_MAPS, namespace, page_size=2, transform=trim)
+    assert sorted(i["metadata"]["name"] for i in items) == [f"cm-{i}" for i in range(5)]
+    assert items[0] == {"metadata": {"name": "cm-0"}}
+    assert seen_with_type == [True] * 5
+
+
 def test_list_across_all_namespaces_includes_every_namespace(
     client: KubeClient, namespace: str
 ) -> None:
