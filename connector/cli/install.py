@@ -201,7 +201,7 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
     help="Wait until the ClusterConnection is Ready.",
 )
 @_TIMEOUT
-def install(
+def install(  # noqa: PLR0912 - one branch per flag that maps onto an option; flat on purpose
     consumer_kubeconfig: Path,
     consumer_context: str | None,
     connection_name: str,

@@ -121,7 +121,7 @@ def parse_duration(text: str) -> float:
     show_default=True,
     help="Name of the leader-election Lease.",
 )
-def run(
+def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat on purpose
     kubeconfig: Path | None,
     context: str | None,
     consumer_cluster_name: str | None,

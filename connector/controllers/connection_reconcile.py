@@ -164,7 +164,7 @@ def credentials_from_secret(secret: Obj, kind: str) -> Credentials:
     )
 
 
-def provider_error_for(exc: Exception) -> ProviderError:
+def provider_error_for(exc: Exception) -> ProviderError:  # noqa: PLR0911 - a table: one return per error class
     """The Ready reason and message for a failure to reach or read the provider."""
     if isinstance(exc, CredentialsError):
         return ProviderError(reason=exc.reason, message=exc.message)

@@ -63,7 +63,7 @@ class CollectDeps:
     collected: Callable[[ObjectKey, Obj], None]
 
 
-def collect_orphan(key: ObjectKey, deps: CollectDeps) -> Result:
+def collect_orphan(key: ObjectKey, deps: CollectDeps) -> Result:  # noqa: PLR0911 - a guard per reason to leave a twin be
     """Delete the twin of ``key`` if its consumer object is gone (module doc)."""
     if not deps.consumer_synced(key):
         return Result()

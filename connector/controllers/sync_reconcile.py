@@ -162,7 +162,7 @@ def write_failure(error: BaseException, *, action: str) -> WriteFailure | None:
     return WriteFailure(reason, f"{lead}: {why}{error}")
 
 
-def _classified(error: KubeError) -> tuple[str | None, str]:
+def _classified(error: KubeError) -> tuple[str | None, str]:  # noqa: PLR0911 - a table: one return per error class
     """The reason for ``error`` and what to say before the server's message."""
     if isinstance(error, UnauthorizedError):
         return REASON_UNAUTHORIZED, "the provider did not accept the connection's credentials: "
@@ -277,7 +277,9 @@ def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) ->
     return deps.apply_twin(wanted)
 
 
-def reconcile_object(key: ObjectKey, deps: SyncDeps) -> Result:
+def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in order; each return is an outcome (module doc)
+    key: ObjectKey, deps: SyncDeps
+) -> Result:
     consumer = deps.get_consumer(key)
     if consumer is None:
         # Gone. With the finalizer in place, its deletion was handled while it existed; if

@@ -169,7 +169,7 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def _reusable_kubeconfig(
+def _reusable_kubeconfig(  # noqa: PLR0911 - each early return is one reason not to reuse
     secret: Mapping[str, Any] | None, provider: Cluster, user: str
 ) -> str | None:
     """The kubeconfig stored by an earlier run, if it is for this identity and still good."""

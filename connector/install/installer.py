@@ -155,7 +155,9 @@ def install(opts: InstallOptions, *, report: Report, run: Runner | None = None) 
         )
 
 
-def validate(opts: InstallOptions, *, report: Report, run: Runner | None = None) -> Plan:
+def validate(  # noqa: PLR0912, PLR0915 - the checks before any write, in the order a user fixes them
+    opts: InstallOptions, *, report: Report, run: Runner | None = None
+) -> Plan:
     """Phase 1: find out everything the install needs, and refuse what would fail; no writes."""
     consumer = open_cluster(opts.consumer, "consumer")
     check_reachable(consumer)
@@ -303,7 +305,9 @@ def _check_ours(obj: Mapping[str, Any] | None, what: str, flag: str) -> None:
         )
 
 
-def execute(opts: InstallOptions, plan: Plan, *, report: Report) -> None:
+def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when the plan says so
+    opts: InstallOptions, plan: Plan, *, report: Report
+) -> None:
     """Phase 2: the provider's side first, then the consumer's; each step idempotent."""
     secret_data: dict[str, str] | None = None
     secret_kind = ""

@@ -59,7 +59,9 @@ _PROVIDER_UNTOUCHED = (
 )
 
 
-def uninstall(opts: UninstallOptions, *, report: Report, run: Runner | None = None) -> None:
+def uninstall(  # noqa: PLR0912 - the uninstall's steps in order, each skipped when not asked for
+    opts: UninstallOptions, *, report: Report, run: Runner | None = None
+) -> None:
     """Remove the connector from the consumer; see :mod:`connector.install`."""
     consumer = open_cluster(opts.consumer, "consumer")
     check_reachable(consumer)

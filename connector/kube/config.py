@@ -136,7 +136,9 @@ def _parse_kubeconfig(kubeconfig: str | bytes) -> dict[str, Any]:
     return config
 
 
-def _check_kubeconfig(config: Mapping[str, Any], context: str | None, *, warn: bool = True) -> str:
+def _check_kubeconfig(  # noqa: PLR0912 - one check per kubeconfig field, each with its own message
+    config: Mapping[str, Any], context: str | None, *, warn: bool = True
+) -> str:
     """Validate the parts the chosen context needs; return the context's name.
 
     ``warn``: log that the context's cluster skips TLS verification (once per client built).

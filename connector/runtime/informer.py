@@ -362,7 +362,7 @@ class Informer:
             self.step()
         self._log.info("The informer stopped.")
 
-    def step(self) -> float:
+    def step(self) -> float:  # noqa: PLR0911 - each return is the delay one outcome asks for
         """One turn of the loop: (re)list if needed, then watch; on failure sleep a backoff.
 
         Returns the backoff slept (0 when nothing failed).

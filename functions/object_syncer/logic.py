@@ -110,7 +110,7 @@ _NOT_COPIED_ANNOTATIONS = frozenset(
 )
 
 
-def sync(req: SyncRequest) -> SyncResult:
+def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; each verdict returns
     """Decide what to apply to the provider and write back to the consumer for one object."""
     consumer_cluster = require_str(req.consumer_cluster, "consumer_cluster")
     consumer = require_object(req.consumer, "consumer")
