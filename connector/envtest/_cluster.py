@@ -51,13 +51,15 @@ DEFAULT_NAMESPACE_DELETE_TIMEOUT = 60.0
 
 #: The controllers kube-controller-manager runs: those whose work shows without nodes,
 #: Pods or a cloud. Workload controllers (Deployments, Jobs, ...) stay off: with no
-#: scheduler or kubelet they would only create Pods that never run.
+#: scheduler or kubelet they would only create Pods that never run. So does the
+#: root-CA publisher: only Pods read its ``kube-root-ca.crt`` ConfigMap, and one more
+#: ConfigMap appearing in every namespace at a random moment would race with tests that
+#: count what a namespace holds.
 CONTROLLERS = (
     "namespace-controller",
     "garbage-collector-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
-    "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
     "resourcequota-controller",
 )
