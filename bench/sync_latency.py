@@ -17,7 +17,8 @@ an Informer whose handler queues the key, the same number of workers, one server
 per change — copying spec consumer → provider (or status provider → consumer) in a namespace
 the connector does not sync, with the same load, in the same run.
 
-Targets: p50 ≤ 30 ms, p99 ≤ 150 ms, p99 ≤ 2x the floor's p99.
+Targets: p50 ≤ 30 ms, p99 ≤ 150 ms; against the floor's p99: spec ≤ 1.5x (creates alone
+≤ 1.6x), status ≤ 1.2x.
 
 Run: ``.venv/bin/python bench/sync_latency.py [--quick] [--direction spec|status|both]``.
 """
@@ -64,7 +65,9 @@ from connector.runtime import Informer, WorkQueue, run_workers
 
 P50_TARGET_MS = 30.0
 P99_TARGET_MS = 150.0
-FLOOR_FACTOR = 2.0
+#: The p99 against the floor's p99, by direction, and for the spec run's creates alone.
+FLOOR_FACTOR = {"spec": 1.5, "status": 1.2}
+CREATES_FLOOR_FACTOR = 1.6
 #: Objects updated round-robin: at 20 writes/s each is written about once a second, so
 #: writes to one object rarely overlap and most markers are seen individually.
 POOL = 20
@@ -408,6 +411,18 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         part.latencies_ms.append(ms)
     report.details["spec"]["connector_creates"] = creates.summary()
     report.details["spec"]["connector_updates"] = updates.summary()
+    # A create writes the twin and the consumer's finalizer at the same time: it should
+    # reach the provider about as fast as an update.
+    report.add(
+        Figure(
+            "spec creates p99 vs floor",
+            "ms",
+            f"<= {CREATES_FLOOR_FACTOR}x floor p99",
+            creates.p(99),
+            floor.p(99),
+            passed=creates.p(99) <= CREATES_FLOOR_FACTOR * floor.p(99),
+        )
+    )
 
 
 def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
@@ -480,14 +495,15 @@ def add_figures(report: Report, direction: str, measured: Run, floor: Run) -> No
             passed=measured.p(99) <= P99_TARGET_MS and measured.missing == 0,
         )
     )
+    factor = FLOOR_FACTOR[direction]
     report.add(
         Figure(
             f"{direction} p99 vs floor",
             "ms",
-            f"<= {FLOOR_FACTOR:.0f}x floor p99",
+            f"<= {factor}x floor p99",
             measured.p(99),
             floor.p(99),
-            passed=measured.p(99) <= FLOOR_FACTOR * floor.p(99),
+            passed=measured.p(99) <= factor * floor.p(99),
         )
     )
 
