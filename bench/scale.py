@@ -12,9 +12,10 @@ runtime, the libraries and the connector's own caches cost before any object is 
    with no change anywhere;
 4. **restart**: stop the connector (SIGTERM) and start a new one with every object in
    sync; measure the time from starting it until every object has been reconciled once
-   (its sync controller has done at least one reconcile per object and its queue is
-   empty, read from its ``/metrics``), and the writes it makes (create, update, patch,
-   apply and delete requests on either cluster, until it is quiet);
+   (both of its syncer's caches have listed, so every key was queued, its queue is empty
+   and it has done at least one reconcile per object: read from its ``/metrics``), and
+   the writes it makes (create, update, patch, apply and delete requests on either
+   cluster, until it is quiet);
 5. **many objects** (``--big-objects``, 100,000): bringing real clusters to 100,000
    objects costs three writes each, over an hour on a shared 2-core machine, so by default
    one object syncer — the connector's own ``ObjectSyncer``, its informers, queue, workers
@@ -167,27 +168,59 @@ def writes(before: dict[str, float], after: dict[str, float]) -> dict[str, float
     return out
 
 
-def sync_progress(connector: ConnectorProcess) -> tuple[float, float | None]:
-    """Reconciles done by the object syncers, and the keys waiting in their queues (None
-    before a syncer exists or while the metrics endpoint is not up)."""
-    url = connector.metrics_url
+@dataclass
+class Progress:
+    """The object syncers as their process's /metrics shows them."""
+
+    reconciles: float = 0.0
+    #: Keys waiting in their queues; None before a syncer exists.
+    depth: float | None = None
+    #: Their informers (consumer objects, twins) that have listed and are healthy, of all.
+    synced: int = 0
+    informers: int = 0
+
+    def all_reconciled(self, objects: int) -> bool:
+        """Both caches listed (so every key was queued), nothing waiting, and at least a
+        reconcile per object (the last few may still be running: milliseconds)."""
+        return (
+            self.informers >= 2
+            and self.synced == self.informers
+            and self.depth == 0
+            and self.reconciles >= objects
+        )
+
+
+_OWNER_LABEL = {
+    "api_connector_reconcile_total": "controller",
+    "api_connector_workqueue_depth": "queue",
+    "api_connector_informer_healthy": "informer",
+}
+
+
+def sync_progress(connector: ConnectorProcess) -> Progress:
+    """The object syncers' progress; empty while the metrics endpoint is not up."""
+    progress = Progress()
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(connector.metrics_url, timeout=10) as response:
             text = response.read().decode()
     except (urllib.error.URLError, OSError):
-        return 0.0, None
-    reconciles, depth = 0.0, None
+        return progress
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "api_connector_reconcile_total" and sample.labels.get(
-                "controller", ""
-            ).startswith("sync/"):
-                reconciles += sample.value
-            elif sample.name == "api_connector_workqueue_depth" and sample.labels.get(
-                "queue", ""
-            ).startswith("sync/"):
-                depth = (depth or 0.0) + sample.value
-    return reconciles, depth
+            # The syncers' own: controllers and queues "sync/...", informers "consumer/..."
+            # and "provider/...".
+            label = _OWNER_LABEL.get(sample.name, "")
+            owner = sample.labels.get(label, "")
+            if sample.name == "api_connector_reconcile_total" and owner.startswith("sync/"):
+                progress.reconciles += sample.value
+            elif sample.name == "api_connector_workqueue_depth" and owner.startswith("sync/"):
+                progress.depth = (progress.depth or 0.0) + sample.value
+            elif sample.name == "api_connector_informer_healthy" and owner.startswith(
+                ("consumer/", "provider/")
+            ):
+                progress.informers += 1
+                progress.synced += int(sample.value == 1)
+    return progress
 
 
 @dataclass
@@ -222,14 +255,11 @@ def restart(env: Env, objects: int, *, timeout: float) -> Restart:
     started = time.monotonic()
     with connector_process(env) as connector:
         deadline = started + timeout
-        while True:
-            reconciles, depth = sync_progress(connector)
-            if depth == 0 and reconciles >= objects:
-                break
+        while not (progress := sync_progress(connector)).all_reconciled(objects):
             if time.monotonic() > deadline:
                 raise BenchError(
-                    f"After {timeout:.0f} s the restarted connector had reconciled "
-                    f"{reconciles:.0f} times for {objects} objects (queue: {depth})."
+                    f"After {timeout:.0f} s the restarted connector's syncers were not done "
+                    f"with {objects} objects: {progress}."
                 )
             time.sleep(0.25)
         reconciled = time.monotonic() - started
