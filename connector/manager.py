@@ -69,7 +69,10 @@ class Manager:
         workers: int = 4,
         metrics: Metrics | None = None,
         permission_check_interval: float = 30.0,
+        connection_secrets: bool = True,
     ) -> None:
+        """``connection_secrets`` False: no connection Secret is read or written (the Helm
+        value ``connectionSecrets.enabled=false``, which leaves out the RBAC they need)."""
         self.consumer = consumer
         self.consumer_cluster = consumer_cluster
         self._started = False
@@ -151,6 +154,7 @@ class Manager:
             adoption=lambda name: Adoption.of_connection(self.connections.get(None, name)),
             get_binding=self._get_binding,
             notices=self.notices,
+            connection_secrets=connection_secrets,
         )
         self.binding_controller = BindingController(
             consumer,

@@ -45,10 +45,13 @@ class SyncSupervisor:
         adoption: Callable[[str], Adoption | None] = lambda _connection: None,
         get_binding: Callable[[BindingKey], Obj | None] = lambda _key: None,
         notices: EventRecorder | None = None,
+        connection_secrets: bool = True,
     ) -> None:
         """``get_binding`` reads a binding from the cache; ``notices`` records the Events
         of the collector of orphaned twins on it (a recorder of their own, so that they
-        never count as resolving a binding's Warning)."""
+        never count as resolving a binding's Warning). ``connection_secrets``: whether
+        objects' connection Secrets are copied (``ObjectSyncer``)."""
+        self._connection_secrets = connection_secrets
         self._metrics = metrics
         self._adoption = adoption
         self._get_binding = get_binding
@@ -173,6 +176,7 @@ class SyncSupervisor:
                 adoption=partial(self._adoption, spec.connection),
                 binding_for=partial(self.binding_for, *key),
                 notices=self._notices,
+                connection_secrets=self._connection_secrets,
             )
             self._syncers[key] = syncer
             syncer.start()

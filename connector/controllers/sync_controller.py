@@ -31,6 +31,8 @@ from functools import cached_property, partial
 import structlog
 
 from connector.controllers import ownership
+from connector.controllers.connection_secret_reconcile import SecretDeps, reconcile_secret
+from connector.controllers.connection_secrets import ConnectionSecrets
 from connector.controllers.gc_reconcile import CollectDeps, collected_message
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
@@ -109,10 +111,13 @@ class ObjectSyncer:
         adoption: Callable[[], Adoption | None] = lambda: None,
         binding_for: Callable[[str], Obj | None] = lambda _namespace: None,
         notices: EventRecorder | None = None,
+        connection_secrets: bool = True,
     ) -> None:
         """``binding_for`` gives the binding that covers a namespace (``""`` for
         cluster-scoped objects), on which ``notices`` records what the collector of
-        orphaned twins deleted."""
+        orphaned twins deleted. ``connection_secrets`` False: objects that ask for a
+        connection Secret are told it is turned off, and no Secret is read or written."""
+        self._connection_secrets = connection_secrets
         self._metrics = metrics
         self._adoption = adoption
         self._binding_for = binding_for
@@ -171,6 +176,19 @@ class ObjectSyncer:
             transform=_twin_transform,
         )
 
+        self._secrets = ConnectionSecrets(
+            name=name,
+            consumer=consumer,
+            provider=spec.provider,
+            resource=self._res,
+            crd_name=spec.resource.crd_name,
+            consumer_scopes=scopes,
+            key_of_twin=self._key_of_twin,
+            enqueue=self.controller.enqueue,
+            resync_period=resync_period,
+            metrics=metrics,
+        )
+
     def start(self) -> None:
         for informer in self._consumer_informers.values():
             informer.start()
@@ -184,6 +202,7 @@ class ObjectSyncer:
         for informer in self._consumer_informers.values():
             informer.stop()
         self._provider_informer.stop()
+        self._secrets.stop()
         self._log.info("Stopped syncing objects.")
 
     def resync(self) -> None:
@@ -209,7 +228,15 @@ class ObjectSyncer:
         self.controller.enqueue(key)
 
     def _on_twin(self, event: str, obj: Obj) -> None:
-        meta = obj.get("metadata", {})
+        key = self._origin_of(obj)
+        if key is None:
+            return
+        self._fresh_twins.observe(key, event, obj)
+        self.controller.enqueue(key)
+
+    def _origin_of(self, twin: Obj) -> ObjectKey | None:
+        """The key of a twin's consumer object, by its origin (None: not one we sync)."""
+        meta = twin.get("metadata", {})
         annotations = meta.get("annotations") or {}
         labels = meta.get("labels") or {}
         name = annotations.get(ANNOTATION_ORIGIN_NAME) or labels.get(LABEL_CONSUMER_NAME)
@@ -221,10 +248,13 @@ class ObjectSyncer:
         if not self._res.namespaced:
             namespace = ""
         if self._consumer_informer_for(str(namespace)) is None:
-            return
-        key = ObjectKey(str(namespace), str(name))
-        self._fresh_twins.observe(key, event, obj)
-        self.controller.enqueue(key)
+            return None
+        return ObjectKey(str(namespace), str(name))
+
+    def _key_of_twin(self, namespace: str, name: str) -> ObjectKey | None:
+        """The consumer object of the twin ``namespace/name`` (a provider Secret's owner)."""
+        twin = self._provider_informer.get(namespace or None, name)
+        return None if twin is None else self._origin_of(twin)
 
     def _consumer_cache_changed(self, scope: str | None) -> None:
         """A consumer cache's health changed: once it has listed, queue the twins it holds
@@ -458,6 +488,9 @@ class ObjectSyncer:
             take_over_twin=self._take_over_twin,
             adopted=self._adopted,
             in_background=self._in_background,
+            connection_secret=lambda consumer, twin: reconcile_secret(
+                consumer, twin, self._secret_deps
+            ),
             collect=CollectDeps(
                 consumer_cluster=self._cluster,
                 consumer_synced=self._consumer_synced,
@@ -466,6 +499,23 @@ class ObjectSyncer:
                 delete_twin=self._delete_orphan,
                 collected=self._collected,
             ),
+        )
+
+    @cached_property
+    def _secret_deps(self) -> SecretDeps:
+        return SecretDeps(
+            consumer_cluster=self._cluster,
+            crd_name=self.spec.resource.crd_name,
+            enabled=self._connection_secrets,
+            get_provider_secret=self._secrets.provider_secret,
+            get_consumer_secret=self._secrets.consumer_secret,
+            read_consumer_secret=self._secrets.read_consumer_secret,
+            owned_secrets=self._secrets.owned,
+            create_secret=self._secrets.create,
+            update_secret=self._secrets.update,
+            delete_secret=self._secrets.delete,
+            warn=self._recorder.warning,
+            resolved=self._recorder.resolved,
         )
 
     def _reconcile(self, key: ObjectKey) -> Result:

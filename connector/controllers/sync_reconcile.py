@@ -7,8 +7,12 @@ The stage decides; this module applies its effects in a fixed order, each only w
    there: the consumer's status is written by the next pass, which the reconcile asks for
    at once;
 2. delete the twin;
-3. write the consumer's status subresource;
-4. remove the finalizer (the consumer object may then disappear).
+3. bring the object's connection Secret in line (``connection_secret``, when given:
+   ``connection_secret_reconcile``), and merge its ``ConnectionSecretSynced`` verdict into
+   the status;
+4. write the consumer's status subresource;
+5. remove the finalizer (the consumer object may then disappear); a deleted object's
+   connection Secret went in step 3.
 
 A consumer object that is gone is handed to the collector of orphaned twins
 (``gc_reconcile``): its twin, if any, is deleted unless the object asked for Orphan.
@@ -89,8 +93,9 @@ from functions.common import (
     find_condition,
     set_condition,
 )
-from functions.common.api import FIELD_MANAGER
+from functions.common.api import CONDITION_CONNECTION_SECRET, FIELD_MANAGER
 from functions.common.objects import Obj
+from functions.object_syncer.connection_secret import Verdict
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -257,6 +262,9 @@ class SyncDeps:
     in_background: Callable[[Callable[[], None]], Callable[[], None]] = run_now
     #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
     collect: CollectDeps | None = None
+    #: The connection-Secret step (``connection_secret_reconcile``), given the object and
+    #: its twin: returns the ``ConnectionSecretSynced`` condition to set (None: remove it).
+    connection_secret: Callable[[Obj, Obj | None], Verdict | None] | None = None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -350,6 +358,9 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
     if result.conflict is not None:
         deps.warn(consumer, "Conflict", result.conflict)
     status = result.consumer_status
+    if deps.connection_secret is not None:
+        verdict = deps.connection_secret(consumer, twin)
+        status = _with_secret_condition(consumer, status, verdict, deps.now())
     if status is not None:
         _write_status(consumer, status, deps)
     api_bound = find_condition(
@@ -411,6 +422,32 @@ def _report_failure(
     deps.warn(consumer, failure.reason, failure.message)
     _write_status(consumer, _failed_status(consumer, result, failure, deps.now()), deps)
     return Result(requeue=True)
+
+
+def _with_secret_condition(
+    consumer: Obj, status: Obj | None, verdict: Verdict | None, now: str
+) -> Obj | None:
+    """``status`` (the consumer's own if None) with the connection-Secret verdict; None if
+    that leaves the consumer's status as it is."""
+    current = consumer.get("status") or {}
+    base = copy.deepcopy(status if status is not None else current)
+    conditions = base.get("conditions")
+    conditions = conditions if isinstance(conditions, list) else []
+    if verdict is None:
+        if find_condition(conditions, CONDITION_CONNECTION_SECRET) is None:
+            return status
+        base["conditions"] = [c for c in conditions if c.get("type") != CONDITION_CONNECTION_SECRET]
+    else:
+        base["conditions"] = set_condition(
+            conditions,
+            type_=CONDITION_CONNECTION_SECRET,
+            status=verdict.status,
+            reason=verdict.reason,
+            message=verdict.message,
+            now=now,
+            observed_generation=consumer.get("metadata", {}).get("generation"),
+        )
+    return None if base == current else dict(base)
 
 
 def _api_bound_of(consumer: Obj) -> Condition | None:

@@ -77,6 +77,7 @@ from functions.common import (
     set_condition,
     string_map,
 )
+from functions.common.api import CONDITION_CONNECTION_SECRET
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 REASON_BOUND = "Bound"
@@ -95,6 +96,9 @@ ORPHAN_KEEP = "KeepOrphan"
 ORPHAN_NOT_OURS = "NotOurs"
 ORPHAN_NO_ORIGIN = "NoOrigin"
 ORPHAN_DELETING = "Deleting"
+
+#: Conditions the connector owns on a consumer object; the twin's status never sets them.
+_CONNECTOR_CONDITIONS = frozenset({CONDITION_API_BOUND, CONDITION_CONNECTION_SECRET})
 
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
@@ -491,17 +495,23 @@ def _with_api_bound(
     others = [
         c
         for c in (conditions if isinstance(conditions, list) else [])
-        if isinstance(c, dict) and c.get("type") != CONDITION_API_BOUND
+        if isinstance(c, dict) and c.get("type") not in _CONNECTOR_CONDITIONS
     ]
     current = _status(consumer).get("conditions")
+    # The connector's own conditions are the consumer's: APIBound (its transition time)
+    # and ConnectionSecretSynced, which the connection-Secret step sets (connection_secret).
     ours: list[Condition] = [
         c
         for c in (current if isinstance(current, list) else [])
         if isinstance(c, dict) and c.get("type") == CONDITION_API_BOUND
-    ]
+    ][:1] + [
+        c
+        for c in (current if isinstance(current, list) else [])
+        if isinstance(c, dict) and c.get("type") == CONDITION_CONNECTION_SECRET
+    ][:1]
     generation = metadata(consumer).get("generation")
     status["conditions"] = set_condition(
-        others + ours[:1],
+        others + ours,
         type_=CONDITION_API_BOUND,
         status=condition_status,
         reason=reason,
