@@ -1,0 +1,171 @@
+"""Connection Secrets carry credentials: their data never reaches the connector's logs, Events,
+conditions or metrics, and a provider identity that may not read Secrets is told so on the
+object, once, while the object keeps syncing.
+
+The connector is the package's debug-level one (its most talkative); the test plays
+Crossplane's part in the provider, writing the Secret a claim's ref names, controlled by it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connector.kube.errors import NotFoundError
+from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_API_BINDINGS,
+    CLUSTER_CONNECTIONS,
+    EVENTS,
+    SECRETS,
+)
+from tests.e2e.harness import (
+    NOP,
+    apply,
+    binding,
+    condition,
+    connection,
+    eventually,
+    get,
+    kubeconfig_secret,
+    warning_events,
+)
+from tests.faults.harness import ConnectorProcess, FaultWorld, ensure_namespace, nop
+from tests.security.access import NOP_BOUND, provision
+from tests.security.test_no_secret_material import fingerprints
+
+NAMESPACE = "connection-secrets"
+
+
+@contextlib.contextmanager
+def connected(world: FaultWorld, name: str, kubeconfig: str) -> Iterator[None]:
+    """A connection with ``kubeconfig`` and the NopResource API bound through it; removed
+    (with the test's objects) afterwards, so that the next test may bind the API again."""
+    consumer = world.consumer
+    ensure_namespace(consumer, NAMESPACE)
+    apply(consumer, kubeconfig_secret(name, kubeconfig))
+    apply(consumer, connection(name, name))
+    apply(consumer, binding("nop.example.org", name))
+    try:
+        eventually(lambda: consumer.list(NOP)[1] is not None, timeout=60)
+        yield
+    finally:
+        with contextlib.suppress(NotFoundError):
+            consumer.delete(NOP, "db", NAMESPACE)
+        eventually(lambda: get(consumer, NOP, "db", NAMESPACE) is None, timeout=60)
+        consumer.delete(CLUSTER_API_BINDINGS, "nop.example.org")
+        consumer.delete(CLUSTER_CONNECTIONS, name)
+        consumer.delete(SECRETS, name, "upbound-system")
+
+
+def claim() -> dict[str, Any]:
+    obj = nop(NAMESPACE, "db", "v")
+    obj["spec"]["compositeDeletePolicy"] = "Background"
+    obj["spec"]["writeConnectionSecretToRef"] = {"name": "db-conn"}
+    return obj
+
+
+def crossplane_writes(world: FaultWorld, data: dict[str, str]) -> None:
+    twin = eventually(lambda: get(world.provider, NOP, "db", NAMESPACE), timeout=60)
+    meta = twin["metadata"]
+    owner = {
+        "apiVersion": twin["apiVersion"],
+        "kind": twin["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db-conn", "namespace": NAMESPACE, "ownerReferences": [owner]},
+        "type": "connection.crossplane.io/v1alpha1",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+    apply(world.provider, secret, SECRETS)
+
+
+def reason(world: FaultWorld) -> str | None:
+    found = condition(get(world.consumer, NOP, "db", NAMESPACE), "ConnectionSecretSynced")
+    return found.get("reason")
+
+
+@pytest.mark.timeout(180)
+def test_connection_secret_data_never_reaches_logs_events_conditions_or_metrics(
+    world: FaultWorld, connector: ConnectorProcess
+) -> None:
+    first, second = "pw-" + secrets.token_hex(24), "pw-" + secrets.token_hex(24)
+    admin_kubeconfig = world.provider_cluster.kubeconfig.read_text()
+    with connected(world, "cs-admin", admin_kubeconfig):
+        apply(world.consumer, claim())
+        crossplane_writes(world, {"password": first, "endpoint": "db.internal"})
+        eventually(lambda: reason(world) == "Synced", timeout=60)
+        # Rotated: the copy follows, so both values passed through the connector.
+        crossplane_writes(world, {"password": second, "endpoint": "db.internal"})
+
+        def rotated() -> bool:
+            copy = get(world.consumer, SECRETS, "db-conn", NAMESPACE) or {}
+            value = (copy.get("data") or {}).get("password", "")
+            return base64.b64decode(value).decode() == second
+
+        eventually(rotated, timeout=60)
+
+        log = re.sub(r"\x1b\[[0-9;]*m", "", connector.log_text())
+        url = f"http://127.0.0.1:{connector.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            metrics = answer.read().decode()
+        statuses = [
+            [o.get("status") for o in world.consumer.list(res)[0]]
+            for res in (CLUSTER_CONNECTIONS, CLUSTER_API_BINDINGS, API_BINDINGS, NOP)
+        ]
+        written = "\n".join(
+            [log, metrics, json.dumps(world.consumer.list(EVENTS)[0]), json.dumps(statuses)]
+        )
+        assert "[debug" in log, "the connector did not log at debug level"
+        assert "Wrote the object's connection Secret" in log  # it did talk about it
+        leaks = {
+            label: [f for f in fingerprints(value) if f in written]
+            for label, value in (("first password", first), ("rotated password", second))
+        }
+        assert leaks == {"first password": [], "rotated password": []}, leaks
+
+
+@pytest.mark.timeout(180)
+def test_a_provider_identity_that_may_not_read_secrets_is_told_on_the_object_once(
+    world: FaultWorld, connector: ConnectorProcess
+) -> None:
+    # `api-connector install`'s identity in the default placement: no Secrets.
+    scoped = provision(world.provider, world.provider_cluster, "no-secrets", [NOP_BOUND])
+    with connected(world, "cs-scoped", scoped.kubeconfig):
+        apply(world.consumer, claim())
+        crossplane_writes(world, {"password": "unreadable"})
+        eventually(lambda: reason(world) == "ProviderSecretForbidden", timeout=60)
+        obj = world.consumer.get(NOP, "db", NAMESPACE)
+        message = condition(obj, "ConnectionSecretSynced")["message"]
+        assert "get, list and watch on secrets in the namespace connection-secrets" in message
+        assert "docs/security.md" in message
+        # The object itself keeps syncing.
+        assert condition(obj, "APIBound")["status"] == "True"
+        # Another change makes another pass: still one Warning.
+        changed = claim()
+        changed["spec"]["coolField"] = "changed"
+        apply(world.consumer, changed)
+        eventually(
+            lambda: get(world.provider, NOP, "db", NAMESPACE)["spec"]["coolField"] == "changed",
+            timeout=60,
+        )
+        warnings = [
+            e
+            for e in warning_events(world.consumer, NAMESPACE, "db")
+            if e["reason"] == "ProviderSecretForbidden"
+        ]
+        assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, warnings
+        assert get(world.consumer, SECRETS, "db-conn", NAMESPACE) is None
