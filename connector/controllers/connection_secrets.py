@@ -27,9 +27,11 @@ from collections.abc import Callable
 
 import structlog
 
+from connector.controllers.connection_secret_reconcile import SecretDeps
 from connector.kube.client import KubeClient
 from connector.kube.metrics import Metrics
 from connector.kube.resources import SECRETS, Resource
+from connector.runtime.events import EventRecorder
 from connector.runtime.informer import Informer
 from connector.runtime.keys import ObjectKey
 from functions.common.api import (
@@ -72,6 +74,7 @@ class ConnectionSecrets:
         """``key_of_twin(namespace, name)`` is the consumer object of a twin (None if none
         is known); ``consumer_scopes`` are the syncer's consumer namespaces (None: all)."""
         self._name = name
+        self._crd_name = crd_name
         self._consumer = consumer
         self._provider = provider
         self._res = resource
@@ -209,6 +212,23 @@ class ConnectionSecrets:
         for ref in meta.get("ownerReferences") or []:
             if isinstance(ref, dict) and ref.get("kind") == self._res.kind:
                 self._enqueue(ObjectKey(str(meta.get("namespace") or ""), str(ref.get("name"))))
+
+    def deps(self, *, consumer_cluster: str, enabled: bool, recorder: EventRecorder) -> SecretDeps:
+        """The callables ``connection_secret_reconcile`` is given."""
+        return SecretDeps(
+            consumer_cluster=consumer_cluster,
+            crd_name=self._crd_name,
+            enabled=enabled,
+            get_provider_secret=self.provider_secret,
+            get_consumer_secret=self.consumer_secret,
+            read_consumer_secret=self.read_consumer_secret,
+            owned_secrets=self.owned,
+            create_secret=self.create,
+            update_secret=self.update,
+            delete_secret=self.delete,
+            warn=recorder.warning,
+            resolved=recorder.resolved,
+        )
 
     def create(self, secret: Obj) -> None:
         self._consumer.create(SECRETS, secret, field_manager=FIELD_MANAGER)

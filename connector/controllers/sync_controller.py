@@ -1,5 +1,9 @@
 """Wires object syncing for one (connection, bound resource): an ``ObjectSyncer``.
 
+Long because it is the one place that wires a syncer's caches (consumer objects, twins)
+to every callable its reconcile is given (twin writes, finalizers, status, the collector
+of orphaned twins); the connection-Secret caches and writes are ``connection_secrets``'.
+
 Which syncers run is the ``supervisor``'s business. An ``ObjectSyncer`` watches the
 consumer objects of its resource (one informer per bound namespace for APIBindings, one
 cluster-wide otherwise) and their provider twins. The provider informer selects only this
@@ -31,7 +35,7 @@ from functools import cached_property, partial
 import structlog
 
 from connector.controllers import ownership
-from connector.controllers.connection_secret_reconcile import SecretDeps, reconcile_secret
+from connector.controllers.connection_secret_reconcile import reconcile_secret
 from connector.controllers.connection_secrets import ConnectionSecrets
 from connector.controllers.gc_reconcile import CollectDeps, collected_message
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
@@ -488,8 +492,13 @@ class ObjectSyncer:
             take_over_twin=self._take_over_twin,
             adopted=self._adopted,
             in_background=self._in_background,
-            connection_secret=lambda consumer, twin: reconcile_secret(
-                consumer, twin, self._secret_deps
+            connection_secret=partial(
+                reconcile_secret,
+                deps=self._secrets.deps(
+                    consumer_cluster=self._cluster,
+                    enabled=self._connection_secrets,
+                    recorder=self._recorder,
+                ),
             ),
             collect=CollectDeps(
                 consumer_cluster=self._cluster,
@@ -499,23 +508,6 @@ class ObjectSyncer:
                 delete_twin=self._delete_orphan,
                 collected=self._collected,
             ),
-        )
-
-    @cached_property
-    def _secret_deps(self) -> SecretDeps:
-        return SecretDeps(
-            consumer_cluster=self._cluster,
-            crd_name=self.spec.resource.crd_name,
-            enabled=self._connection_secrets,
-            get_provider_secret=self._secrets.provider_secret,
-            get_consumer_secret=self._secrets.consumer_secret,
-            read_consumer_secret=self._secrets.read_consumer_secret,
-            owned_secrets=self._secrets.owned,
-            create_secret=self._secrets.create,
-            update_secret=self._secrets.update,
-            delete_secret=self._secrets.delete,
-            warn=self._recorder.warning,
-            resolved=self._recorder.resolved,
         )
 
     def _reconcile(self, key: ObjectKey) -> Result:
