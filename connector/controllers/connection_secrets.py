@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
@@ -42,6 +43,7 @@ from functions.common.api import (
     MANAGED_BY,
 )
 from functions.common.objects import Obj, label_value
+from functions.object_syncer.connection_secret import WARNING_REASONS
 
 log = structlog.get_logger(__name__)
 
@@ -227,7 +229,7 @@ class ConnectionSecrets:
             update_secret=self.update,
             delete_secret=self.delete,
             warn=recorder.warning,
-            resolved=recorder.resolved,
+            resolved=partial(recorder.resolved, of=WARNING_REASONS),
         )
 
     def create(self, secret: Obj) -> None:

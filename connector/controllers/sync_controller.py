@@ -38,7 +38,7 @@ from connector.controllers import ownership
 from connector.controllers.connection_secret_reconcile import reconcile_secret
 from connector.controllers.connection_secrets import ConnectionSecrets
 from connector.controllers.gc_reconcile import CollectDeps, collected_message
-from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
+from connector.controllers.sync_reconcile import WARNING_REASONS, SyncDeps, reconcile_object
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.metrics import Metrics
@@ -486,7 +486,7 @@ class ObjectSyncer:
             write_consumer_status=self._write_status,
             remove_finalizer=self._remove_finalizer,
             warn=self._recorder.warning,
-            resolved=self._recorder.resolved,
+            resolved=partial(self._recorder.resolved, of=WARNING_REASONS),
             now=now_rfc3339,
             adoption=self._adoption,
             take_over_twin=self._take_over_twin,

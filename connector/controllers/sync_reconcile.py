@@ -135,6 +135,10 @@ FAILURE_REASONS = frozenset(
     }
 )
 
+#: The Warnings (``SyncDeps.warn``) of the twin's sync: what a return to ``APIBound=True``
+#: resolves, and nothing else of the object's (``EventRecorder.resolved(of=...)``).
+WARNING_REASONS = FAILURE_REASONS | {"Conflict"}
+
 _LEADS = {
     "create": "Creating the object in the provider failed",
     "update": "Updating the object in the provider failed",

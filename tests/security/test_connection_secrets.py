@@ -46,9 +46,12 @@ NAMESPACE = "connection-secrets"
 
 
 @contextlib.contextmanager
-def connected(world: FaultWorld, name: str, kubeconfig: str) -> Iterator[None]:
-    """A connection with ``kubeconfig`` and the NopResource API bound through it; removed
-    (with the test's objects) afterwards, so that the next test may bind the API again."""
+def connected(world: FaultWorld, kubeconfig: str) -> Iterator[None]:
+    """The walkthrough's connection with ``kubeconfig`` and the NopResource API bound through
+    it; removed (with the test's objects) afterwards, so that the next test may bind the API
+    again. Always the walkthrough's name: the pulled CRD stays labelled with the connection
+    that installed it, which another connection would not take over."""
+    name = "provider-connection"
     consumer = world.consumer
     ensure_namespace(consumer, NAMESPACE)
     apply(consumer, kubeconfig_secret(name, kubeconfig))
@@ -104,7 +107,7 @@ def test_connection_secret_data_never_reaches_logs_events_conditions_or_metrics(
 ) -> None:
     first, second = "pw-" + secrets.token_hex(24), "pw-" + secrets.token_hex(24)
     admin_kubeconfig = world.provider_cluster.kubeconfig.read_text()
-    with connected(world, "cs-admin", admin_kubeconfig):
+    with connected(world, admin_kubeconfig):
         apply(world.consumer, claim())
         crossplane_writes(world, {"password": first, "endpoint": "db.internal"})
         eventually(lambda: reason(world) == "Synced", timeout=60)
@@ -144,7 +147,7 @@ def test_a_provider_identity_that_may_not_read_secrets_is_told_on_the_object_onc
 ) -> None:
     # `api-connector install`'s identity in the default placement: no Secrets.
     scoped = provision(world.provider, world.provider_cluster, "no-secrets", [NOP_BOUND])
-    with connected(world, "cs-scoped", scoped.kubeconfig):
+    with connected(world, scoped.kubeconfig):
         apply(world.consumer, claim())
         crossplane_writes(world, {"password": "unreadable"})
         eventually(lambda: reason(world) == "ProviderSecretForbidden", timeout=60)
@@ -167,5 +170,7 @@ def test_a_provider_identity_that_may_not_read_secrets_is_told_on_the_object_onc
             for e in warning_events(world.consumer, NAMESPACE, "db")
             if e["reason"] == "ProviderSecretForbidden"
         ]
-        assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, warnings
+        assert len(warnings) == 1 and warnings[0].get("count", 1) == 1, [
+            (w["message"][-150:], w.get("count"), w.get("reason")) for w in warnings
+        ]
         assert get(world.consumer, SECRETS, "db-conn", NAMESPACE) is None
