@@ -17,6 +17,11 @@ belongs to another consumer cluster, or to nobody, is never written or deleted.
 - ``Adopting`` (False): a provider object of that name was created by another connector and
   the connection opts in to adopting it (``SyncRequest.adoption``); it is being labelled as
   this consumer's.
+- ``Recreating`` (False): the consumer object is live but the provider object of its name is
+  being deleted (an earlier object of that name, deleted and created again while its twin
+  waits for the provider's finalizers; or a deletion made in the provider). Nothing is
+  written to it; once it is gone, the twin is created anew. The message names what its
+  deletion waits for.
 - ``Deleting`` (True): the consumer object is being deleted and so is its twin; the message
   names what the provider's deletion waits for. The API stays bound meanwhile, and the
   twin's status keeps flowing until the twin is gone and the finalizer is released.
@@ -85,6 +90,7 @@ REASON_SYNCING = "Syncing"
 REASON_CONFLICT = "Conflict"
 REASON_DELETING = "Deleting"
 REASON_ADOPTING = "Adopting"
+REASON_RECREATING = "Recreating"
 
 #: The deletion policy that keeps the twin when its consumer object is deleted.
 ORPHAN = "Orphan"
@@ -191,6 +197,21 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
             provider_apply=desired,
             consumer_status=_if_changed(status, consumer),
             add_finalizer=add_finalizer,
+        )
+
+    if metadata(twin).get("deletionTimestamp"):
+        # Written, it would say Bound for an object about to vanish. Its DELETED event
+        # brings this object back, and the twin is created anew.
+        status = _with_api_bound(
+            _status(consumer),
+            consumer,
+            "False",
+            REASON_RECREATING,
+            f"{_deletion_message(twin)}; it is created again once that one is gone",
+            req.now,
+        )
+        return SyncResult(
+            consumer_status=_if_changed(status, consumer), add_finalizer=add_finalizer
         )
 
     # A subset, not equality: the provider's defaulting and controllers add fields of their

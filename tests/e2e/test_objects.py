@@ -233,6 +233,40 @@ def test_a_twin_deleted_out_of_band_is_put_back(world: World, namespace: str) ->
     )
 
 
+def test_a_twin_deleted_out_of_band_and_held_is_waited_for_then_created_anew(
+    world: World, namespace: str
+) -> None:
+    apply(world.consumer, nop(namespace))
+    first = eventually(lambda: twin(world, namespace))
+    # Deleted in the provider, and held there by a finalizer (as Crossplane holds a claim
+    # while it deletes what it composed): the live consumer object must not call it Bound.
+    world.provider.patch(
+        NOP, "my-resource", namespace, {"metadata": {"finalizers": ["example.org/cleanup"]}}
+    )
+    world.provider.delete(NOP, "my-resource", namespace)
+
+    def recreating() -> dict[str, Any] | None:
+        bound = condition(world.consumer.get(NOP, "my-resource", namespace), "APIBound")
+        return bound if bound.get("reason") == "Recreating" else None
+
+    bound = eventually(recreating)
+    assert bound["status"] == "False"
+    assert "example.org/cleanup" in bound["message"], bound["message"]
+    world.provider.patch(NOP, "my-resource", namespace, {"metadata": {"finalizers": None}})
+
+    def created_anew() -> dict[str, Any] | None:
+        t = twin(world, namespace)
+        return t if t and t["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    eventually(created_anew)
+    eventually(
+        lambda: condition(world.consumer.get(NOP, "my-resource", namespace), "APIBound").get(
+            "reason"
+        )
+        == "Bound"
+    )
+
+
 def test_a_twin_edited_out_of_band_is_put_back(world: World, namespace: str) -> None:
     apply(world.consumer, nop(namespace))
     eventually(lambda: twin(world, namespace))
