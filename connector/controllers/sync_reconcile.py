@@ -130,6 +130,10 @@ FAILURE_REASONS = frozenset(
     }
 )
 
+#: ``APIBound`` reason when the consumer cluster refuses the connector's finalizer
+#: (:func:`finalizer_failure`): a consumer-side problem, so not among FAILURE_REASONS.
+REASON_FINALIZER_REFUSED = "FinalizerRefused"
+
 _LEADS = {
     "create": "Creating the object in the provider failed",
     "update": "Updating the object in the provider failed",
@@ -160,6 +164,31 @@ def write_failure(error: BaseException, *, action: str) -> WriteFailure | None:
     if reason is None:
         return None
     return WriteFailure(reason, f"{lead}: {why}{error}")
+
+
+def finalizer_failure(error: BaseException) -> WriteFailure | None:
+    """The reason and message for a refused finalizer write on the consumer object; None
+    for what the next attempt settles without a word (a stale read, the object gone) and
+    for anything that is not an API answer (raised and logged with its traceback)."""
+    if not isinstance(error, KubeError) or is_stale_write(error):
+        return None
+    if isinstance(error, NotFoundError) and error.object_missing:
+        return None
+    return WriteFailure(
+        REASON_FINALIZER_REFUSED,
+        f"The consumer cluster refused the finalizer {FINALIZER} on this object, retried "
+        "with backoff; until it lands, deleting the object does not wait for its provider "
+        f"twin, which the collector of orphaned twins deletes afterwards: {error}",
+    )
+
+
+def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
+    """Waits for the finalizer write; its error, if it failed."""
+    try:
+        wait()
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _classified(error: KubeError) -> tuple[str | None, str]:  # noqa: PLR0911 - a table: one return per error class
@@ -307,7 +336,9 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         else _nothing
     )
     if result.provider_apply is None:
-        finalizer()
+        refused = _finalizer_error(finalizer)
+        if refused is not None:
+            return _report_refused_finalizer(key, consumer, result, refused, deps)
     else:
         namespace = result.provider_apply.get("metadata", {}).get("namespace")
         taken_from: list[str] = []
@@ -318,12 +349,19 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
                 taken_from = deps.take_over_twin(key, result.provider_apply)
             written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
-            finalizer()
+            # The twin's failure is the one to report (the retry writes the finalizer too),
+            # unless the finalizer write found the object changed: a status written now
+            # would be refused as stale too, so the pass fails and is retried.
+            refused = _finalizer_error(finalizer)
+            if refused is not None and finalizer_failure(refused) is None:
+                raise refused from exc
             failure = write_failure(exc, action="create" if twin is None else "update")
             if failure is None:
                 raise
             return _report_failure(key, consumer, result, failure, exc, deps)
-        finalizer()
+        refused = _finalizer_error(finalizer)
+        if refused is not None:
+            return _report_refused_finalizer(key, consumer, result, refused, deps)
         if result.adopted:
             _report_adoption(consumer, taken_from, deps)
             bound.info(
@@ -359,6 +397,8 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         before = _api_bound_of(consumer)
         if before is not None and before.get("reason") in FAILURE_REASONS:
             bound.info("The provider accepts the object again.", after=before.get("reason"))
+        elif before is not None and before.get("reason") == REASON_FINALIZER_REFUSED:
+            bound.info("The consumer cluster accepts the finalizer again.")
         deps.resolved(consumer, str(api_bound.get("reason")), str(api_bound.get("message")))
     if result.remove_finalizer:
         deps.remove_finalizer(consumer)
@@ -392,6 +432,8 @@ def _report_failure(
     failure: WriteFailure,
     error: BaseException,
     deps: SyncDeps,
+    *,
+    failed: str = "Writing the provider twin failed",
 ) -> Result:
     """``APIBound=False`` with the failure, a Warning Event (the recorder sends one per
     distinct problem), a log line when the problem changed, and a retry with backoff."""
@@ -401,16 +443,25 @@ def _report_failure(
         failure.reason,
         failure.message,
     ):
-        bound.warning(
-            "Writing the provider twin failed; retrying with backoff.",
-            reason=failure.reason,
-            error=str(error),
-        )
+        bound.warning(f"{failed}; retrying with backoff.", reason=failure.reason, error=str(error))
     else:
-        bound.debug("Writing the provider twin failed again.", reason=failure.reason)
+        bound.debug(f"{failed} again.", reason=failure.reason)
     deps.warn(consumer, failure.reason, failure.message)
     _write_status(consumer, _failed_status(consumer, result, failure, deps.now()), deps)
     return Result(requeue=True)
+
+
+def _report_refused_finalizer(
+    key: ObjectKey, consumer: Obj, result: SyncResult, error: Exception, deps: SyncDeps
+) -> Result:
+    """A refused finalizer is told like a refused twin write (:func:`_report_failure`);
+    what the next attempt settles (a stale read) fails the pass, which is retried."""
+    failure = finalizer_failure(error)
+    if failure is None:
+        raise error
+    return _report_failure(
+        key, consumer, result, failure, error, deps, failed="Adding the finalizer failed"
+    )
 
 
 def _api_bound_of(consumer: Obj) -> Condition | None:
