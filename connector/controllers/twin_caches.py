@@ -154,8 +154,24 @@ class TwinCaches:
             out += (ObjectKey(origins[namespace], key.name) for key in cached)
         return out
 
+    def origin_of_twin(self, namespace: str, name: str) -> ObjectKey | None:
+        """The consumer object whose twin is cached at ``namespace/name`` in the provider
+        (e.g. the owner of a provider Secret next to it); None when no such twin is cached."""
+        with self._lock:
+            cache = self._caches.get(namespace if self.isolated else "")
+            origin = self._origins.get(namespace)
+        twin = None if cache is None else cache.get(namespace or None, name)
+        if twin is None:
+            return None
+        if self.isolated and namespace:
+            return ObjectKey(origin or namespace, name)
+        return self._default_origin(twin)
+
     def _on_twin(self, event: str, obj: Obj) -> None:
         """The default placement's cache: the twin's origin labels name its consumer object."""
+        self._handler(event, obj, self._default_origin(obj))
+
+    def _default_origin(self, obj: Obj) -> ObjectKey:
         meta = obj.get("metadata", {})
         annotations = meta.get("annotations") or {}
         labels = meta.get("labels") or {}
@@ -167,7 +183,7 @@ class TwinCaches:
             name, namespace = meta.get("name"), meta.get("namespace") or ""
         if not self._res.namespaced:
             namespace = ""
-        self._handler(event, obj, ObjectKey(str(namespace), str(name)))
+        return ObjectKey(str(namespace), str(name))
 
     def _on_isolated_twin(self, origin: str, event: str, obj: Obj) -> None:
         """A namespace's cache in the isolated placement: it stands for ``origin``."""
