@@ -7,7 +7,8 @@ its own namespace and RoleBinding there (``functions.binder.placement.namespace_
 as the connector does before its first twin. Then neither can read, list or watch the
 other's objects or Secrets, nor grant itself anything in the other's namespaces (or any
 other), while each still does everything it needs in its own; and a connector with such an
-identity syncs an object (create, status back, delete) into its own namespace.
+identity syncs an object (create, status back, delete) into its own namespace, collects an
+orphaned twin there and reports a Conflict for an object there that is not its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from functions.binder.isolation import isolation_policy
 from functions.binder.placement import namespace_objects, objects_role_name, placement_policy
 from functions.common import LABEL_CONSUMER_CLUSTER, MANAGED_LABEL
 from functions.common.placement import PLACEMENT_ISOLATED, isolated_prefix, provider_namespace
+from functions.object_syncer.logic import desired_twin
 from tests.e2e.harness import (
     NOP,
     apply,
@@ -273,6 +275,22 @@ def test_the_connector_syncs_in_the_isolated_placement(
             == "True",
             timeout=30,
         )
+
+        # Orphaned twins are collected there: one whose consumer object does not exist.
+        gone = {**nop(ns, "gone", "v"), "metadata": {"name": "gone", "namespace": ns, "uid": "u"}}
+        orphan = desired_twin(gone, consumer_cluster=scoped.name, placement=PLACEMENT_ISOLATED)
+        world.provider.create(NOP, orphan)
+        eventually(lambda: get(world.provider, NOP, "gone", twin_ns) is None, timeout=30)
+        # Conflicts are found there: an object of that name that is not this consumer's.
+        world.provider.create(NOP, nop(twin_ns, "taken", "someone else's"))
+        apply(world.consumer, nop(ns, "taken", "mine"))
+        eventually(
+            lambda: condition(get(world.consumer, NOP, "taken", ns), "APIBound").get("reason")
+            == "Conflict",
+            timeout=30,
+        )
+        assert world.provider.get(NOP, "taken", twin_ns)["spec"]["coolField"] == "someone else's"
+        world.consumer.delete(NOP, "taken", ns)
 
         # Deleting goes there too.
         world.consumer.delete(NOP, "placed", ns)
