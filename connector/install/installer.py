@@ -41,7 +41,7 @@ from connector.install.permissions import (
     forbidden,
     list_crds_permission,
 )
-from connector.install.placement import effective_placement, placed_access
+from connector.install.placement import effective_placement, placed_access, retire_isolated
 from connector.install.release import (
     ReleasePlan,
     carried_over,
@@ -308,7 +308,7 @@ def _check_ours(obj: Mapping[str, Any] | None, what: str, flag: str) -> None:
         )
 
 
-def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when the plan says so
+def execute(  # noqa: PLR0912, PLR0915 - the install's steps in order, each skipped when the plan says so
     opts: InstallOptions, plan: Plan, *, report: Report
 ) -> None:
     """Phase 2: the provider's side first, then the consumer's; each step idempotent."""
@@ -327,6 +327,7 @@ def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when 
             existing_secret=plan.existing_secret,
             report=report,
         )
+        retire_isolated(plan.provider.client, plan.placement, plan.consumer_name, report=report)
         secret_data = {"kubeconfig": kubeconfig}
         secret_kind = "KubeConfig"
     elif opts.robot is not None:

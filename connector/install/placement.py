@@ -11,21 +11,43 @@ written, by a provider that does not serve ValidatingAdmissionPolicy.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 from connector.install.clusters import Cluster
 from connector.install.options import InstallError, Report
 from connector.install.permissions import check_permissions, provider_permissions
-from connector.kube import ForbiddenError, KubeError, NotFoundError
-from connector.kube.resources import VALIDATING_ADMISSION_POLICIES
+from connector.kube import ForbiddenError, KubeClient, KubeError, NotFoundError
+from connector.kube.resources import (
+    CLUSTER_ROLES,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
+)
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
 from functions.binder.isolation import ADMISSION_API_VERSION
-from functions.binder.placement import placement_policy_name
-from functions.common import InvalidInputError
-from functions.common.placement import PLACEMENT_ISOLATED, check_placement, placement_of
+from functions.binder.placement import objects_role_name, placement_policy_name
+from functions.common import (
+    LABEL_CONSUMER_CLUSTER,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    InvalidInputError,
+    label_value,
+)
+from functions.common.placement import (
+    PLACEMENT_DEFAULT,
+    PLACEMENT_ISOLATED,
+    check_placement,
+    placement_of,
+)
 
-__all__ = ["check_placement_served", "effective_placement", "placed_access", "placement_sentence"]
+__all__ = [
+    "check_placement_served",
+    "effective_placement",
+    "placed_access",
+    "placement_sentence",
+    "retire_isolated",
+]
 
 
 def effective_placement(wanted: str | None, connection: Mapping[str, Any] | None) -> str:
@@ -81,6 +103,39 @@ def check_placement_served(provider: Cluster, placement: str, consumer_name: str
         pass  # the permission check names what is missing
     except KubeError as e:
         raise InstallError(f"cannot read the provider's admission policies: {e.message}") from e
+
+
+def retire_isolated(
+    client: KubeClient, placement: str, consumer_name: str, *, report: Report
+) -> None:
+    """Back to the Default placement: remove what an earlier Isolated install created for
+    this consumer (its objects role, and the placement policy, which would refuse the
+    namespaces the connector now creates). The namespaces and their twins stay."""
+    if placement != PLACEMENT_DEFAULT:
+        return
+    ours = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONSUMER_CLUSTER: label_value(consumer_name)}
+    name = placement_policy_name(consumer_name)
+    leftovers = [
+        (VALIDATING_ADMISSION_POLICY_BINDINGS, name),
+        (VALIDATING_ADMISSION_POLICIES, name),
+        (CLUSTER_ROLES, objects_role_name(consumer_name)),
+    ]
+    try:
+        for res, obj_name in leftovers:
+            try:
+                current = client.get_or_none(res, obj_name)
+            except NotFoundError:
+                continue  # the API is not served: nothing of the kind was created
+            labels = ((current or {}).get("metadata") or {}).get("labels") or {}
+            if current is None or any(labels.get(k) != v for k, v in ours.items()):
+                continue
+            with contextlib.suppress(NotFoundError):
+                client.delete(res, obj_name)
+            report(f"Provider: deleted {res.kind} {obj_name}, left by an Isolated install.")
+    except KubeError as e:
+        raise InstallError(
+            f"cannot remove what the Isolated placement created in the provider: {e.message}"
+        ) from e
 
 
 def placement_sentence(placement: str, *, connection_secrets: bool) -> str:

@@ -880,6 +880,15 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
     for res, obj in ((NAMESPACES, own_namespace), (ROLE_BINDINGS, grant)):
         # RBAC's authorizer learns of the new grants within moments.
         eventually(lambda res=res, obj=obj: _created(scoped, res, obj), timeout=10)
+    # Back to the Default placement: the objects role goes, and the placement policy, which
+    # would refuse the namespaces a Default-placement connector creates.
+    out = ok(cli(*env.install_args("--no-wait", "--placement", "Default")))
+    assert f"deleted ValidatingAdmissionPolicy {placement}, left by an Isolated install" in out
+    assert not exists(provider, CLUSTER_ROLES, objects_role_name(CONSUMER_NAME))
+    ensure_made = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "made-by-default"}}
+    eventually(lambda: _created(scoped, NAMESPACES, ensure_made), timeout=10)
+    out = ok(cli(*env.install_args("--no-wait", "--placement", "Isolated")))
+    assert exists(provider, VALIDATING_ADMISSION_POLICIES, placement)
     other = BoundResource(
         crd_name="nopresources.nop.example.org",
         group="nop.example.org",
