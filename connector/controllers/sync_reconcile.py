@@ -91,6 +91,7 @@ from functions.common import (
 )
 from functions.common.api import FIELD_MANAGER
 from functions.common.objects import Obj
+from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -286,6 +287,11 @@ class SyncDeps:
     in_background: Callable[[Callable[[], None]], Callable[[], None]] = run_now
     #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
     collect: CollectDeps | None = None
+    #: The connection's placement of twins (``functions.common.placement``).
+    placement: str = PLACEMENT_DEFAULT
+    #: Makes the twin's provider namespace ready to read (the isolated placement creates it
+    #: as the consumer's own and watches it); a failure is reported like a failed write.
+    prepare_twin: Callable[[ObjectKey], None] = lambda _key: None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -314,6 +320,13 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         # Gone. With the finalizer in place, its deletion was handled while it existed; if
         # it went without (module doc), its twin is an orphan.
         return Result() if deps.collect is None else collect_orphan(key, deps.collect)
+    try:
+        deps.prepare_twin(key)
+    except Exception as exc:
+        failure = write_failure(exc, action="create")
+        if failure is None:
+            raise
+        return _report_failure(key, consumer, SyncResult(), failure, exc, deps)
     twin = deps.get_twin(key)
     result = deps.sync(
         SyncRequest(
@@ -322,6 +335,7 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
             consumer_cluster=deps.consumer_cluster,
             now=deps.now(),
             adoption=deps.adoption(),
+            placement=deps.placement,
         )
     )
     bound = log.bind(
