@@ -14,12 +14,8 @@ from typing import Any
 
 import pytest
 
-from connector.controllers.sync_reconcile import (
-    FAILURE_REASONS,
-    SyncDeps,
-    reconcile_object,
-    write_failure,
-)
+from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
+from connector.controllers.write_failures import FAILURE_REASONS, write_failure
 from connector.kube.errors import KubeError, TLSError, UnreachableError, error_from_response
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
