@@ -201,7 +201,9 @@ def _waiting_for(req: SecretRequest) -> Verdict | None:
             REASON_FORBIDDEN,
             f"The connector's identity in the provider may not read the connection Secret "
             f"{ref}: it needs get, list and watch on secrets in the namespace {ref.namespace} "
-            "(docs/security.md, Connection Secrets, says how to grant it). The provider "
+            "(api-connector install grants it with --placement Isolated, or with "
+            "--connection-secrets in the Default placement; docs/security.md, Connection "
+            "Secrets, weighs them). The provider "
             f"said: {req.source_forbidden}",
         )
     source = req.source
