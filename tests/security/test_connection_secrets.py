@@ -27,6 +27,9 @@ from connector.kube.resources import (
     EVENTS,
     SECRETS,
 )
+from functions.binder.isolation import isolation_policy
+from functions.binder.placement import placement_policy
+from functions.common.placement import PLACEMENT_ISOLATED, provider_namespace
 from tests.e2e.harness import (
     NOP,
     apply,
@@ -39,7 +42,7 @@ from tests.e2e.harness import (
     warning_events,
 )
 from tests.faults.harness import ConnectorProcess, FaultWorld, ensure_namespace, nop
-from tests.security.access import NOP_BOUND, provision
+from tests.security.access import NOP_BOUND, provision, resource_of
 from tests.security.test_no_secret_material import fingerprints
 
 NAMESPACE = "connection-secrets"
@@ -174,3 +177,67 @@ def test_a_provider_identity_that_may_not_read_secrets_is_told_on_the_object_onc
             (w["message"][-150:], w.get("count"), w.get("reason")) for w in warnings
         ]
         assert get(world.consumer, SECRETS, "db-conn", NAMESPACE) is None
+
+
+@pytest.mark.timeout(180)
+def test_in_the_isolated_placement_the_secret_comes_from_the_consumers_own_namespace(
+    world: FaultWorld, connector: ConnectorProcess
+) -> None:
+    # `api-connector install --placement Isolated`'s identity: Secrets only in its own
+    # provider namespaces, which is all the connector reads them in.
+    scoped = provision(
+        world.provider,
+        world.provider_cluster,
+        world.consumer_cluster_name,
+        [NOP_BOUND],
+        placement=PLACEMENT_ISOLATED,
+    )
+    for obj in isolation_policy(scoped.name, [NOP_BOUND]):
+        apply(world.provider, obj, resource_of(obj["kind"]))
+    ns = "isolated-secrets"
+    twin_ns = provider_namespace(scoped.name, ns, PLACEMENT_ISOLATED)
+    ensure_namespace(world.consumer, ns)
+    conn = "provider-connection"
+    eventually(lambda: get(world.consumer, CLUSTER_CONNECTIONS, conn) is None, timeout=30)
+    apply(world.consumer, kubeconfig_secret("isolated-secrets", scoped.kubeconfig))
+    isolated = connection(conn, "isolated-secrets")
+    isolated["spec"]["placement"] = PLACEMENT_ISOLATED
+    apply(world.consumer, isolated)
+    apply(world.consumer, binding("nopresources.nop.example.org", conn, namespace=ns))
+    try:
+        eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=60)
+        obj = claim()
+        obj["metadata"]["namespace"] = ns
+        apply(world.consumer, obj)
+        twin = eventually(lambda: get(world.provider, NOP, "db", twin_ns), timeout=60)
+        owner = {
+            "apiVersion": twin["apiVersion"],
+            "kind": twin["kind"],
+            "name": "db",
+            "uid": twin["metadata"]["uid"],
+            "controller": True,
+        }
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db-conn", "namespace": twin_ns, "ownerReferences": [owner]},
+            "type": "connection.crossplane.io/v1alpha1",
+            "data": {"password": base64.b64encode(b"isolated").decode()},
+        }
+        apply(world.provider, secret, SECRETS)
+
+        def copied() -> bool:
+            copy = get(world.consumer, SECRETS, "db-conn", ns) or {}
+            return (copy.get("data") or {}).get("password") == secret["data"]["password"]
+
+        eventually(copied, timeout=60)
+        world.consumer.delete(NOP, "db", ns)
+        eventually(lambda: get(world.consumer, NOP, "db", ns) is None, timeout=60)
+        assert get(world.consumer, SECRETS, "db-conn", ns) is None
+    finally:
+        world.consumer.delete(API_BINDINGS, "nopresources.nop.example.org", ns)
+        world.consumer.delete(CLUSTER_CONNECTIONS, conn)
+        # Later tests provision this consumer's identity in the Default placement: the
+        # placement policy would refuse the namespaces its connector creates there.
+        for obj in placement_policy(scoped.name):
+            world.provider.delete(resource_of(obj["kind"]), obj["metadata"]["name"])
