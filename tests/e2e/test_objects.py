@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     eventually,
     get,
     load,
+    nop_admission,
     reason_of,
     unique,
     warning_events,
@@ -296,71 +297,18 @@ def test_a_cluster_scoped_bound_crd_syncs_its_objects(world: World) -> None:
     assert provider_obj["metadata"]["labels"]["connect.upbound.io/managed"] == "true"
 
 
-VAP = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicy",
-    False,
-)
-VAP_BINDING = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicybindings",
-    "ValidatingAdmissionPolicyBinding",
-    False,
-)
-
-
 def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
     world: World, namespace: str
 ) -> None:
     # The provider's admission (a ValidatingAdmissionPolicy, scoped to this test's
     # namespace) refuses what the consumer's schema allows.
     policy = unique("no-forbidden")
-    apply(
+    refusing = nop_admission(
         world.provider,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["nop.example.org"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["nopresources"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.coolField != 'forbidden'",
-                        "message": "coolField must not be 'forbidden' here",
-                    }
-                ],
-            },
-        },
-        VAP,
-    )
-    apply(
-        world.provider,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": policy},
-            "spec": {
-                "policyName": policy,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-        VAP_BINDING,
+        policy,
+        namespace,
+        expression="object.spec.coolField != 'forbidden'",
+        message="coolField must not be 'forbidden' here",
     )
     probe = nop(namespace, "probe")
     probe["spec"]["coolField"] = "forbidden"
@@ -373,8 +321,8 @@ def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
         world.provider.delete(NOP, "probe", namespace)
         return False
 
-    eventually(policy_active)
-    try:
+    with refusing:
+        eventually(policy_active)
         bad = nop(namespace, "rejected")
         bad["spec"]["coolField"] = "forbidden"
         apply(world.consumer, bad)
@@ -391,9 +339,6 @@ def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
         fixed = nop(namespace, "rejected")
         apply(world.consumer, fixed)
         eventually(lambda: twin(world, namespace, "rejected"))
-    finally:
-        world.provider.delete(VAP_BINDING, policy)
-        world.provider.delete(VAP, policy)
 
 
 def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
@@ -401,51 +346,12 @@ def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
 ) -> None:
     # The consumer's own admission (scoped to this test's namespace) refuses finalizers on
     # NopResources, as a policy engine might.
-    policy = unique("no-finalizers")
-    apply(
+    refusing = nop_admission(
         world.consumer,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["nop.example.org"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["nopresources"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "!has(object.metadata.finalizers) || "
-                        "size(object.metadata.finalizers) == 0",
-                        "message": "finalizers are not allowed here",
-                    }
-                ],
-            },
-        },
-        VAP,
-    )
-    apply(
-        world.consumer,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": policy},
-            "spec": {
-                "policyName": policy,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-        VAP_BINDING,
+        unique("no-finalizers"),
+        namespace,
+        expression="!has(object.metadata.finalizers) || size(object.metadata.finalizers) == 0",
+        message="finalizers are not allowed here",
     )
     probe = nop(namespace, "probe")
     probe["metadata"]["finalizers"] = ["example.org/probe"]
@@ -459,8 +365,8 @@ def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
         world.consumer.delete(NOP, "probe", namespace)
         return False
 
-    eventually(policy_active)
-    try:
+    with refusing:
+        eventually(policy_active)
         apply(world.consumer, nop(namespace, "held"))
 
         def refused() -> dict[str, Any] | None:
@@ -476,9 +382,6 @@ def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
         ]
         # The twin is written all the same: only the deletion's wait is missing.
         assert twin(world, namespace, "held") is not None
-    finally:
-        world.consumer.delete(VAP_BINDING, policy)
-        world.consumer.delete(VAP, policy)
 
     def bound_with_finalizer() -> bool:
         obj = world.consumer.get(NOP, "held", namespace)
