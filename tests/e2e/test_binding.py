@@ -116,7 +116,11 @@ def test_the_connector_runs_as_the_charts_service_account_with_rbac_enforced(
     # chart's rules suffice; this proves the identity is not an admin in disguise.
     connector = world.connector.kube
     assert connector.self_subject_access_review("get", "", "secrets", "upbound-system")
-    assert not connector.self_subject_access_review("get", "", "secrets", "default")
+    # Connection Secrets (on by default) grant Secrets everywhere, but only the verbs the
+    # copies need (docs/install.md, "Least privilege"): no patch, no deletecollection.
+    assert connector.self_subject_access_review("get", "", "secrets", "default")
+    assert not connector.self_subject_access_review("patch", "", "secrets", "default")
+    assert not connector.self_subject_access_review("deletecollection", "", "secrets", "default")
     assert not connector.self_subject_access_review("create", "nop.example.org", "nopresources")
     assert not connector.self_subject_access_review("create", "rbac.authorization.k8s.io", "roles")
 
