@@ -30,6 +30,7 @@ __all__ = [
     "UnaryMethod",
     "fields_renamed",
     "function_input",
+    "observed_composed",
     "observed_composite",
     "plain",
     "report_condition",
@@ -134,6 +135,15 @@ def function_input(req: fnv1.RunFunctionRequest, *, api_version: str, kind: str)
 def observed_composite(req: fnv1.RunFunctionRequest) -> Obj:
     """The observed composite resource (XR) as a plain dict."""
     return dict(plain(resource.struct_to_dict(req.observed.composite.resource)))
+
+
+def observed_composed(req: fnv1.RunFunctionRequest) -> dict[str, Obj]:
+    """The observed composed resources, by the names the function gave them, as plain
+    dicts: what Crossplane read back of what the previous calls desired."""
+    return {
+        name: dict(plain(resource.struct_to_dict(composed.resource)))
+        for name, composed in req.observed.resources.items()
+    }
 
 
 def required_resources(req: fnv1.RunFunctionRequest, name: str) -> list[Obj] | None:
