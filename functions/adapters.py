@@ -28,6 +28,7 @@ __all__ = [
     "StageFunction",
     "StageService",
     "UnaryMethod",
+    "composed_ready",
     "fields_renamed",
     "function_input",
     "observed_composed",
@@ -160,14 +161,27 @@ def set_composed(
 ) -> None:
     """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one).
 
-    ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces);
-    None leaves readiness to Crossplane, which reads the composed resource's Ready condition.
+    ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces).
+    Crossplane counts a composed resource ready only when the function says so (``None``
+    is not ready; it does not read the resource's conditions itself, which is why
+    function-auto-ready exists): pass ``composed_ready(observed)`` to follow its ``Ready``
+    condition.
     """
     composed = rsp.desired.resources[name]
     composed.resource.Clear()
     resource.update(composed, obj)
     if ready is not None:
         composed.ready = fnv1.READY_TRUE if ready else fnv1.READY_FALSE
+
+
+def composed_ready(observed: Obj | None) -> bool:
+    """Whether an observed composed resource says ``Ready=True`` (what function-auto-ready
+    decides for each resource); False if it was not observed yet."""
+    conditions = ((observed or {}).get("status") or {}).get("conditions") or []
+    return any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
 
 
 def set_composite_status(rsp: fnv1.RunFunctionResponse, status: Obj) -> None:

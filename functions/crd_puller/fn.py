@@ -27,8 +27,9 @@ Mapping, one XR per connection:
   and unready. Never ``Delete``, and ``deletionPolicy: Orphan``: a consumer CRD stays when
   its Object goes (objects of the API may exist);
 - readiness: an ``Object`` is Ready once the consumer's CRD is ``Established``
-  (provider-kubernetes' ``DeriveFromCelQuery``), so the XR is Ready once every offered API
-  is served in the consumer;
+  (provider-kubernetes' ``DeriveFromCelQuery``); the function marks each composed Object
+  ready when it observed it so (Crossplane does not read composed resources' conditions
+  itself), so the XR is Ready once every offered API is served in the consumer;
 - desired XR status: ``offeredAPIs``, ``withheldAPIs`` (bindable CRDs an XRD's offer leaves
   out, and why), ``conflicts``, ``connectionConditions`` (Ready and CRDsSynced; kept in the
   status because Crossplane owns the XR's Ready condition), and the ``CRDsSynced``
@@ -46,6 +47,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from functions.adapters import (
     StageFunction,
+    composed_ready,
     fields_renamed,
     function_input,
     observed_composed,
@@ -166,10 +168,12 @@ class CRDPullerFunction(StageFunction):
                     obj = _object(desired, provider_config, OBSERVE)
                     set_composed(rsp, COMPOSED_PREFIX + name, obj, ready=False)
                     continue
-                policies = MANAGE if _may_manage(objects.get(name), name in seen) else OBSERVE
-                set_composed(
-                    rsp, COMPOSED_PREFIX + name, _object(desired, provider_config, policies)
-                )
+                observed = objects.get(name)
+                policies = MANAGE if _may_manage(observed, name in seen) else OBSERVE
+                obj = _object(desired, provider_config, policies)
+                # Ready when provider-kubernetes says the consumer serves the API.
+                ready = policies == MANAGE and composed_ready(observed)
+                set_composed(rsp, COMPOSED_PREFIX + name, obj, ready=ready)
         for conflict in result.conflicts:
             response.warning(rsp, f"CRD {conflict.name}: {conflict.message}")
 
@@ -218,7 +222,11 @@ def _name_of(obj: Obj) -> str:
 
 
 def _seen_crd(obj: Obj) -> Obj | None:
-    """The consumer CRD an observed Object saw (``status.atProvider.manifest``), if any."""
+    """The consumer CRD an observed Object saw (``status.atProvider.manifest``), if any.
+    provider-kubernetes keeps the last one it saw after the CRD is gone; its Synced
+    condition then says so."""
+    if _saw_none(obj):
+        return None
     at_provider = (obj.get("status") or {}).get("atProvider") or {}
     manifest = at_provider.get("manifest") if isinstance(at_provider, dict) else None
     if isinstance(manifest, dict) and _name_of(manifest):
@@ -237,6 +245,11 @@ def _may_manage(obj: Obj | None, exists: bool) -> bool:
     policies = (obj.get("spec") or {}).get("managementPolicies") or []
     if "Create" in policies or "*" in policies:
         return True
+    return _saw_none(obj)
+
+
+def _saw_none(obj: Obj) -> bool:
+    """Whether an observe-only Object's last look found no object in the consumer."""
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(
         c.get("type") == "Synced"

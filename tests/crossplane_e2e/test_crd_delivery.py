@@ -216,12 +216,46 @@ def test_a_conflicting_consumer_crd_is_reported_and_never_overwritten(delivery: 
     assert "localField" in str(after["spec"]["versions"])
 
 
+def test_once_the_foreign_crd_is_gone_the_api_is_delivered_and_the_xr_is_ready(
+    delivery: Delivery,
+) -> None:
+    eventually(
+        lambda: condition(delivery.xr_object(), "CRDsSynced").get("reason") == "Conflict",
+        what="the conflict on the XR",
+        timeout=TIMEOUT,
+    )
+    delivery.consumer.delete(CUSTOM_RESOURCE_DEFINITIONS, delivery.gadgets)
+
+    def taken_over() -> dict[str, Any] | None:
+        got = get(delivery.consumer, CUSTOM_RESOURCE_DEFINITIONS, delivery.gadgets)
+        labels = ((got or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(CONNECTION_LABEL) != "provider-connection":
+            return None
+        return got if established(delivery.consumer, delivery.gadgets) else None
+
+    got = eventually(taken_over, what="the connection's Gadget CRD", timeout=TIMEOUT)
+    assert "localField" not in str(got["spec"]["versions"])
+    # Every offered API is served in the consumer: the XR is Ready, with no conflict left.
+    xr = eventually(
+        lambda: (
+            x if condition(x := delivery.xr_object(), "Ready").get("status") == "True" else None
+        ),
+        what="the XR Ready",
+        timeout=TIMEOUT,
+    )
+    assert condition(xr, "CRDsSynced")["status"] == "True"
+    assert xr["status"]["conflicts"] == []
+    assert {delivery.widgets, delivery.gadgets} <= {a["name"] for a in xr["status"]["offeredAPIs"]}
+
+
 def test_a_changed_provider_crd_reaches_the_consumer(delivery: Delivery) -> None:
     eventually(
         lambda: established(delivery.consumer, delivery.widgets),
         what="the Widget CRD in the consumer",
         timeout=TIMEOUT,
     )
+    before = delivery.consumer.get(CUSTOM_RESOURCE_DEFINITIONS, delivery.widgets)
+    assert [v["name"] for v in before["spec"]["versions"]] == ["v1alpha1"]
     changed = crd(
         delivery.group, "Widget", versions=("v1alpha1", "v1beta1"), fields=("coolField", "size")
     )

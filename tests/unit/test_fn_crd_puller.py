@@ -189,14 +189,14 @@ COMPOSED = "crd-nopresources.nop.example.org"
 
 
 def observed_object(
-    *, policies: list[str], seen: dict[str, Any] | None = None, synced: Any = None
+    *, policies: list[str], seen: dict[str, Any] | None = None, condition: Any = None
 ) -> dict[str, Any]:
     """A composed Object as Crossplane reads it back: what provider-kubernetes saw."""
     status: dict[str, Any] = {}
     if seen is not None:
         status["atProvider"] = {"manifest": seen}
-    if synced is not None:
-        status["conditions"] = [synced]
+    if condition is not None:
+        status["conditions"] = [condition]
     return {
         "apiVersion": "kubernetes.crossplane.io/v1alpha2",
         "kind": "Object",
@@ -247,7 +247,7 @@ def test_an_object_only_looks_until_it_has_seen_the_consumer() -> None:
     unreachable = composed_for(
         request(
             crds=[PROVIDER_CRD],
-            observed={COMPOSED: observed_object(policies=["Observe"], synced=UNREACHABLE)},
+            observed={COMPOSED: observed_object(policies=["Observe"], condition=UNREACHABLE)},
         )
     )
     assert first["resource"]["spec"]["managementPolicies"] == ["Observe"]
@@ -257,18 +257,31 @@ def test_an_object_only_looks_until_it_has_seen_the_consumer() -> None:
 @pytest.mark.parametrize(
     "observed",
     [
-        observed_object(policies=["Observe"], synced=NOT_FOUND),
+        observed_object(policies=["Observe"], condition=NOT_FOUND),
+        # provider-kubernetes keeps the last CRD it saw; Synced says it is gone.
+        observed_object(policies=["Observe"], seen=FOREIGN_CRD, condition=NOT_FOUND),
         observed_object(policies=["Observe"], seen=CONSUMER_COPY),
         observed_object(policies=["Observe", "Create", "Update"]),
     ],
-    ids=["saw-no-crd", "saw-the-connections-crd", "manages-it-already"],
+    ids=["saw-no-crd", "the-foreign-crd-is-gone", "saw-the-connections-crd", "manages-it-already"],
 )
 def test_an_object_creates_and_updates_but_never_deletes_once_the_crd_is_free_or_ours(
     observed: dict[str, Any],
 ) -> None:
     composed = composed_for(request(crds=[PROVIDER_CRD], observed={COMPOSED: observed}))
     assert composed["resource"]["spec"]["managementPolicies"] == ["Observe", "Create", "Update"]
-    assert "ready" not in composed  # Crossplane reads the Object's Ready condition
+    # Crossplane counts it ready only when the function says so: not before the Object is.
+    assert composed["ready"] == "READY_FALSE"
+
+
+def test_an_object_is_ready_once_provider_kubernetes_says_the_consumer_serves_the_api() -> None:
+    observed = observed_object(
+        policies=["Observe", "Create", "Update"],
+        seen=CONSUMER_COPY,
+        condition={"type": "Ready", "status": "True", "reason": "Available"},
+    )
+    composed = composed_for(request(crds=[PROVIDER_CRD], observed={COMPOSED: observed}))
+    assert composed["ready"] == "READY_TRUE"
 
 
 def test_a_foreign_crd_an_object_saw_is_reported_and_only_observed() -> None:
