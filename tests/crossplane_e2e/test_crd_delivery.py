@@ -309,3 +309,31 @@ def test_deleting_the_xr_leaves_the_delivered_crds_in_the_consumer(delivery: Del
     # the connection never owned.
     assert established(delivery.consumer, delivery.widgets)
     assert established(delivery.consumer, delivery.gadgets)
+
+
+def test_bad_step_input_is_shown_on_the_xr_with_its_field(delivery: Delivery) -> None:
+    composition = load("composition.yaml")
+    composition["metadata"]["name"] = "crd-pull-bad-input"
+    composition["spec"]["pipeline"][0]["input"]["pollInterval"] = "1h"
+    xr = {
+        "apiVersion": "connector.example.org/v1alpha1",
+        "kind": "CRDPull",
+        "metadata": {"name": "bad-input"},
+        "spec": {"crossplane": {"compositionRef": {"name": "crd-pull-bad-input"}}},
+    }
+    delivery.provider.apply(COMPOSITIONS, composition, "xp-test")
+    try:
+        delivery.provider.apply(CRD_PULLS, xr, "xp-test")
+
+        def failed() -> dict[str, Any] | None:
+            synced = condition(get(delivery.provider, CRD_PULLS, "bad-input"), "Synced")
+            return synced if synced.get("status") == "False" else None
+
+        synced = eventually(failed, what="the XR's Synced=False", timeout=TIMEOUT)
+        assert "input.pollInterval: must be a number of seconds or minutes" in synced["message"]
+        assert "'1h'" in synced["message"]
+    finally:
+        with contextlib.suppress(NotFoundError):
+            delivery.provider.delete(CRD_PULLS, "bad-input")
+        with contextlib.suppress(NotFoundError):
+            delivery.provider.delete(COMPOSITIONS, "crd-pull-bad-input")
