@@ -301,7 +301,11 @@ class ProviderRuntime:
                     timeout,
                 )
                 self._start_process(provider, deadline, timeout)
-                self._writer.mark_running(provider.name)
+                try:
+                    self._writer.mark_running(provider.name)
+                except KubeError as e:
+                    step = f"mark the runtime of {provider.name} healthy"
+                    raise ClusterStartError(step, str(e)) from e
             for provider in self.providers:
                 self._wait(
                     kube,

@@ -326,10 +326,12 @@ def test_bad_step_input_is_shown_on_the_xr_with_its_field(delivery: Delivery) ->
         delivery.provider.apply(CRD_PULLS, xr, "xp-test")
 
         def failed() -> dict[str, Any] | None:
+            # Synced=False first says the Composition has no revision yet, for a moment.
             synced = condition(get(delivery.provider, CRD_PULLS, "bad-input"), "Synced")
-            return synced if synced.get("status") == "False" else None
+            failing = synced.get("status") == "False"
+            return synced if failing and "pollInterval" in synced.get("message", "") else None
 
-        synced = eventually(failed, what="the XR's Synced=False", timeout=TIMEOUT)
+        synced = eventually(failed, what="the XR's Synced=False naming the field", timeout=TIMEOUT)
         assert "input.pollInterval: must be a number of seconds or minutes" in synced["message"]
         assert "'1h'" in synced["message"]
     finally:
