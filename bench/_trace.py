@@ -101,12 +101,17 @@ class Trace:
             original = getattr(syncer, attr)
 
             def traced(
-                self: Any, event: str, obj: dict[str, Any], _o: Any = original, _s: str = side
+                self: Any,
+                event: str,
+                obj: dict[str, Any],
+                *rest: Any,
+                _o: Any = original,
+                _s: str = side,
             ) -> None:
                 now = time.perf_counter()
                 with trace._lock:
                     trace.events.append((now, _s, str(obj["metadata"]["name"])))
-                _o(self, event, obj)
+                _o(self, event, obj, *rest)
 
             setattr(syncer, attr, traced)
             self._undo.append(functools.partial(setattr, syncer, attr, original))

@@ -42,6 +42,7 @@ from connector.runtime.informer import Informer
 from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.common.objects import Obj
+from functions.common.placement import PLACEMENT_DEFAULT, placement_of
 from functions.object_syncer.types import Adoption
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,10 @@ class Manager:
         workers: int = 4,
         metrics: Metrics | None = None,
         permission_check_interval: float = 30.0,
+        connection_secrets: bool = True,
     ) -> None:
+        """``connection_secrets`` False: no connection Secret is read or written (the Helm
+        value ``connectionSecrets.enabled=false``, which leaves out the RBAC they need)."""
         self.consumer = consumer
         self.consumer_cluster = consumer_cluster
         self._started = False
@@ -79,6 +83,8 @@ class Manager:
         self._caches_changed = threading.Event()
         #: Each connection's adoption opt-in as last seen, to notice when it changes.
         self._adoptions: dict[str, Adoption | None] = {}
+        #: Each connection's placement of twins as last seen, likewise.
+        self._placements: dict[str, str] = {}
         self.recorder = EventRecorder(
             lambda _namespace, event: consumer.create(EVENTS, event),
             # What an earlier process (or leader) already told: not repeated after a restart.
@@ -149,8 +155,10 @@ class Manager:
             workers=workers,
             metrics=metrics,
             adoption=lambda name: Adoption.of_connection(self.connections.get(None, name)),
+            placement=lambda name: placement_of(self.connections.get(None, name)),
             get_binding=self._get_binding,
             notices=self.notices,
+            connection_secrets=connection_secrets,
         )
         self.binding_controller = BindingController(
             consumer,
@@ -177,6 +185,11 @@ class Manager:
             # Objects left in Conflict are looked at again under the new opt-in.
             self._adoptions[name] = adoption
             self.supervisor.resync(name)
+        placement = placement_of(None if event == "DELETED" else obj)
+        if self._placements.get(name, PLACEMENT_DEFAULT) != placement:
+            # Twins go elsewhere: the connection's syncers start again with the new placement.
+            self._placements[name] = placement
+            self.supervisor.refresh(name)
 
     def _on_consumer_crd(self, event: str, obj: Obj) -> None:
         self.connection_controller.on_consumer_crd(event, obj)

@@ -167,7 +167,12 @@ class Demo:
             )
         self.step("Starting two local clusters on 127.0.0.1: consumer and provider")
         try:
-            self.clusters = start_clusters(["consumer", "provider"], self.out_dir, keep_files=True)
+            self.clusters = start_clusters(
+                ["consumer", "provider"],
+                self.out_dir,
+                keep_files=True,
+                defer_controller_manager=["provider"],
+            )
         except EnvtestError as e:
             raise DemoError(f"Starting the local clusters failed: {e}") from e
         consumer_cluster, provider_cluster = self.clusters
@@ -192,8 +197,17 @@ class Demo:
             self.info(f"Function {function} (Crossplane's Python SDK) Healthy at {endpoint}")
 
         self._publish(provider)
-        self._bind(consumer, consumer_dir)
-        ns, name = self._create(consumer, provider, consumer_dir)
+        # The provider's garbage collector starts now that the XR kind exists: it learns new
+        # kinds only every 30 s, and the claim's Foreground deletion needs it to know the XR's
+        # (a provider that has run for a while knows its XRDs' kinds long before a deletion).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            collector_started = pool.submit(provider_cluster.start_controller_manager)
+            self._bind(consumer, consumer_dir)
+            ns, name = self._create(consumer, provider, consumer_dir)
+            try:
+                collector_started.result()
+            except EnvtestError as e:
+                raise DemoError(f"Starting the provider's controller manager failed: {e}") from e
         self._delete(consumer, provider, ns, name)
         self.step("Done: Crossplane reconciled the claim, its status came back, and it is gone.")
 
@@ -240,16 +254,18 @@ class Demo:
         self.info("  Crossplane generates the claim and XR CRDs from the XRD, owns them and")
         self.info("  reverts labels added to them by hand; it copies the XRD's labels to both.")
 
-        def claim_crd() -> dict[str, Any] | None:
-            crd = provider.get(CUSTOM_RESOURCE_DEFINITIONS, "nopresources.nop.example.org")
-            bindable = crd["metadata"].get("labels", {}).get(BINDABLE) == "true"
-            return crd if bindable and _condition(crd, "Established") else None
+        def generated(name: str) -> Callable[[], dict[str, Any] | None]:
+            def crd() -> dict[str, Any] | None:
+                got = provider.get(CUSTOM_RESOURCE_DEFINITIONS, name)
+                bindable = got["metadata"].get("labels", {}).get(BINDABLE) == "true"
+                established = _condition(got, "Established").get("status") == "True"
+                return got if bindable and established else None
 
-        eventually(claim_crd, what="Crossplane to serve the NopResource claim CRD, bindable")
-        for crd in ("nopresources.nop.example.org", "xnopresources.nop.example.org"):
-            got = _get_or_none(provider, CUSTOM_RESOURCE_DEFINITIONS, crd) or {}
-            label = got.get("metadata", {}).get("labels", {}).get(BINDABLE)
-            self.info(f"generated CRD {crd}: {BINDABLE}={label}")
+            return crd
+
+        for name in ("nopresources.nop.example.org", "xnopresources.nop.example.org"):
+            got = eventually(generated(name), what=f"Crossplane to serve the CRD {name}, bindable")
+            self.info(f"generated CRD {name}: {BINDABLE}={got['metadata']['labels'][BINDABLE]}")
 
     def _bind(self, consumer: KubeClient, consumer_dir: Path) -> None:
         def offered() -> dict[str, Any] | None:

@@ -115,6 +115,24 @@ def _values_files(paths: tuple[Path, ...]) -> dict[str, Any]:
     "required.",
 )
 @click.option(
+    "--placement",
+    type=click.Choice(["Default", "Isolated"]),
+    default=None,
+    help="Where twins go in the provider (the ClusterConnection's spec.placement). Default: "
+    "the consumer object's namespace; consumers of one provider then share namespaces and "
+    "can read each other's objects there. Isolated: a provider namespace of this consumer's "
+    "alone per consumer namespace, and an identity that can read and write nothing outside "
+    "them (needs ValidatingAdmissionPolicy, Kubernetes 1.30+). Default: as the connection "
+    "is (Default for a new one).",
+)
+@click.option(
+    "--connection-secrets",
+    is_flag=True,
+    help="Default placement: also let the identity read Secrets (connection details), in "
+    "EVERY namespace of the provider, other consumers' included. The Isolated placement "
+    "reads Secrets in its own namespaces only, without this flag.",
+)
+@click.option(
     "--secret-name",
     help="Name of the credentials Secret (default: <name without -connection>-kubeconfig, "
     "or -robot-token).",
@@ -214,6 +232,8 @@ def install(  # noqa: PLR0912 - one branch per flag that maps onto an option; fl
     control_plane: str | None,
     bound_apis: tuple[str, ...],
     isolation_policy: bool | None,
+    placement: str | None,
+    connection_secrets: bool,
     secret_name: str | None,
     upgrade: bool,
     chart_version: str | None,
@@ -279,6 +299,8 @@ def install(  # noqa: PLR0912 - one branch per flag that maps onto an option; fl
             "--upbound-token": upbound_token,
             "--secret-name": secret_name,
             "--isolation-policy/--no-isolation-policy": isolation_policy,
+            "--placement": placement,
+            "--connection-secrets": connection_secrets or None,
         }
         passed = [flag for flag, value in extra_flags.items() if value is not None]
         if passed:
@@ -300,6 +322,16 @@ def install(  # noqa: PLR0912 - one branch per flag that maps onto an option; fl
         raise click.UsageError(
             "--isolation-policy needs --provider-kubeconfig: with a robot token, install "
             "creates nothing in the provider."
+        )
+    if connection_secrets and provider_kubeconfig is None:
+        raise click.UsageError(
+            "--connection-secrets needs --provider-kubeconfig: with a robot token, install "
+            "creates nothing in the provider."
+        )
+    if connection_secrets and placement == "Isolated":
+        raise click.UsageError(
+            "--connection-secrets is for the Default placement; the Isolated placement reads "
+            "Secrets in this consumer's own provider namespaces already: drop it."
         )
     robot: RobotToken | None = None
     if upbound_token:
@@ -337,6 +369,8 @@ def install(  # noqa: PLR0912 - one branch per flag that maps onto an option; fl
         poll_interval=poll_interval,
         bound_apis=bound_apis,
         isolation_policy=isolation_policy,
+        placement=placement,
+        connection_secrets=connection_secrets,
         values=extra,
         chart=chart,
         chart_version=chart_version,

@@ -121,6 +121,14 @@ def parse_duration(text: str) -> float:
     show_default=True,
     help="Name of the leader-election Lease.",
 )
+@click.option(
+    "--connection-secrets/--no-connection-secrets",
+    default=True,
+    show_default=True,
+    help="Copy the provider's connection Secrets of objects that ask for one "
+    "(spec.writeConnectionSecretToRef) into their namespace. Off: they are told so in a "
+    "condition, and the connector needs no access to Secrets outside its own namespace.",
+)
 def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat on purpose
     kubeconfig: Path | None,
     context: str | None,
@@ -137,6 +145,7 @@ def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat 
     leader_elect: bool,
     leader_election_namespace: str,
     leader_election_id: str,
+    connection_secrets: bool,
 ) -> None:
     """Run the connector: pull bindable CRDs, bind APIs, sync objects both ways."""
     from connector.kube.client import KubeClient
@@ -203,6 +212,7 @@ def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat 
         resync_period=resync,
         workers=workers,
         metrics=metrics,
+        connection_secrets=connection_secrets,
     )
     stop = threading.Event()
     #: Set when the process must exit non-zero: lost leadership, or the manager failed to start.

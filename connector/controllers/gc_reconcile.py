@@ -42,6 +42,7 @@ from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common import LABEL_CONSUMER_UID
 from functions.common.objects import Obj, string_map
+from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer import ORPHAN_COLLECT, orphan_verdict
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,8 @@ class CollectDeps:
     delete_twin: Callable[[ObjectKey, Obj], None]
     #: Says what was deleted: a log line, a counter, an Event on the binding.
     collected: Callable[[ObjectKey, Obj], None]
+    #: The connection's placement: where the twin of a consumer object belongs.
+    placement: str = PLACEMENT_DEFAULT
 
 
 def collect_orphan(key: ObjectKey, deps: CollectDeps) -> Result:  # noqa: PLR0911 - a guard per reason to leave a twin be
@@ -71,7 +74,7 @@ def collect_orphan(key: ObjectKey, deps: CollectDeps) -> Result:  # noqa: PLR091
     if twin is None:
         return Result()
     bound = log.bind(object=str(key), consumer_cluster=deps.consumer_cluster)
-    verdict = orphan_verdict(twin, consumer_cluster=deps.consumer_cluster)
+    verdict = orphan_verdict(twin, consumer_cluster=deps.consumer_cluster, placement=deps.placement)
     if verdict != ORPHAN_COLLECT:
         bound.debug("A provider object without a consumer object is left alone.", why=verdict)
         return Result()
@@ -95,7 +98,12 @@ def collect_orphan(key: ObjectKey, deps: CollectDeps) -> Result:  # noqa: PLR091
 def collected_message(key: ObjectKey, twin: Obj) -> str:
     """The Event message (and log line) for a collected twin."""
     uid = string_map(twin, "labels").get(LABEL_CONSUMER_UID, "")
+    meta = twin.get("metadata") or {}
+    where = str(ObjectKey(str(meta.get("namespace") or ""), str(meta.get("name") or key.name)))
+    # In the isolated placement the twin's namespace is not the consumer object's.
+    origin = "" if where == str(key) else f" {key}"
     return (
-        f"Deleted {twin.get('kind')} {key} in the provider: its consumer object (uid {uid}) "
+        f"Deleted {twin.get('kind')} {where} in the provider: its consumer object{origin} "
+        f"(uid {uid}) "
         "no longer exists, and it had not asked for the Orphan deletion policy."
     )

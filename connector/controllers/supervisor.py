@@ -2,11 +2,12 @@
 
 ``SyncSupervisor`` merges the sync targets of every binding (``claims.SyncTarget``), and
 starts, restarts or stops one ``ObjectSyncer`` per (connection, bound resource) so that
-exactly the wanted ones run with the connection's current provider client. Each syncer
-reads its connection's adoption opt-in (``adoption``) at every reconcile; when it changes,
-:meth:`SyncSupervisor.resync` has the connection's syncers look at every object again.
-exactly the wanted ones run with the connection's current provider client. It also tells a
-syncer which binding covers a namespace, for the Events of the collector of orphaned twins.
+exactly the wanted ones run with the connection's current provider client and placement
+(a changed ``spec.placement`` restarts them; ``refresh``). Each syncer reads its
+connection's adoption opt-in (``adoption``) at every reconcile; when it changes,
+:meth:`SyncSupervisor.resync` has the connection's syncers look at every object again. It
+also tells a syncer which binding covers a namespace, for the Events of the collector of
+orphaned twins.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from connector.runtime.keys import BindingKey
 from connector.stages import Stages
 from functions.binder.types import BoundResource
 from functions.common.objects import Obj
+from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.types import Adoption
 
 
@@ -43,14 +45,19 @@ class SyncSupervisor:
         workers: int,
         metrics: Metrics | None = None,
         adoption: Callable[[str], Adoption | None] = lambda _connection: None,
+        placement: Callable[[str], str] = lambda _connection: PLACEMENT_DEFAULT,
         get_binding: Callable[[BindingKey], Obj | None] = lambda _key: None,
         notices: EventRecorder | None = None,
+        connection_secrets: bool = True,
     ) -> None:
         """``get_binding`` reads a binding from the cache; ``notices`` records the Events
         of the collector of orphaned twins on it (a recorder of their own, so that they
-        never count as resolving a binding's Warning)."""
+        never count as resolving a binding's Warning). ``connection_secrets``: whether
+        objects' connection Secrets are copied (``ObjectSyncer``)."""
+        self._connection_secrets = connection_secrets
         self._metrics = metrics
         self._adoption = adoption
+        self._placement = placement
         self._get_binding = get_binding
         self._notices = notices
         self._consumer = consumer
@@ -145,6 +152,7 @@ class SyncSupervisor:
                 resource=resource,
                 namespaces=None if resource.scope != "Namespaced" else namespaces,
                 provider=provider,
+                placement=self._placement(connection),
             )
         return desired
 
@@ -173,6 +181,7 @@ class SyncSupervisor:
                 adoption=partial(self._adoption, spec.connection),
                 binding_for=partial(self.binding_for, *key),
                 notices=self._notices,
+                connection_secrets=self._connection_secrets,
             )
             self._syncers[key] = syncer
             syncer.start()

@@ -1,12 +1,17 @@
 """Wires object syncing for one (connection, bound resource): an ``ObjectSyncer``.
 
+Long because it is the one place that wires a syncer's caches (consumer objects, twins)
+to every callable its reconcile is given (twin writes, finalizers, status, the collector
+of orphaned twins); the connection-Secret caches and writes are ``connection_secrets``'.
+
 Which syncers run is the ``supervisor``'s business. An ``ObjectSyncer`` watches the
 consumer objects of its resource (one informer per bound namespace for APIBindings, one
 cluster-wide otherwise) and their provider twins. The provider informer selects only this
 consumer's twins (``connect.upbound.io/managed=true,connect.upbound.io/consumer-cluster=<id>``):
 it scales with this consumer's objects. How a twin is written (create or apply,
 AlreadyExists, the hand-over of field ownership, adopting a twin another connector created)
-is decided by ``sync_reconcile``; this module makes the requests.
+is decided by ``sync_reconcile``; this module makes the requests. Where twins are, and the
+provider caches that watch them, follow the connection's placement (``twin_caches``).
 
 Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
 have caught up, so a reconcile right after a write acts on the object as written.
@@ -31,12 +36,15 @@ from functools import cached_property, partial
 import structlog
 
 from connector.controllers import ownership
+from connector.controllers.connection_secret_reconcile import reconcile_secret
+from connector.controllers.connection_secrets import ConnectionSecrets
 from connector.controllers.gc_reconcile import CollectDeps, collected_message
-from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
+from connector.controllers.sync_reconcile import WARNING_REASONS, SyncDeps, reconcile_object
+from connector.controllers.twin_caches import TwinCaches
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.metrics import Metrics
-from connector.kube.resources import NAMESPACES, Resource
+from connector.kube.resources import Resource
 from connector.runtime.controller import (
     Controller,
     cache_form,
@@ -50,18 +58,11 @@ from connector.runtime.keys import ObjectKey, key_of
 from connector.runtime.workqueue import Result
 from connector.stages import Stages
 from functions.binder.types import BoundResource
-from functions.common import (
-    ANNOTATION_ORIGIN_NAME,
-    ANNOTATION_ORIGIN_NAMESPACE,
-    FINALIZER,
-    LABEL_CONSUMER_CLUSTER,
-    LABEL_CONSUMER_NAME,
-    LABEL_CONSUMER_NAMESPACE,
-    MANAGED_LABEL,
-)
+from functions.common import FINALIZER, MANAGED_LABEL
 from functions.common.api import FIELD_MANAGER
 from functions.common.clock import now_rfc3339
-from functions.common.objects import Obj, label_value
+from functions.common.objects import Obj
+from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.types import Adoption
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,8 @@ class SyncSpec:
     #: None: every namespace.
     namespaces: frozenset[str] | None
     provider: KubeClient
+    #: The connection's ``spec.placement`` of twins.
+    placement: str = PLACEMENT_DEFAULT
 
     def same_as(self, other: SyncSpec) -> bool:
         return (
@@ -89,6 +92,7 @@ class SyncSpec:
             and self.resource == other.resource
             and self.namespaces == other.namespaces
             and self.provider is other.provider
+            and self.placement == other.placement
         )
 
 
@@ -109,10 +113,13 @@ class ObjectSyncer:
         adoption: Callable[[], Adoption | None] = lambda: None,
         binding_for: Callable[[str], Obj | None] = lambda _namespace: None,
         notices: EventRecorder | None = None,
+        connection_secrets: bool = True,
     ) -> None:
         """``binding_for`` gives the binding that covers a namespace (``""`` for
         cluster-scoped objects), on which ``notices`` records what the collector of
-        orphaned twins deleted."""
+        orphaned twins deleted. ``connection_secrets`` False: objects that ask for a
+        connection Secret are told it is turned off, and no Secret is read or written."""
+        self._connection_secrets = connection_secrets
         self._metrics = metrics
         self._adoption = adoption
         self._binding_for = binding_for
@@ -124,7 +131,6 @@ class ObjectSyncer:
         self._recorder = recorder
         self._cluster = consumer_cluster
         self._res = resource_of(spec.resource)
-        self._known_namespaces: set[str] = set()
         self._fresh_consumers: FreshObjects[ObjectKey] = FreshObjects()
         self._fresh_twins: FreshObjects[ObjectKey] = FreshObjects()
         name = f"{spec.connection}/{spec.resource.crd_name}"
@@ -159,22 +165,35 @@ class ObjectSyncer:
             )
             for scope in scopes
         }
-        selector = f"{MANAGED_LABEL}=true,{LABEL_CONSUMER_CLUSTER}={label_value(consumer_cluster)}"
-        self._provider_informer = Informer(
+        self._twins = TwinCaches(
             spec.provider,
             self._res,
-            label_selector=selector,
+            consumer_cluster=consumer_cluster,
+            placement=spec.placement,
             handler=self._on_twin,
             resync_period=resync_period,
-            name=f"provider/{name}",
+            name=name,
             metrics=self._metrics,
             transform=_twin_transform,
+        )
+
+        self._secrets = ConnectionSecrets(
+            name=name,
+            consumer=consumer,
+            provider=spec.provider,
+            resource=self._res,
+            crd_name=spec.resource.crd_name,
+            consumer_scopes=scopes,
+            key_of_twin=self._key_of_twin,
+            enqueue=self.controller.enqueue,
+            resync_period=resync_period,
+            metrics=metrics,
         )
 
     def start(self) -> None:
         for informer in self._consumer_informers.values():
             informer.start()
-        self._provider_informer.start()
+        self._twins.start()
         self.controller.start()
         self._log.info("Started syncing objects.", namespaces=self._scope_text())
 
@@ -183,7 +202,8 @@ class ObjectSyncer:
         self._background.shutdown(wait=True)
         for informer in self._consumer_informers.values():
             informer.stop()
-        self._provider_informer.stop()
+        self._twins.stop()
+        self._secrets.stop()
         self._log.info("Stopped syncing objects.")
 
     def resync(self) -> None:
@@ -208,23 +228,20 @@ class ObjectSyncer:
             return
         self.controller.enqueue(key)
 
-    def _on_twin(self, event: str, obj: Obj) -> None:
-        meta = obj.get("metadata", {})
-        annotations = meta.get("annotations") or {}
-        labels = meta.get("labels") or {}
-        name = annotations.get(ANNOTATION_ORIGIN_NAME) or labels.get(LABEL_CONSUMER_NAME)
-        namespace = annotations.get(ANNOTATION_ORIGIN_NAMESPACE) or labels.get(
-            LABEL_CONSUMER_NAMESPACE, ""
-        )
-        if not name:
-            name, namespace = meta.get("name"), meta.get("namespace") or ""
-        if not self._res.namespaced:
-            namespace = ""
-        if self._consumer_informer_for(str(namespace)) is None:
+    def _on_twin(self, event: str, obj: Obj, key: ObjectKey) -> None:
+        """A twin changed; ``key`` is the consumer object it stands for (``twin_caches``)."""
+        if self._consumer_informer_for(key.namespace) is None:
             return
-        key = ObjectKey(str(namespace), str(name))
         self._fresh_twins.observe(key, event, obj)
         self.controller.enqueue(key)
+
+    def _key_of_twin(self, namespace: str, name: str) -> ObjectKey | None:
+        """The consumer object of the twin at ``namespace/name`` in the provider (a provider
+        connection Secret's controller), if this syncer syncs it."""
+        key = self._twins.origin_of_twin(namespace, name)
+        if key is None or self._consumer_informer_for(key.namespace) is None:
+            return None
+        return key
 
     def _consumer_cache_changed(self, scope: str | None) -> None:
         """A consumer cache's health changed: once it has listed, queue the twins it holds
@@ -233,7 +250,7 @@ class ObjectSyncer:
         if not informer.has_synced:
             return
         # Keys only: listing would copy every cached object.
-        present, twins = set(informer.keys()), self._provider_informer.keys()
+        present, twins = set(informer.keys()), self._twins.keys()
         for key in twins:
             if key not in present and self._consumer_informer_for(key.namespace) is informer:
                 self.controller.enqueue(key)
@@ -253,14 +270,15 @@ class ObjectSyncer:
         return self._fresh_consumers.newest(key, informer.get(key.namespace or None, key.name))
 
     def _get_twin(self, key: ObjectKey) -> Obj | None:
-        if not self._provider_informer.has_synced:
+        synced, cached = self._twins.cached(key)
+        if not synced:
             # Before the first list, a missing twin says nothing: read it.
+            twin = self._twins.twin_key(key)
             try:
-                live = self._provider.get(self._res, key.name, namespace=key.namespace or None)
+                live = self._provider.get(self._res, twin.name, namespace=twin.namespace or None)
             except NotFoundError:
                 return self._fresh_twins.newest(key, None)
             return _twin_transform(live)
-        cached = self._provider_informer.get(key.namespace or None, key.name)
         return self._fresh_twins.newest(key, cached)
 
     def _consumer_synced(self, key: ObjectKey) -> bool:
@@ -273,10 +291,11 @@ class ObjectSyncer:
     def _delete_orphan(self, key: ObjectKey, twin: Obj) -> None:
         meta = twin.get("metadata") or {}
         self._fresh_twins.forget(key)
+        where = self._twins.twin_key(key)
         self._provider.delete(
             self._res,
-            key.name,
-            namespace=key.namespace or None,
+            where.name,
+            namespace=where.namespace or None,
             preconditions_uid=meta.get("uid"),
             preconditions_resource_version=meta.get("resourceVersion"),
         )
@@ -298,29 +317,13 @@ class ObjectSyncer:
         future = self._background.submit(work)
         return lambda: future.result()
 
-    def _ensure_namespace(self, namespace: str) -> None:
-        if namespace in self._known_namespaces:
-            return
-        try:
-            self._provider.get(NAMESPACES, namespace)
-        except NotFoundError:
-            try:
-                self._provider.create(
-                    NAMESPACES,
-                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                )
-                self._log.info("Created a namespace in the provider.", namespace=namespace)
-            except ConflictError:
-                pass  # created meanwhile by someone else: what we wanted
-        self._known_namespaces.add(namespace)
-
     @contextlib.contextmanager
     def _writing_in(self, twin: Obj) -> Iterator[None]:
         try:
             yield
         except NotFoundError:
             # The namespace went away since we saw it; create it on the next attempt.
-            self._known_namespaces.discard(str(twin.get("metadata", {}).get("namespace")))
+            self._twins.forget_namespace(str(twin.get("metadata", {}).get("namespace")))
             raise
 
     def _create_twin(self, obj: Obj) -> Obj:
@@ -334,16 +337,18 @@ class ObjectSyncer:
         return self._remember_twin(written)
 
     def _read_twin(self, key: ObjectKey) -> Obj:
-        live = self._provider.get(self._res, key.name, namespace=key.namespace or None)
+        where = self._twins.twin_key(key)
+        live = self._provider.get(self._res, where.name, namespace=where.namespace or None)
         return self._remember_twin(live)
 
     def _remember_twin(self, obj: Obj) -> Obj:
         twin = _twin_transform(obj)
-        self._fresh_twins.record(key_of(twin), twin)
+        self._fresh_twins.record(self._twins.origin_key(twin), twin)
         return twin
 
     def _hand_over_ownership(self, key: ObjectKey, twin: Obj) -> None:
-        name, namespace = key.name, key.namespace or None
+        where = self._twins.twin_key(key)
+        name, namespace = where.name, where.namespace or None
         ownership.hand_over(
             twin,
             FIELD_MANAGER,
@@ -358,7 +363,8 @@ class ObjectSyncer:
         """Hand what the connector that created the twin owns (the owners of its managed
         label) to our apply, labels and annotations only as far as ``wanted`` sets them (the
         other connector's origin labels stay its own, and on the twin)."""
-        name, namespace = key.name, key.namespace or None
+        where = self._twins.twin_key(key)
+        name, namespace = where.name, where.namespace or None
         meta = wanted.get("metadata") or {}
         for _ in range(5):
             live = self._provider.get(self._res, name, namespace=namespace)
@@ -398,8 +404,9 @@ class ObjectSyncer:
 
     def _delete_twin(self, key: ObjectKey) -> None:
         self._fresh_twins.forget(key)
+        where = self._twins.twin_key(key)
         with contextlib.suppress(NotFoundError):  # already gone: what we wanted
-            self._provider.delete(self._res, key.name, namespace=key.namespace or None)
+            self._provider.delete(self._res, where.name, namespace=where.namespace or None)
 
     def _set_finalizers(self, obj: Obj, finalizers: list[str]) -> None:
         meta = obj["metadata"]
@@ -443,7 +450,9 @@ class ObjectSyncer:
             get_twin=self._get_twin,
             sync=self._stages.sync,
             add_finalizer=self._add_finalizer,
-            ensure_provider_namespace=self._ensure_namespace,
+            ensure_provider_namespace=self._twins.ensure_namespace,
+            prepare_twin=self._twins.prepare,
+            placement=self.spec.placement,
             create_twin=self._create_twin,
             read_twin=self._read_twin,
             hand_over_ownership=self._hand_over_ownership,
@@ -452,14 +461,23 @@ class ObjectSyncer:
             write_consumer_status=self._write_status,
             remove_finalizer=self._remove_finalizer,
             warn=self._recorder.warning,
-            resolved=self._recorder.resolved,
+            resolved=partial(self._recorder.resolved, of=WARNING_REASONS),
             now=now_rfc3339,
             adoption=self._adoption,
             take_over_twin=self._take_over_twin,
             adopted=self._adopted,
             in_background=self._in_background,
+            connection_secret=partial(
+                reconcile_secret,
+                deps=self._secrets.deps(
+                    consumer_cluster=self._cluster,
+                    enabled=self._connection_secrets,
+                    recorder=self._recorder,
+                ),
+            ),
             collect=CollectDeps(
                 consumer_cluster=self._cluster,
+                placement=self.spec.placement,
                 consumer_synced=self._consumer_synced,
                 get_twin=self._get_twin,
                 read_consumer=self._read_consumer,

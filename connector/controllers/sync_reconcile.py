@@ -7,8 +7,12 @@ The stage decides; this module applies its effects in a fixed order, each only w
    there: the consumer's status is written by the next pass, which the reconcile asks for
    at once;
 2. delete the twin;
-3. write the consumer's status subresource;
-4. remove the finalizer (the consumer object may then disappear).
+3. bring the object's connection Secret in line (``connection_secret``, when given:
+   ``connection_secret_reconcile``), and merge its ``ConnectionSecretSynced`` verdict into
+   the status;
+4. write the consumer's status subresource;
+5. remove the finalizer (the consumer object may then disappear); a deleted object's
+   connection Secret went in step 3.
 
 A consumer object that is gone is handed to the collector of orphaned twins
 (``gc_reconcile``): its twin, if any, is deleted unless the object asked for Orphan.
@@ -65,21 +69,14 @@ import structlog
 
 from connector.controllers import ownership
 from connector.controllers.gc_reconcile import CollectDeps, collect_orphan
-from connector.kube.errors import (
-    BadRequestError,
-    ConflictError,
-    ForbiddenError,
-    KubeError,
-    NotFoundError,
-    ServerError,
-    TLSError,
-    TooManyRequestsError,
-    UnauthorizedError,
-    UnreachableError,
-    is_namespace_terminating,
-    is_rejection,
-    is_stale_write,
+from connector.controllers.write_failures import (
+    FAILURE_REASONS,
+    REASON_FINALIZER_REFUSED,
+    WriteFailure,
+    finalizer_failure,
+    write_failure,
 )
+from connector.kube.errors import ConflictError
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common import (
@@ -89,8 +86,10 @@ from functions.common import (
     find_condition,
     set_condition,
 )
-from functions.common.api import FIELD_MANAGER
+from functions.common.api import CONDITION_CONNECTION_SECRET, FIELD_MANAGER
 from functions.common.objects import Obj
+from functions.common.placement import PLACEMENT_DEFAULT
+from functions.object_syncer.connection_secret import Verdict
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -98,104 +97,19 @@ log = structlog.get_logger(__name__)
 #: How soon a deleted consumer object whose twin is not gone yet is looked at again.
 TWIN_GONE_RECHECK = 2.0
 
-#: ``APIBound`` reasons of a twin write the provider refused (:func:`write_failure`).
-REASON_REJECTED = "ProviderRejected"
-REASON_UNAUTHORIZED = "ProviderUnauthorized"
-REASON_FORBIDDEN = "ProviderForbidden"
-REASON_NAMESPACE_TERMINATING = "ProviderNamespaceTerminating"
-REASON_NAMESPACE_NOT_FOUND = "ProviderNamespaceNotFound"
-REASON_API_NOT_SERVED = "ProviderAPINotServed"
-REASON_WRITE_CONFLICT = "ProviderWriteConflict"
-REASON_BAD_REQUEST = "ProviderBadRequest"
-REASON_THROTTLED = "ProviderThrottled"
-REASON_SERVER_ERROR = "ProviderServerError"
-REASON_UNREACHABLE = "ProviderUnreachable"
-REASON_TLS = "ProviderTLSError"
-REASON_ERROR = "ProviderError"
-FAILURE_REASONS = frozenset(
-    {
-        REASON_REJECTED,
-        REASON_UNAUTHORIZED,
-        REASON_FORBIDDEN,
-        REASON_NAMESPACE_TERMINATING,
-        REASON_NAMESPACE_NOT_FOUND,
-        REASON_API_NOT_SERVED,
-        REASON_WRITE_CONFLICT,
-        REASON_BAD_REQUEST,
-        REASON_THROTTLED,
-        REASON_SERVER_ERROR,
-        REASON_UNREACHABLE,
-        REASON_TLS,
-        REASON_ERROR,
-    }
-)
 
-_LEADS = {
-    "create": "Creating the object in the provider failed",
-    "update": "Updating the object in the provider failed",
-    "delete": "Deleting the object in the provider failed",
-}
+def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
+    """Waits for the finalizer write; its error, if it failed."""
+    try:
+        wait()
+    except Exception as exc:
+        return exc
+    return None
 
 
-@dataclass(frozen=True)
-class WriteFailure:
-    """What the user is told about a twin write that failed: ``APIBound``'s reason and
-    message (which carries the server's own message)."""
-
-    reason: str
-    message: str
-
-
-def write_failure(error: BaseException, *, action: str) -> WriteFailure | None:
-    """The reason and message for a failed twin ``action`` (create, update, delete); None
-    for a failure the next attempt settles without a word (a write based on a stale read,
-    the twin gone meanwhile) and for anything that is not an API answer (a bug: it is raised
-    and logged with its traceback)."""
-    if not isinstance(error, KubeError):
-        return None
-    if is_rejection(error):
-        return WriteFailure(REASON_REJECTED, f"The provider rejected the object: {error}")
-    lead = _LEADS[action]
-    reason, why = _classified(error)
-    if reason is None:
-        return None
-    return WriteFailure(reason, f"{lead}: {why}{error}")
-
-
-def _classified(error: KubeError) -> tuple[str | None, str]:  # noqa: PLR0911 - a table: one return per error class
-    """The reason for ``error`` and what to say before the server's message."""
-    if isinstance(error, UnauthorizedError):
-        return REASON_UNAUTHORIZED, "the provider did not accept the connection's credentials: "
-    if is_namespace_terminating(error):
-        return REASON_NAMESPACE_TERMINATING, (
-            "its namespace is being deleted in the provider (retried until it is gone, then "
-            "created again): "
-        )
-    if isinstance(error, ForbiddenError):
-        return REASON_FORBIDDEN, ""
-    if isinstance(error, NotFoundError):
-        namespace = error.missing_namespace
-        if namespace is not None:
-            return REASON_NAMESPACE_NOT_FOUND, (
-                f"the namespace {namespace} does not exist in the provider (it is created "
-                "again on the next attempt): "
-            )
-        if error.object_missing:
-            return None, ""  # the twin went away meanwhile: the next pass sees it gone
-        return REASON_API_NOT_SERVED, "the provider does not serve the object's API: "
-    if isinstance(error, ConflictError):
-        return (None, "") if is_stale_write(error) else (REASON_WRITE_CONFLICT, "")
-    if isinstance(error, TooManyRequestsError):
-        return REASON_THROTTLED, "the provider kept throttling the connector: "
-    if isinstance(error, ServerError):
-        return REASON_SERVER_ERROR, f"the provider answered HTTP {error.status}: "
-    if isinstance(error, UnreachableError):
-        return REASON_UNREACHABLE, f"no answer from the provider ({error.cause}): "
-    if isinstance(error, TLSError):
-        return REASON_TLS, ""
-    if isinstance(error, BadRequestError):
-        return REASON_BAD_REQUEST, ""
-    return REASON_ERROR, ""
+#: The Warnings (``SyncDeps.warn``) of the twin's sync: what a return to ``APIBound=True``
+#: resolves, and nothing else of the object's (``EventRecorder.resolved(of=...)``).
+WARNING_REASONS = FAILURE_REASONS | {"Conflict"}
 
 
 def _nothing() -> None:
@@ -257,6 +171,14 @@ class SyncDeps:
     in_background: Callable[[Callable[[], None]], Callable[[], None]] = run_now
     #: The collector of orphaned twins (``gc_reconcile``); None: a gone object is left be.
     collect: CollectDeps | None = None
+    #: The connection-Secret step (``connection_secret_reconcile``), given the object and
+    #: its twin: returns the ``ConnectionSecretSynced`` condition to set (None: remove it).
+    connection_secret: Callable[[Obj, Obj | None], Verdict | None] | None = None
+    #: The connection's placement of twins (``functions.common.placement``).
+    placement: str = PLACEMENT_DEFAULT
+    #: Makes the twin's provider namespace ready to read (the isolated placement creates it
+    #: as the consumer's own and watches it); a failure is reported like a failed write.
+    prepare_twin: Callable[[ObjectKey], None] = lambda _key: None
 
 
 def write_twin(key: ObjectKey, wanted: Obj, twin: Obj | None, deps: SyncDeps) -> Obj | None:
@@ -285,6 +207,13 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         # Gone. With the finalizer in place, its deletion was handled while it existed; if
         # it went without (module doc), its twin is an orphan.
         return Result() if deps.collect is None else collect_orphan(key, deps.collect)
+    try:
+        deps.prepare_twin(key)
+    except Exception as exc:
+        failure = write_failure(exc, action="create")
+        if failure is None:
+            raise
+        return _report_failure(key, consumer, SyncResult(), failure, exc, deps)
     twin = deps.get_twin(key)
     result = deps.sync(
         SyncRequest(
@@ -293,6 +222,7 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
             consumer_cluster=deps.consumer_cluster,
             now=deps.now(),
             adoption=deps.adoption(),
+            placement=deps.placement,
         )
     )
     bound = log.bind(
@@ -307,7 +237,9 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         else _nothing
     )
     if result.provider_apply is None:
-        finalizer()
+        refused = _finalizer_error(finalizer)
+        if refused is not None:
+            return _report_refused_finalizer(key, consumer, result, refused, deps)
     else:
         namespace = result.provider_apply.get("metadata", {}).get("namespace")
         taken_from: list[str] = []
@@ -318,12 +250,19 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
                 taken_from = deps.take_over_twin(key, result.provider_apply)
             written = write_twin(key, result.provider_apply, twin, deps)
         except Exception as exc:
-            finalizer()
+            # The twin's failure is the one to report (the retry writes the finalizer too),
+            # unless the finalizer write found the object changed: a status written now
+            # would be refused as stale too, so the pass fails and is retried.
+            refused = _finalizer_error(finalizer)
+            if refused is not None and finalizer_failure(refused) is None:
+                raise refused from exc
             failure = write_failure(exc, action="create" if twin is None else "update")
             if failure is None:
                 raise
             return _report_failure(key, consumer, result, failure, exc, deps)
-        finalizer()
+        refused = _finalizer_error(finalizer)
+        if refused is not None:
+            return _report_refused_finalizer(key, consumer, result, refused, deps)
         if result.adopted:
             _report_adoption(consumer, taken_from, deps)
             bound.info(
@@ -350,6 +289,9 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
     if result.conflict is not None:
         deps.warn(consumer, "Conflict", result.conflict)
     status = result.consumer_status
+    if deps.connection_secret is not None:
+        verdict = deps.connection_secret(consumer, twin)
+        status = _with_secret_condition(consumer, status, verdict, deps.now())
     if status is not None:
         _write_status(consumer, status, deps)
     api_bound = find_condition(
@@ -359,6 +301,8 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
         before = _api_bound_of(consumer)
         if before is not None and before.get("reason") in FAILURE_REASONS:
             bound.info("The provider accepts the object again.", after=before.get("reason"))
+        elif before is not None and before.get("reason") == REASON_FINALIZER_REFUSED:
+            bound.info("The consumer cluster accepts the finalizer again.")
         deps.resolved(consumer, str(api_bound.get("reason")), str(api_bound.get("message")))
     if result.remove_finalizer:
         deps.remove_finalizer(consumer)
@@ -392,6 +336,8 @@ def _report_failure(
     failure: WriteFailure,
     error: BaseException,
     deps: SyncDeps,
+    *,
+    failed: str = "Writing the provider twin failed",
 ) -> Result:
     """``APIBound=False`` with the failure, a Warning Event (the recorder sends one per
     distinct problem), a log line when the problem changed, and a retry with backoff."""
@@ -401,16 +347,51 @@ def _report_failure(
         failure.reason,
         failure.message,
     ):
-        bound.warning(
-            "Writing the provider twin failed; retrying with backoff.",
-            reason=failure.reason,
-            error=str(error),
-        )
+        bound.warning(f"{failed}; retrying with backoff.", reason=failure.reason, error=str(error))
     else:
-        bound.debug("Writing the provider twin failed again.", reason=failure.reason)
+        bound.debug(f"{failed} again.", reason=failure.reason)
     deps.warn(consumer, failure.reason, failure.message)
     _write_status(consumer, _failed_status(consumer, result, failure, deps.now()), deps)
     return Result(requeue=True)
+
+
+def _with_secret_condition(
+    consumer: Obj, status: Obj | None, verdict: Verdict | None, now: str
+) -> Obj | None:
+    """``status`` (the consumer's own if None) with the connection-Secret verdict; None if
+    that leaves the consumer's status as it is."""
+    current = consumer.get("status") or {}
+    base = copy.deepcopy(status if status is not None else current)
+    conditions = base.get("conditions")
+    conditions = conditions if isinstance(conditions, list) else []
+    if verdict is None:
+        if find_condition(conditions, CONDITION_CONNECTION_SECRET) is None:
+            return status
+        base["conditions"] = [c for c in conditions if c.get("type") != CONDITION_CONNECTION_SECRET]
+    else:
+        base["conditions"] = set_condition(
+            conditions,
+            type_=CONDITION_CONNECTION_SECRET,
+            status=verdict.status,
+            reason=verdict.reason,
+            message=verdict.message,
+            now=now,
+            observed_generation=consumer.get("metadata", {}).get("generation"),
+        )
+    return None if base == current else dict(base)
+
+
+def _report_refused_finalizer(
+    key: ObjectKey, consumer: Obj, result: SyncResult, error: Exception, deps: SyncDeps
+) -> Result:
+    """A refused finalizer is told like a refused twin write (:func:`_report_failure`);
+    what the next attempt settles (a stale read) fails the pass, which is retried."""
+    failure = finalizer_failure(error)
+    if failure is None:
+        raise error
+    return _report_failure(
+        key, consumer, result, failure, error, deps, failed="Adding the finalizer failed"
+    )
 
 
 def _api_bound_of(consumer: Obj) -> Condition | None:

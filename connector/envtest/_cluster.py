@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,8 @@ class Cluster:
 
     ``controller_manager=False`` leaves kube-controller-manager out: deleted namespaces
     then stay ``Terminating`` and nothing collects garbage, for tests that need that.
+    ``defer_controller_manager=True`` starts it only when :meth:`start_controller_manager`
+    is called (see there why).
 
     Files live in ``<base_dir>/<name>/`` (certificates, etcd data, ``etcd.log``,
     ``kube-apiserver.log``, ``kube-controller-manager.log``, minted user kubeconfigs); the
@@ -117,6 +119,7 @@ class Cluster:
         extra_apiserver_args: Sequence[str] = (),
         extra_etcd_args: Sequence[str] = (),
         controller_manager: bool = True,
+        defer_controller_manager: bool = False,
         extra_controller_manager_args: Sequence[str] = (),
     ) -> None:
         if not _NAME_RE.match(name) or len(name) > 40:
@@ -136,6 +139,7 @@ class Cluster:
         self._extra_apiserver_args = list(extra_apiserver_args)
         self._extra_etcd_args = list(extra_etcd_args)
         self.controller_manager = controller_manager
+        self._controller_manager_deferred = controller_manager and defer_controller_manager
         self._extra_controller_manager_args = list(extra_controller_manager_args)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -187,7 +191,7 @@ class Cluster:
     def running(self) -> bool:
         """True while etcd, kube-apiserver and (if wanted) kube-controller-manager run."""
         procs = [self._etcd, self._apiserver]
-        if self.controller_manager:
+        if self.controller_manager and not self._controller_manager_deferred:
             procs.append(self._controller_manager)
         return all(p is not None and p.poll() is None for p in procs)
 
@@ -219,7 +223,7 @@ class Cluster:
                 self._prepare_files()
                 self._start_etcd(binaries, deadline)
                 self._start_apiserver(binaries, deadline)
-                if self.controller_manager:
+                if self.controller_manager and not self._controller_manager_deferred:
                     self._start_controller_manager(binaries, deadline)
                 break
             except ClusterStartError as e:
@@ -242,6 +246,56 @@ class Cluster:
         atexit.register(self.stop)
         self._log.info("Cluster is ready.", server=self.server, kubeconfig=str(self.kubeconfig))
         return self
+
+    def start_controller_manager(self) -> None:
+        """Start the kube-controller-manager of a cluster made with
+        ``defer_controller_manager=True``, and wait until its controllers work.
+
+        Why later: its garbage collector learns which kinds exist from discovery only every
+        30 s (a period kube-controller-manager does not let one change), and foreground
+        deletion of an object of a kind it does not know yet waits for that. Started once
+        the kinds exist (say, the CRDs Crossplane generates from a freshly published XRD),
+        it knows them from its first discovery, as a long-running cluster's would.
+
+        Raises:
+            EnvtestError: the cluster has not been started, or its controller manager is not
+                deferred (it runs already, or the cluster has none).
+            ClusterStartError: kube-controller-manager did not come up (its log's tail).
+        """
+        with self._lock:
+            if not self._started or self._started_binaries is None:
+                raise EnvtestError(f"cluster {self.name!r} has not been started")
+            if not self._controller_manager_deferred:
+                raise EnvtestError(
+                    f"cluster {self.name!r} has no deferred kube-controller-manager to start"
+                )
+            binaries = self._started_binaries
+        self._start_controller_manager(binaries, time.monotonic() + self._startup_timeout)
+        self._controller_manager_deferred = False
+
+    def restart_controller_manager(self) -> None:
+        """Stop kube-controller-manager and start it again; wait until its controllers work.
+
+        For tests and tools that create kinds (CRDs, XRDs) and soon after rely on garbage
+        collection of their objects: the fresh garbage collector knows every kind that
+        exists now, instead of learning new ones on its next 30 s discovery resync (see
+        :meth:`start_controller_manager`). It keeps no state a restart would lose; it works
+        from what the API server holds.
+
+        Raises:
+            EnvtestError: the cluster has not been started, or runs no controller manager.
+            ClusterStartError: kube-controller-manager did not come up again.
+        """
+        with self._lock:
+            if not self._started or self._started_binaries is None:
+                raise EnvtestError(f"cluster {self.name!r} has not been started")
+            if not self.controller_manager or self._controller_manager_deferred:
+                raise EnvtestError(f"cluster {self.name!r} runs no kube-controller-manager")
+            proc, self._controller_manager = self._controller_manager, None
+            binaries = self._started_binaries
+        if proc is not None:
+            _process.terminate(proc, timeout=self._stop_timeout)
+        self._start_controller_manager(binaries, time.monotonic() + self._startup_timeout)
 
     def stop(self) -> None:
         """Stop kube-controller-manager, kube-apiserver, then etcd, and remove the files
@@ -642,8 +696,12 @@ def start_clusters(
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     keep_files: bool = False,
     controller_manager: bool = True,
+    defer_controller_manager: Collection[str] = (),
 ) -> list[Cluster]:
     """Start one cluster per name in parallel; all or nothing.
+
+    The clusters named in ``defer_controller_manager`` start their kube-controller-manager
+    only when asked (:meth:`Cluster.start_controller_manager`).
 
     Returns the started clusters in the order of ``names``. If any fails, the others are
     stopped (the failed ones keep their logs) and the first failure is raised, with the
@@ -661,6 +719,7 @@ def start_clusters(
             startup_timeout=startup_timeout,
             keep_files=keep_files,
             controller_manager=controller_manager,
+            defer_controller_manager=name in defer_controller_manager,
         )
         for name in names
     ]

@@ -40,8 +40,8 @@ from connector.install.permissions import (
     consumer_permissions,
     forbidden,
     list_crds_permission,
-    provider_permissions,
 )
+from connector.install.placement import effective_placement, placed_access, retire_isolated
 from connector.install.release import (
     ReleasePlan,
     carried_over,
@@ -74,11 +74,9 @@ from connector.kube import (
     NotFoundError,
 )
 from functions.binder import (
-    AccessRequest,
     AccessResult,
     BoundResource,
     bound_resource,
-    provider_access,
 )
 from functions.common import BINDABLE_LABEL, LABEL_MANAGED_BY, MANAGED_BY
 
@@ -100,6 +98,8 @@ class Plan:
     access: AccessResult | None
     #: None: the isolation policy is not applied (robot token, opted out, or not served).
     isolation: Isolation | None
+    #: The connection's ``spec.placement`` after install (``--placement``, else as it is).
+    placement: str
     secret_name: str
     existing_secret: dict[str, Any] | None
     #: The ClusterConnection of that name as it is (None: not there yet).
@@ -211,13 +211,15 @@ def validate(  # noqa: PLR0912, PLR0915 - the checks before any write, in the or
 
     access: AccessResult | None = None
     isolation: Isolation | None = None
+    placement = effective_placement(opts.placement, connection)
     if provider is not None:
         check_reachable(provider)
         check_permissions(provider, [list_crds_permission()])
         offered = offered_apis(provider)
         resources = [bound_resource(a) for a in select_apis(offered, opts.bound_apis)]
-        access = provider_access(AccessRequest(consumer_name=consumer_name, resources=resources))
-        check_permissions(provider, provider_permissions(access))
+        access = placed_access(
+            provider, consumer_name, resources, placement, opts.connection_secrets, report=report
+        )
         report(
             f"Provider cluster {provider.client.server} is reachable and offers "
             f"{counted(len(offered), 'bindable API')}"
@@ -284,6 +286,7 @@ def validate(  # noqa: PLR0912, PLR0915 - the checks before any write, in the or
         resources=resources,
         access=access,
         isolation=isolation,
+        placement=placement,
         secret_name=secret_name,
         existing_secret=existing_secret,
         connection=connection,
@@ -305,7 +308,7 @@ def _check_ours(obj: Mapping[str, Any] | None, what: str, flag: str) -> None:
         )
 
 
-def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when the plan says so
+def execute(  # noqa: PLR0912, PLR0915 - the install's steps in order, each skipped when the plan says so
     opts: InstallOptions, plan: Plan, *, report: Report
 ) -> None:
     """Phase 2: the provider's side first, then the consumer's; each step idempotent."""
@@ -324,6 +327,7 @@ def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when 
             existing_secret=plan.existing_secret,
             report=report,
         )
+        retire_isolated(plan.provider.client, plan.placement, plan.consumer_name, report=report)
         secret_data = {"kubeconfig": kubeconfig}
         secret_kind = "KubeConfig"
     elif opts.robot is not None:
@@ -390,7 +394,7 @@ def execute(  # noqa: PLR0912 - the install's steps in order, each skipped when 
     try:
         client.apply(
             CLUSTER_CONNECTIONS,
-            _connection(opts, plan.secret_name, secret_kind, plan.connection),
+            _connection(opts, plan.secret_name, secret_kind, plan.connection, plan.placement),
             FIELD_MANAGER,
         )
     except KubeError as e:
@@ -415,7 +419,8 @@ def describe_plan(opts: InstallOptions, plan: Plan) -> list[str]:
         lines.append(
             f"Provider {server}: create or update the identity {plan.access.namespace}/"
             f"{plan.access.service_account} with access to "
-            f"{counted(len(plan.resources), 'bound API')}, and its token."
+            f"{counted(len(plan.resources), 'bound API')} in the {plan.placement} placement, "
+            "and its token."
         )
     if plan.takeover is not None:
         lines += describe(plan.takeover, opts.namespace)
@@ -466,7 +471,11 @@ def _secret(opts: InstallOptions, name: str, data: Mapping[str, str]) -> dict[st
 
 
 def _connection(
-    opts: InstallOptions, secret_name: str, secret_kind: str, current: Mapping[str, Any] | None
+    opts: InstallOptions,
+    secret_name: str,
+    secret_kind: str,
+    current: Mapping[str, Any] | None,
+    placement: str,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "secretRef": {
@@ -475,6 +484,8 @@ def _connection(
             "namespace": opts.namespace,
         },
         "crdManagement": {"pullBehavior": "Pull"},
+        # Always set: the provider access install just created is for this placement.
+        "placement": placement,
     }
     adoption = adoption_spec(opts.adopt, current)
     if adoption is not None:

@@ -109,6 +109,12 @@ class InstallOptions:
     #: required, the install is refused before writing when the provider does not serve it;
     #: False: install neither applies nor changes it.
     isolation_policy: bool | None = None
+    #: The connection's ``spec.placement`` (``Default`` or ``Isolated``), and the provider
+    #: access install creates for it; None: as the connection is (``Default`` for a new one).
+    placement: str | None = None
+    #: Default placement: also let the identity read Secrets (connection details), in every
+    #: namespace. The isolated placement grants it in the consumer's own namespaces always.
+    connection_secrets: bool = False
     #: Install only the connector (CRDs and Helm release): no credentials Secret, no
     #: ClusterConnection, nothing in the provider (``up``'s ``--skip-connection``). The
     #: APIs it may sync come from the ClusterConnections already in the consumer and from

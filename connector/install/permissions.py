@@ -88,7 +88,13 @@ def list_crds_permission() -> Permission:
 def provider_permissions(access: AccessResult) -> list[Permission]:
     """What ``install`` does in the provider with an admin's kubeconfig."""
     ns = access.namespace
+    kinds = {str(obj["kind"]) for obj in access.objects}
+    # The isolated placement's access includes an admission policy.
+    policy = (
+        isolation_permissions(("create", "patch")) if "ValidatingAdmissionPolicy" in kinds else []
+    )
     return [
+        *policy,
         list_crds_permission(),
         Permission(verb="create", resource="namespaces"),
         Permission(verb="patch", resource="namespaces"),
@@ -119,6 +125,12 @@ def revoke_permissions(access: AccessResult) -> list[Permission]:
     """What ``uninstall`` does in the provider: read and delete what install created there."""
     ns = access.namespace
     needs = isolation_permissions(("get", "delete"))
+    # The RoleBindings the connector created in the consumer's own namespaces (isolated
+    # placement) are found by their labels, wherever they are.
+    needs += [
+        Permission(verb="list", group=_RBAC, resource="rolebindings"),
+        Permission(verb="delete", group=_RBAC, resource="rolebindings"),
+    ]
     for verb in ("get", "delete"):
         needs += [
             Permission(verb=verb, group=_RBAC, resource="clusterrolebindings"),

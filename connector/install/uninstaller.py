@@ -37,11 +37,13 @@ from connector.kube import (
     Resource,
 )
 from connector.kube.resources import (
+    ROLE_BINDINGS,
     VALIDATING_ADMISSION_POLICIES,
     VALIDATING_ADMISSION_POLICY_BINDINGS,
 )
 from functions.binder import AccessRequest, provider_access
 from functions.binder.isolation import policy_name
+from functions.binder.placement import OBJECTS_ROLE_BINDING
 from functions.common import (
     FINALIZER,
     LABEL_CONNECTION,
@@ -50,6 +52,7 @@ from functions.common import (
     MANAGED_BY,
     label_value,
 )
+from functions.common.placement import PLACEMENT_ISOLATED
 
 __all__ = ["revocation_order", "uninstall"]
 
@@ -158,9 +161,15 @@ def revocation_order(consumer_name: str) -> list[tuple[Resource, str, str | None
 
     The ClusterRoleBinding first (access ends at once), the ServiceAccount before its
     namespace (its tokens stop working at once, even where namespace deletion takes long),
-    the isolation policy last (never an unconfined identity).
+    the isolation policy last (never an unconfined identity). The isolated placement's
+    objects are included, whichever placement install used (what is not there is skipped):
+    its objects role, and its placement policy after the ClusterRoleBinding that let the
+    identity create namespaces and RoleBindings. The RoleBindings in the consumer's own
+    namespaces are not listed here: they are found by label (``_revoke_provider``).
     """
-    access = provider_access(AccessRequest(consumer_name=consumer_name, resources=[]))
+    access = provider_access(
+        AccessRequest(consumer_name=consumer_name, resources=[], placement=PLACEMENT_ISOLATED)
+    )
     name = policy_name(consumer_name)
     identity = [
         (
@@ -191,6 +200,23 @@ def _revoke_provider(
     ours = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONSUMER_CLUSTER: label_value(consumer_name)}
     removed = kept = 0
     try:
+        # First: the grants in the consumer's own namespaces (isolated placement) end its
+        # access to its objects there at once. The namespaces and the twins in them stay.
+        selector = ",".join(f"{key}={value}" for key, value in ours.items())
+        bindings, _ = client.list(ROLE_BINDINGS, None, label_selector=selector)
+        grants = [
+            b for b in bindings if (b.get("metadata") or {}).get("name") == OBJECTS_ROLE_BINDING
+        ]
+        for binding in grants:
+            meta = binding["metadata"]
+            _delete(client, ROLE_BINDINGS, str(meta["name"]), str(meta["namespace"]))
+        removed += len(grants)
+        if grants:
+            report(
+                f"Provider: deleted consumer {consumer_name}'s RoleBindings in "
+                f"{counted(len(grants), 'namespace')} of its own; the namespaces and the "
+                "objects in them stay."
+            )
         for res, obj_name, namespace in revocation_order(consumer_name):
             kind = res.kind
             where = f"{namespace}/{obj_name}" if namespace else obj_name

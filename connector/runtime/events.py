@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 import structlog
@@ -61,8 +61,8 @@ class EventRecorder:
         self._instance = socket.gethostname()
         #: Events emitted recently: (object, type, reason, message) -> when.
         self._seen: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()
-        #: Objects whose latest Event is a Warning that has not been resolved.
-        self._warned: set[str] = set()
+        #: Objects with Warnings that have not been resolved, and those Warnings' reasons.
+        self._warned: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def warning(self, obj: Obj, reason: str, message: str) -> None:
@@ -71,19 +71,36 @@ class EventRecorder:
     def normal(self, obj: Obj, reason: str, message: str) -> None:
         self.record(obj, "Normal", reason, message)
 
-    def resolved(self, obj: Obj, reason: str, message: str) -> None:
+    def resolved(
+        self, obj: Obj, reason: str, message: str, *, of: Collection[str] | None = None
+    ) -> None:
         """A Normal Event, only if the object has an unresolved Warning; forgets the
-        object's Warnings, so that a relapse into one of them is reported again."""
+        object's Warnings, so that a relapse into one of them is reported again.
+
+        ``of`` limits both to Warnings of those reasons: an object can have two problems
+        of its own (its twin, its connection Secret), and one recovering must neither be
+        told as the other's recovery nor make the other's Warning be emitted again."""
         ident = _ident(obj)
         with self._lock:
-            if ident not in self._warned:
+            warned = self._warned.get(ident, set())
+            gone = set(warned) if of is None else warned & set(of)
+            if not gone:
                 return
-            self._warned.discard(ident)
-            for key in [k for k in self._seen if k[0] == ident]:
+            warned -= gone
+            if not warned:
+                self._warned.pop(ident, None)
+            for key in [
+                k
+                for k in self._seen
+                if k[0] == ident and (k[2] in gone or (k[1] == "Normal" and k[2] == reason))
+            ]:
                 del self._seen[key]
-        self.record(obj, "Normal", reason, message)
+        self._record(obj, "Normal", reason, message, resolving=True)
 
     def record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        self._record(obj, type_, reason, message, resolving=False)
+
+    def _record(self, obj: Obj, type_: str, reason: str, message: str, *, resolving: bool) -> None:
         meta = obj.get("metadata", {})
         ident = _ident(obj)
         message = message[:1024]
@@ -98,9 +115,9 @@ class EventRecorder:
             age = self._told_before(namespace, obj, reason, message)
             if age is not None and age < self._repeat_after:
                 # Said already by an earlier process: remember it as said then.
-                self._remember(key, ident, type_, now - age)
+                self._remember(key, type_, now - age, resolving=resolving)
                 return
-        self._remember(key, ident, type_, now)
+        self._remember(key, type_, now, resolving=resolving)
         stamp = self._now()
         event: Obj = {
             "apiVersion": "v1",
@@ -135,17 +152,19 @@ class EventRecorder:
             )
 
     def _remember(
-        self, key: tuple[str, str, str, str], ident: str, type_: str, when: float
+        self, key: tuple[str, str, str, str], type_: str, when: float, *, resolving: bool
     ) -> None:
+        ident, reason = key[0], key[2]
         with self._lock:
             self._seen[key] = when
             self._seen.move_to_end(key)
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
             if type_ == "Warning":
-                self._warned.add(ident)
-            else:
-                self._warned.discard(ident)
+                self._warned.setdefault(ident, set()).add(reason)
+            elif not resolving:
+                # A Normal Event of another kind (Adopted, say) ends every Warning's story.
+                self._warned.pop(ident, None)
 
     def _told_before(self, namespace: str, obj: Obj, reason: str, message: str) -> float | None:
         """Seconds since this connector last emitted this Warning on the object, if no Normal

@@ -108,7 +108,8 @@ class Backoff:
 
 
 class Informer:
-    """Keeps a cache of ``res`` objects (optionally one namespace and a label selector)."""
+    """Keeps a cache of ``res`` objects (optionally one namespace, a label selector and a
+    field selector)."""
 
     def __init__(
         self,
@@ -117,6 +118,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         handler: Handler,
         resync_period: float | None = None,
         name: str,
@@ -130,6 +132,7 @@ class Informer:
         self.res = res
         self.namespace = namespace
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.name = name
         self.resync_period = resync_period
         self.watch_timeout_seconds = watch_timeout_seconds
@@ -245,7 +248,11 @@ class Informer:
         """List, replace the cache, and deliver the difference to the handler."""
         # Transformed page by page: a cache of many objects never holds them all in full.
         items, resource_version = self.client.list(
-            self.res, self.namespace, self.label_selector, transform=self._transform
+            self.res,
+            self.namespace,
+            self.label_selector,
+            field_selector=self.field_selector,
+            transform=self._transform,
         )
         fresh = {key_of(obj): obj for obj in items}
         events: list[tuple[str, Object]] = []
@@ -289,6 +296,7 @@ class Informer:
             self.resource_version,
             self.namespace,
             self.label_selector,
+            field_selector=self.field_selector,
             timeout_seconds=timeout,
         )
         with self._lock:

@@ -7,7 +7,12 @@ that names exactly the bound APIs, never a wildcard.
 Mapping, one XR per binding of a consumer:
 
 - step input ``Input`` of ``binder.fn.connect.upbound.io/v1alpha1``: ``consumerName``
-  (required), the consumer cluster's identity;
+  (required), the consumer cluster's identity; ``placement`` (optional): ``Default``
+  grants the bound APIs cluster-wide, ``Isolated`` only in the consumer's own provider
+  namespaces (and composes the admission policy that confines which namespaces and
+  RoleBindings the identity creates); ``connectionSecrets`` (optional, Default placement
+  only): also grant reading Secrets, in every namespace (the isolated placement grants it
+  in the consumer's own namespaces always);
 - XR ``spec.binding``: the ClusterAPIBinding or APIBinding as observed in the consumer;
   ``spec.connection`` (optional): its ClusterConnection with ``status.offeredAPIs``; both
   live in the consumer cluster, so the XR carries them and no requirement is needed;
@@ -35,7 +40,14 @@ from functions.adapters import (
 )
 from functions.binder import logic
 from functions.binder.types import AccessRequest, BindRequest
-from functions.common import CONDITION_READY, find_condition, require_dict, require_str
+from functions.common import (
+    CONDITION_READY,
+    InvalidInputError,
+    find_condition,
+    require_dict,
+    require_str,
+)
+from functions.common.placement import check_placement
 
 INPUT_API_VERSION = "binder.fn.connect.upbound.io/v1alpha1"
 INPUT_KIND = "Input"
@@ -45,6 +57,7 @@ _FIELDS = {
     "binding": "composite.spec.binding",
     "connection": "composite.spec.connection",
     "consumer_name": "input.consumerName",
+    "placement": "input.placement",
 }
 
 
@@ -52,6 +65,10 @@ class BinderFunction(StageFunction):
     def run(self, req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse, *, now: str) -> None:
         fn_input = function_input(req, api_version=INPUT_API_VERSION, kind=INPUT_KIND)
         consumer_name = require_str(fn_input.get("consumerName"), "input.consumerName")
+        placement = check_placement(fn_input.get("placement"), "input.placement")
+        secrets = fn_input.get("connectionSecrets", False)
+        if not isinstance(secrets, bool):
+            raise InvalidInputError("input.connectionSecrets", "must be true or false")
         spec = require_dict(observed_composite(req).get("spec"), "composite.spec")
         binding = require_dict(spec.get("binding"), "composite.spec.binding")
         connection = spec.get("connection")
@@ -70,7 +87,12 @@ class BinderFunction(StageFunction):
         if bound.resources:
             with fields_renamed(_FIELDS):
                 access = logic.provider_access(
-                    AccessRequest(consumer_name=consumer_name, resources=bound.resources)
+                    AccessRequest(
+                        consumer_name=consumer_name,
+                        resources=bound.resources,
+                        placement=placement,
+                        connection_secrets=secrets,
+                    )
                 )
             for obj in access.objects:
                 # Namespaces, identities and RBAC have no Ready condition: ready once applied.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.binder.logic import NAMESPACE_PREFIX, SERVICE_ACCOUNT
+from functions.binder.placement import identity_username
 from functions.binder.types import BoundResource
 from functions.common import (
     LABEL_CONSUMER_CLUSTER,
@@ -65,8 +65,7 @@ def isolation_policy(consumer_name: str, resources: list[BoundResource]) -> list
     identity is the ServiceAccount ``provider_access`` creates for it.
     """
     consumer = require_str(consumer_name, "consumer_name")
-    consumer_id = dns_label(consumer, max_length=63 - len(NAMESPACE_PREFIX))
-    username = f"system:serviceaccount:{NAMESPACE_PREFIX}{consumer_id}:{SERVICE_ACCOUNT}"
+    username = identity_username(consumer)
     value = label_value(consumer)
     name = policy_name(consumer)
     plurals_by_group: dict[str, set[str]] = {}

@@ -7,13 +7,23 @@ group) or a CRD name ``<plural>.<group>`` (that one API).
 ``bound_resource`` turns an offered API into the resource a binding syncs.
 
 ``provider_access`` is the provider-side half: the namespace, identity and least-privilege
-role one consumer cluster uses on the provider, limited to the APIs bound to it.
+role one consumer cluster uses on the provider, limited to the APIs bound to it. In the
+isolated placement the bound namespaced APIs (and Secrets) are granted only in the
+consumer's own provider namespaces (``functions.binder.placement``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from functions.binder.placement import (
+    HOME_PREFIX,
+    SERVICE_ACCOUNT,
+    consumer_id,
+    namespaced,
+    objects_role_name,
+    placement_policy,
+)
 from functions.binder.types import (
     AccessRequest,
     AccessResult,
@@ -31,7 +41,6 @@ from functions.common import (
     InvalidInputError,
     Obj,
     api_group,
-    dns_label,
     find_condition,
     label_value,
     metadata,
@@ -39,6 +48,7 @@ from functions.common import (
     require_str,
     set_condition,
 )
+from functions.common.placement import PLACEMENT_DEFAULT, check_placement
 from functions.crd_puller.types import OfferedAPI, WithheldAPI
 
 CLUSTER_BINDING_KIND = "ClusterAPIBinding"
@@ -56,12 +66,13 @@ REASON_INVALID_BINDING = "InvalidBinding"
 OBJECT_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 #: The connector creates a missing namespace in the provider before its first object there.
 NAMESPACE_VERBS = ("get", "list", "watch", "create")
+#: Connection Secrets (Crossplane's ``writeConnectionSecretToRef``) are read, never written.
+SECRET_VERBS = ("get", "list", "watch")
 #: The CRD-puller reads provider CRDs. CRDs are cluster-wide and RBAC cannot narrow a list by
 #: label, so reading all of them is the least that works.
 CRD_VERBS = ("get", "list", "watch")
-SERVICE_ACCOUNT = "consumer"
 TOKEN_SECRET = "consumer-token"
-NAMESPACE_PREFIX = "connector-"
+NAMESPACE_PREFIX = HOME_PREFIX
 
 
 def bind(req: BindRequest) -> BindResult:  # noqa: PLR0911, PLR0912 - a decision table; each verdict returns
@@ -273,9 +284,9 @@ def _not_offered_message(name: str, connection_name: str, offered: list[OfferedA
 def provider_access(req: AccessRequest) -> AccessResult:
     """The provider objects that give consumer ``req.consumer_name`` access to its APIs."""
     consumer = require_str(req.consumer_name, "consumer_name")
-    consumer_id = dns_label(consumer, max_length=63 - len(NAMESPACE_PREFIX))
-    namespace = NAMESPACE_PREFIX + consumer_id
-    role_name = f"{MANAGED_BY}:consumer:{consumer_id}"
+    placement = check_placement(req.placement)
+    namespace = NAMESPACE_PREFIX + consumer_id(consumer)
+    role_name = f"{MANAGED_BY}:consumer:{consumer_id(consumer)}"
     labels = {LABEL_CONSUMER_CLUSTER: label_value(consumer), LABEL_MANAGED_BY: MANAGED_BY}
 
     def meta(name: str, *, namespaced: bool = False) -> dict[str, Any]:
@@ -299,11 +310,27 @@ def provider_access(req: AccessRequest) -> AccessResult:
             "metadata": token_meta,
             "type": "kubernetes.io/service-account-token",
         },
+    ]
+    if placement == PLACEMENT_DEFAULT:
+        rules = _rules(req.resources, secrets=req.connection_secrets)
+    else:
+        # The admission policy comes before any grant it confines.
+        objects += placement_policy(consumer)
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta(objects_role_name(consumer)),
+                "rules": _object_rules(namespaced(req.resources), secrets=True),
+            }
+        )
+        rules = _isolated_rules(consumer, req.resources)
+    objects += [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": meta(role_name),
-            "rules": _rules(req.resources),
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -327,8 +354,50 @@ def provider_access(req: AccessRequest) -> AccessResult:
     )
 
 
-def _rules(resources: list[BoundResource]) -> list[dict[str, Any]]:
-    """RBAC rules for exactly ``resources``: one rule per group, sorted; never a wildcard."""
+def _rules(resources: list[BoundResource], *, secrets: bool) -> list[dict[str, Any]]:
+    """The default placement's cluster-wide rules: exactly ``resources``, namespaces, CRDs
+    read, and, if ``secrets``, Secrets read (in every namespace)."""
+    rules = _object_rules(resources, secrets=secrets)
+    rules.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": list(NAMESPACE_VERBS)})
+    rules.append(_crd_rule())
+    return rules
+
+
+def _isolated_rules(consumer: str, resources: list[BoundResource]) -> list[dict[str, Any]]:
+    """The isolated placement's cluster-wide rules: CRDs read, cluster-scoped bound APIs
+    (which have no namespace to confine them to), and what creating its own namespaces and
+    granting itself its objects role there takes (``functions.binder.placement``)."""
+    cluster_scoped = [r for r in resources if r.scope != "Namespaced"]
+    rules = _object_rules(cluster_scoped, secrets=False) if cluster_scoped else []
+    rules += [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["rolebindings"],
+            "verbs": ["create"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": [objects_role_name(consumer)],
+            "verbs": ["bind"],
+        },
+        _crd_rule(),
+    ]
+    return rules
+
+
+def _crd_rule() -> dict[str, Any]:
+    return {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": list(CRD_VERBS),
+    }
+
+
+def _object_rules(resources: list[BoundResource], *, secrets: bool) -> list[dict[str, Any]]:
+    """RBAC rules for exactly ``resources`` (one rule per group, sorted; never a wildcard),
+    and Secrets read if ``secrets``."""
     plurals_by_group: dict[str, set[str]] = {}
     for i, resource in enumerate(resources):
         group = require_str(resource.group, f"resources[{i}].group")
@@ -349,12 +418,6 @@ def _rules(resources: list[BoundResource]) -> list[dict[str, Any]]:
                 "verbs": ["get"],
             }
         )
-    rules.append({"apiGroups": [""], "resources": ["namespaces"], "verbs": list(NAMESPACE_VERBS)})
-    rules.append(
-        {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
-            "verbs": list(CRD_VERBS),
-        }
-    )
+    if secrets:
+        rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)})
     return rules

@@ -82,12 +82,21 @@ class AccessRequest:
 
     consumer_name: str
     resources: list[BoundResource]
+    #: Where the consumer's twins are placed (``functions.common.placement``): ``Default``
+    #: grants the bound APIs cluster-wide; ``Isolated`` grants them (and Secrets) only in
+    #: this consumer's own provider namespaces.
+    placement: str = "Default"
+    #: Default placement only: may the identity read Secrets (connection details)? Where the
+    #: role reaches, i.e. in every namespace. The isolated placement always grants Secrets
+    #: reads, in the consumer's own namespaces only.
+    connection_secrets: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class AccessResult:
     #: Objects to apply on the provider, in order (Namespace, ServiceAccount, token Secret,
-    #: ClusterRole, ClusterRoleBinding ...).
+    #: ClusterRole, ClusterRoleBinding ...; the isolated placement adds the ClusterRole its
+    #: per-namespace RoleBindings grant and the admission policy confining those).
     objects: list[Obj]
     namespace: str
     service_account: str

@@ -67,7 +67,19 @@ FIELD_MANAGER = MANAGED_BY
 #: Where the connector's release, credentials Secrets and leader Lease live by convention.
 DEFAULT_NAMESPACE = "upbound-system"
 
+#: The Secret type Crossplane gives connection Secrets (a claim's, a legacy XR's); a v2
+#: namespaced XR's composed connection Secret carries it by convention (docs/semantics.md).
+CONNECTION_SECRET_TYPE = "connection.crossplane.io/v1alpha1"
+
+#: On a consumer Secret the connector wrote from a provider connection Secret: the bound
+#: API (``<plural>.<group>``, hashed if long) of the object it belongs to. Together with
+#: ``app.kubernetes.io/managed-by=api-connector`` and an ownerReference to that object, it
+#: tells the connector's Secrets from everyone else's, which are never overwritten.
+LABEL_CONNECTION_SECRET_FOR = "connect.upbound.io/connection-secret-for"
+
 #: Condition types the stages write.
 CONDITION_READY = "Ready"
 CONDITION_CRDS_SYNCED = "CRDsSynced"
 CONDITION_API_BOUND = "APIBound"
+#: On a consumer object that asks for a connection Secret: whether it is copied.
+CONDITION_CONNECTION_SECRET = "ConnectionSecretSynced"

@@ -3,7 +3,9 @@
 Mapping, one XR per consumer object:
 
 - step input ``Input`` of ``objectsyncer.fn.connect.upbound.io/v1alpha1``:
-  ``consumerCluster`` (required), the consumer cluster's identity;
+  ``consumerCluster`` (required), the consumer cluster's identity; ``placement``
+  (optional, ``Default`` or ``Isolated``), where twins are placed (the twin is looked up
+  in the namespace the placement maps the consumer object's to);
 - XR ``spec.consumerObject``: the consumer object as observed;
 - the provider twin: the required resource ``provider-twin`` (same apiVersion, kind,
   namespace and name); until Crossplane has looked it up the function only asks for it;
@@ -40,6 +42,7 @@ from functions.common import (
     require_object,
     require_str,
 )
+from functions.common.placement import check_placement, provider_namespace
 from functions.object_syncer import logic
 from functions.object_syncer.types import SyncRequest
 
@@ -51,6 +54,7 @@ _FIELDS = {
     "consumer": "composite.spec.consumerObject",
     "provider": f"requiredResources.{TWIN_REQUIREMENT}[0]",
     "consumer_cluster": "input.consumerCluster",
+    "placement": "input.placement",
 }
 
 
@@ -58,6 +62,7 @@ class ObjectSyncerFunction(StageFunction):
     def run(self, req: fnv1.RunFunctionRequest, rsp: fnv1.RunFunctionResponse, *, now: str) -> None:
         fn_input = function_input(req, api_version=INPUT_API_VERSION, kind=INPUT_KIND)
         consumer_cluster = require_str(fn_input.get("consumerCluster"), "input.consumerCluster")
+        placement = check_placement(fn_input.get("placement"), "input.placement")
         spec = require_dict(observed_composite(req).get("spec"), "composite.spec")
         # Checked before asking for the twin, which is looked up by its name.
         consumer = require_object(spec.get("consumerObject"), "composite.spec.consumerObject")
@@ -70,7 +75,11 @@ class ObjectSyncerFunction(StageFunction):
             consumer["apiVersion"],
             consumer["kind"],
             match_name=meta["name"],
-            namespace=meta.get("namespace") or None,
+            namespace=(
+                provider_namespace(consumer_cluster, meta["namespace"], placement)
+                if meta.get("namespace")
+                else None
+            ),
         )
         twins = required_resources(req, TWIN_REQUIREMENT)
         if twins is None:
@@ -82,6 +91,7 @@ class ObjectSyncerFunction(StageFunction):
                     provider=twins[0] if twins else None,
                     consumer_cluster=consumer_cluster,
                     now=now,
+                    placement=placement,
                 )
             )
 
@@ -91,7 +101,7 @@ class ObjectSyncerFunction(StageFunction):
             # ``provider_apply`` is None when the twin is already in sync; Crossplane still
             # needs the full desired twin, or it would delete it.
             twin = result.provider_apply or logic.desired_twin(
-                consumer, consumer_cluster=consumer_cluster
+                consumer, consumer_cluster=consumer_cluster, placement=placement
             )
             set_composed(rsp, TWIN_RESOURCE, twin)
         if result.conflict is not None:

@@ -17,6 +17,11 @@ belongs to another consumer cluster, or to nobody, is never written or deleted.
 - ``Adopting`` (False): a provider object of that name was created by another connector and
   the connection opts in to adopting it (``SyncRequest.adoption``); it is being labelled as
   this consumer's.
+- ``Recreating`` (False): the consumer object is live but the provider object of its name is
+  being deleted (an earlier object of that name, deleted and created again while its twin
+  waits for the provider's finalizers; or a deletion made in the provider). Nothing is
+  written to it; once it is gone, the twin is created anew. The message names what its
+  deletion waits for.
 - ``Deleting`` (True): the consumer object is being deleted and so is its twin; the message
   names what the provider's deletion waits for. The API stays bound meanwhile, and the
   twin's status keeps flowing until the twin is gone and the finalizer is released.
@@ -77,6 +82,8 @@ from functions.common import (
     set_condition,
     string_map,
 )
+from functions.common.api import CONDITION_CONNECTION_SECRET
+from functions.common.placement import PLACEMENT_DEFAULT, check_placement, provider_namespace
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 REASON_BOUND = "Bound"
@@ -85,6 +92,7 @@ REASON_SYNCING = "Syncing"
 REASON_CONFLICT = "Conflict"
 REASON_DELETING = "Deleting"
 REASON_ADOPTING = "Adopting"
+REASON_RECREATING = "Recreating"
 
 #: The deletion policy that keeps the twin when its consumer object is deleted.
 ORPHAN = "Orphan"
@@ -95,6 +103,9 @@ ORPHAN_KEEP = "KeepOrphan"
 ORPHAN_NOT_OURS = "NotOurs"
 ORPHAN_NO_ORIGIN = "NoOrigin"
 ORPHAN_DELETING = "Deleting"
+
+#: Conditions the connector owns on a consumer object; the twin's status never sets them.
+_CONNECTOR_CONDITIONS = frozenset({CONDITION_API_BOUND, CONDITION_CONNECTION_SECRET})
 
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
@@ -114,7 +125,8 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
     """Decide what to apply to the provider and write back to the consumer for one object."""
     consumer_cluster = require_str(req.consumer_cluster, "consumer_cluster")
     consumer = require_object(req.consumer, "consumer")
-    twin = _checked_twin(req.provider, consumer)
+    placement = check_placement(req.placement)
+    twin = _checked_twin(req.provider, consumer, consumer_cluster, placement)
     meta = metadata(consumer)
     deleting = bool(meta.get("deletionTimestamp"))
     has_finalizer = FINALIZER in (meta.get("finalizers") or [])
@@ -133,7 +145,9 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
             req.now,
         )
         return SyncResult(
-            provider_apply=desired_twin(consumer, consumer_cluster=consumer_cluster, adopted=True),
+            provider_apply=desired_twin(
+                consumer, consumer_cluster=consumer_cluster, adopted=True, placement=placement
+            ),
             consumer_status=_if_changed(status, consumer),
             add_finalizer=not has_finalizer,
             adopted=True,
@@ -157,7 +171,9 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
             # The twin must carry the Orphan choice before the object goes: the collector of
             # orphaned twins reads it there once the consumer object is gone.
             return SyncResult(
-                provider_apply=desired_twin(consumer, consumer_cluster=consumer_cluster)
+                provider_apply=desired_twin(
+                    consumer, consumer_cluster=consumer_cluster, placement=placement
+                )
             )
         if not metadata(twin).get("deletionTimestamp"):
             # Ask once. The status waits for the next pass, which sees what the twin's
@@ -175,7 +191,9 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
         return SyncResult(consumer_status=_if_changed(status, consumer))
 
     adopted = twin is not None and string_map(twin, "labels").get(LABEL_ADOPTED) == "true"
-    desired = desired_twin(consumer, consumer_cluster=consumer_cluster, adopted=adopted)
+    desired = desired_twin(
+        consumer, consumer_cluster=consumer_cluster, adopted=adopted, placement=placement
+    )
     add_finalizer = not has_finalizer
     if twin is None:
         # Until the twin exists there is no provider status: keep what the consumer has.
@@ -191,6 +209,21 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
             provider_apply=desired,
             consumer_status=_if_changed(status, consumer),
             add_finalizer=add_finalizer,
+        )
+
+    if metadata(twin).get("deletionTimestamp"):
+        # Written, it would say Bound for an object about to vanish. Its DELETED event
+        # brings this object back, and the twin is created anew.
+        status = _with_api_bound(
+            _status(consumer),
+            consumer,
+            "False",
+            REASON_RECREATING,
+            f"{_deletion_message(twin)}; it is created again once that one is gone",
+            req.now,
+        )
+        return SyncResult(
+            consumer_status=_if_changed(status, consumer), add_finalizer=add_finalizer
         )
 
     # A subset, not equality: the provider's defaulting and controllers add fields of their
@@ -227,7 +260,7 @@ def _orphaned(obj: Obj) -> bool:
     return string_map(obj, "annotations").get(ANNOTATION_DELETION_POLICY) == ORPHAN
 
 
-def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
+def orphan_verdict(twin: Obj, *, consumer_cluster: str, placement: str = PLACEMENT_DEFAULT) -> str:
     """What to do with a provider object whose consumer object no longer exists.
 
     The caller has established that the consumer object is gone (a live read of its name);
@@ -235,8 +268,9 @@ def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
 
     - ``ORPHAN_NOT_OURS``: not labelled managed by this consumer cluster; never touched;
     - ``ORPHAN_NO_ORIGIN``: no consumer uid label, or origin labels and annotations that do
-      not name this very object (origin namespace and name are the twin's own): nothing says
-      which consumer object it stood for, so it is never touched;
+      not name this very object (origin name is the twin's own, and the origin namespace
+      maps to the twin's under ``placement``): nothing says which consumer object it stood
+      for, so it is never touched;
     - ``ORPHAN_DELETING``: already being deleted; nothing to do;
     - ``ORPHAN_KEEP``: its consumer object asked for the Orphan deletion policy (copied to
       the twin); kept;
@@ -244,6 +278,7 @@ def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
     """
     twin = require_object(twin, "twin")
     cluster = require_str(consumer_cluster, "consumer_cluster")
+    placement = check_placement(placement)
     labels = string_map(twin, "labels")
     if labels.get(MANAGED_LABEL) != "true" or labels.get(LABEL_CONSUMER_CLUSTER) != label_value(
         cluster
@@ -256,7 +291,12 @@ def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
         ANNOTATION_ORIGIN_NAME not in annotations
         and labels.get(LABEL_CONSUMER_NAME) == label_value(name)
     )
-    if namespace:
+    if namespace and placement != PLACEMENT_DEFAULT:
+        # The origin namespace must map to where the twin is; only the annotation carries it
+        # in full (a label may be hashed).
+        origin = annotations.get(ANNOTATION_ORIGIN_NAMESPACE, "")
+        placed = bool(origin) and provider_namespace(cluster, origin, placement) == namespace
+    elif namespace:
         placed = annotations.get(ANNOTATION_ORIGIN_NAMESPACE, "") == namespace or (
             ANNOTATION_ORIGIN_NAMESPACE not in annotations
             and labels.get(LABEL_CONSUMER_NAMESPACE) == label_value(namespace)
@@ -272,9 +312,16 @@ def orphan_verdict(twin: Obj, *, consumer_cluster: str) -> str:
     return ORPHAN_COLLECT
 
 
-def desired_twin(consumer: Obj, *, consumer_cluster: str, adopted: bool = False) -> Obj:
+def desired_twin(
+    consumer: Obj,
+    *,
+    consumer_cluster: str,
+    adopted: bool = False,
+    placement: str = PLACEMENT_DEFAULT,
+) -> Obj:
     """The provider twin of a (checked) consumer object, labelled with where it comes from
-    (and, if it was adopted from another connector, with ``connect.upbound.io/adopted``)."""
+    (and, if it was adopted from another connector, with ``connect.upbound.io/adopted``),
+    in the provider namespace ``placement`` maps the object's namespace to."""
     meta = metadata(consumer)
     namespace = meta.get("namespace")
     labels = string_map(consumer, "labels")
@@ -303,7 +350,7 @@ def desired_twin(consumer: Obj, *, consumer_cluster: str, adopted: bool = False)
 
     twin_meta: dict[str, Any] = {"name": meta["name"]}
     if namespace:
-        twin_meta["namespace"] = namespace
+        twin_meta["namespace"] = provider_namespace(consumer_cluster, namespace, placement)
     twin_meta["labels"] = labels
     twin_meta["annotations"] = annotations
     twin: Obj = {"apiVersion": consumer["apiVersion"], "kind": consumer["kind"]}
@@ -315,17 +362,26 @@ def desired_twin(consumer: Obj, *, consumer_cluster: str, adopted: bool = False)
     return twin
 
 
-def _checked_twin(provider: Obj | None, consumer: Obj) -> Obj | None:
+def _checked_twin(
+    provider: Obj | None, consumer: Obj, consumer_cluster: str, placement: str
+) -> Obj | None:
     if provider is None:
         return None
     twin = require_object(provider, "provider")
     for key in ("apiVersion", "kind"):
         if twin[key] != consumer[key]:
             raise InvalidInputError(f"provider.{key}", f"must be the consumer's {consumer[key]}")
-    for key in ("name", "namespace"):
-        want = metadata(consumer).get(key) or None
-        if (metadata(twin).get(key) or None) != want:
-            raise InvalidInputError(f"provider.metadata.{key}", f"must be the consumer's {want}")
+    name = metadata(consumer)["name"]
+    if metadata(twin)["name"] != name:
+        raise InvalidInputError("provider.metadata.name", f"must be the consumer's {name}")
+    namespace = metadata(consumer).get("namespace") or None
+    if namespace is not None:
+        namespace = provider_namespace(consumer_cluster, namespace, placement)
+    if (metadata(twin).get("namespace") or None) != namespace:
+        raise InvalidInputError(
+            "provider.metadata.namespace",
+            f"must be {namespace}, where the {placement} placement puts the consumer's",
+        )
     return twin
 
 
@@ -491,17 +547,23 @@ def _with_api_bound(
     others = [
         c
         for c in (conditions if isinstance(conditions, list) else [])
-        if isinstance(c, dict) and c.get("type") != CONDITION_API_BOUND
+        if isinstance(c, dict) and c.get("type") not in _CONNECTOR_CONDITIONS
     ]
     current = _status(consumer).get("conditions")
+    # The connector's own conditions are the consumer's: APIBound (its transition time)
+    # and ConnectionSecretSynced, which the connection-Secret step sets (connection_secret).
     ours: list[Condition] = [
         c
         for c in (current if isinstance(current, list) else [])
         if isinstance(c, dict) and c.get("type") == CONDITION_API_BOUND
-    ]
+    ][:1] + [
+        c
+        for c in (current if isinstance(current, list) else [])
+        if isinstance(c, dict) and c.get("type") == CONDITION_CONNECTION_SECRET
+    ][:1]
     generation = metadata(consumer).get("generation")
     status["conditions"] = set_condition(
-        others + ours[:1],
+        others + ours,
         type_=CONDITION_API_BOUND,
         status=condition_status,
         reason=reason,

@@ -44,6 +44,9 @@ class SyncRequest:
     now: str
     #: The connection's adoption opt-in; None: a twin that is not ours is never written.
     adoption: Adoption | None = None
+    #: The connection's placement of twins (``functions.common.placement``): ``Default``
+    #: (the consumer object's namespace) or ``Isolated`` (a namespace of this consumer's).
+    placement: str = "Default"
 
 
 @dataclass(frozen=True, kw_only=True)

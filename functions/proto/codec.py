@@ -20,6 +20,7 @@ from functions.binder.types import (
     BoundResource,
 )
 from functions.common import Condition, InvalidInputError, Obj
+from functions.common.placement import PLACEMENT_DEFAULT
 from functions.crd_puller.types import (
     CRDConflict,
     OfferedAPI,
@@ -271,6 +272,8 @@ def access_request_to_proto(req: AccessRequest) -> pb.AccessRequest:
     return pb.AccessRequest(
         consumer_name=req.consumer_name,
         resources=[_bound_to_proto(r) for r in req.resources],
+        placement=req.placement,
+        connection_secrets=req.connection_secrets,
     )
 
 
@@ -278,6 +281,8 @@ def access_request_from_proto(message: pb.AccessRequest) -> AccessRequest:
     return AccessRequest(
         consumer_name=message.consumer_name,
         resources=[_bound_from_proto(r) for r in message.resources],
+        placement=message.placement or PLACEMENT_DEFAULT,
+        connection_secrets=message.connection_secrets,
     )
 
 
@@ -307,6 +312,7 @@ def sync_request_to_proto(req: SyncRequest) -> pb.SyncRequest:
         consumer=encode_object(req.consumer),
         consumer_cluster=req.consumer_cluster,
         now=req.now,
+        placement=req.placement,
     )
     if req.provider is not None:
         out.provider = encode_object(req.provider)
@@ -328,6 +334,7 @@ def sync_request_from_proto(message: pb.SyncRequest) -> SyncRequest:
         consumer_cluster=message.consumer_cluster,
         now=message.now,
         adoption=adoption,
+        placement=message.placement or PLACEMENT_DEFAULT,
     )
 
 

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ from connector.kube.resources import (
     ROLES,
     SECRETS,
     SERVICE_ACCOUNTS,
+    VALIDATING_ADMISSION_POLICIES,
+    VALIDATING_ADMISSION_POLICY_BINDINGS,
     Resource,
 )
 from connector.manager import Manager
@@ -90,6 +92,53 @@ def load(path: str | Path, **values: str) -> list[dict[str, Any]]:
 
 def apply(kube: KubeClient, obj: dict[str, Any], res: Resource | None = None) -> dict[str, Any]:
     return kube.apply(res or resource_for(obj), obj, field_manager="e2e-test")
+
+
+@contextlib.contextmanager
+def nop_admission(
+    kube: KubeClient, name: str, namespace: str, *, expression: str, message: str
+) -> Iterator[None]:
+    """A ValidatingAdmissionPolicy named ``name`` (and its binding) refusing creates and
+    updates of NopResources in ``namespace`` for which the CEL ``expression`` is false,
+    with ``message``; removed on exit. Policies take a moment to apply: probe for it."""
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["nop.example.org"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["nopresources"],
+                    }
+                ]
+            },
+            "validations": [{"expression": expression, "message": message}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    apply(kube, policy, VALIDATING_ADMISSION_POLICIES)
+    apply(kube, binding, VALIDATING_ADMISSION_POLICY_BINDINGS)
+    try:
+        yield
+    finally:
+        kube.delete(VALIDATING_ADMISSION_POLICY_BINDINGS, name)
+        kube.delete(VALIDATING_ADMISSION_POLICIES, name)
 
 
 def apply_file(kube: KubeClient, path: str | Path, **values: str) -> list[dict[str, Any]]:

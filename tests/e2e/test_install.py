@@ -47,12 +47,18 @@ from connector.kube import (
 from connector.kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
+    ROLE_BINDINGS,
     SERVICE_ACCOUNTS,
     VALIDATING_ADMISSION_POLICIES,
     VALIDATING_ADMISSION_POLICY_BINDINGS,
 )
 from functions.binder import BoundResource
 from functions.binder.isolation import isolation_policy, policy_name
+from functions.binder.placement import (
+    namespace_objects,
+    objects_role_name,
+    placement_policy_name,
+)
 from functions.common import (
     FINALIZER,
     LABEL_CONSUMER_CLUSTER,
@@ -597,6 +603,16 @@ def test_provider_without_admission_policies_gets_a_warning_and_the_rest_of_the_
     assert exists(old, CLUSTER_ROLE_BINDINGS, f"api-connector:consumer:{CONSUMER_NAME}")
 
 
+def test_isolated_placement_on_a_provider_that_cannot_enforce_it_is_refused_before_writing(
+    env: Env, installed: str, old_provider: Cluster
+) -> None:
+    connection = f"{env.connection}-old-isolated"
+    out = failed(cli(*old_provider_args(env, old_provider, connection, "--placement", "Isolated")))
+    assert "the Isolated placement needs ValidatingAdmissionPolicy" in out
+    assert "Nothing was changed" in out
+    assert not exists(env.consumer_kube, CLUSTER_CONNECTIONS, connection)
+
+
 # -- install with an Upbound robot token -------------------------------------------------
 
 
@@ -836,15 +852,43 @@ def test_uninstall_all_removes_the_connector_and_frees_bound_objects(
     assert "Nothing to uninstall" in again
 
 
+def _created(kube: KubeClient, res: Resource, obj: dict[str, Any]) -> bool:
+    try:
+        kube.create(res, obj)
+    except ForbiddenError:
+        return False
+    return True
+
+
 def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and_identity(
     env: Env, installed: str
 ) -> None:
     provider = env.provider_kube
     # The test above uninstalled; install again, so that uninstall reads the consumer's name
-    # from the release.
-    ok(cli(*env.install_args("--no-wait")))
+    # from the release. In the isolated placement, whose extra objects uninstall removes too.
+    out = ok(cli(*env.install_args("--no-wait", "--placement", "Isolated")))
+    assert "Isolated placement" in out
     assert exists(provider, VALIDATING_ADMISSION_POLICIES, POLICY)
+    placement = placement_policy_name(CONSUMER_NAME)
+    assert exists(provider, VALIDATING_ADMISSION_POLICIES, placement)
+    assert exists(provider, CLUSTER_ROLES, objects_role_name(CONSUMER_NAME))
+    connection = env.consumer_kube.get(CLUSTER_CONNECTIONS, env.connection)
+    assert connection["spec"]["placement"] == "Isolated"
     scoped = scoped_client(env)  # before --all deletes the stored kubeconfig
+    # What the connector does before its first twin in a consumer namespace.
+    own_namespace, grant = namespace_objects(CONSUMER_NAME, "team")
+    for res, obj in ((NAMESPACES, own_namespace), (ROLE_BINDINGS, grant)):
+        # RBAC's authorizer learns of the new grants within moments.
+        eventually(lambda res=res, obj=obj: _created(scoped, res, obj), timeout=10)
+    # Back to the Default placement: the objects role goes, and the placement policy, which
+    # would refuse the namespaces a Default-placement connector creates.
+    out = ok(cli(*env.install_args("--no-wait", "--placement", "Default")))
+    assert f"deleted ValidatingAdmissionPolicy {placement}, left by an Isolated install" in out
+    assert not exists(provider, CLUSTER_ROLES, objects_role_name(CONSUMER_NAME))
+    ensure_made = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "made-by-default"}}
+    eventually(lambda: _created(scoped, NAMESPACES, ensure_made), timeout=10)
+    out = ok(cli(*env.install_args("--no-wait", "--placement", "Isolated")))
+    assert exists(provider, VALIDATING_ADMISSION_POLICIES, placement)
     other = BoundResource(
         crd_name="nopresources.nop.example.org",
         group="nop.example.org",
@@ -874,7 +918,11 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
     assert f"Provider: deleted ValidatingAdmissionPolicy {POLICY}." in out
     assert "its objects in the provider stay" in out
     role = f"api-connector:consumer:{CONSUMER_NAME}"
+    own = own_namespace["metadata"]["name"]
     for res, name, namespace in [
+        (ROLE_BINDINGS, grant["metadata"]["name"], own),
+        (CLUSTER_ROLES, objects_role_name(CONSUMER_NAME), None),
+        (VALIDATING_ADMISSION_POLICIES, placement, None),
         (VALIDATING_ADMISSION_POLICIES, POLICY, None),
         (VALIDATING_ADMISSION_POLICY_BINDINGS, POLICY, None),
         (CLUSTER_ROLE_BINDINGS, role, None),
@@ -888,6 +936,7 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
     assert _policies_of(provider, OTHER_CONSUMER) == [policy_name(OTHER_CONSUMER)]
     assert exists(provider, NOP, "ours", TWINS_NAMESPACE)
     assert exists(provider, NOP, "theirs", TWINS_NAMESPACE)
+    assert exists(provider, NAMESPACES, own)  # it may hold twins
 
     # Without the release (and without --consumer-cluster-name) the name is derived, and
     # the command says where to look if that is not the one install used.

@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     eventually,
     get,
     load,
+    nop_admission,
     reason_of,
     unique,
     warning_events,
@@ -233,6 +234,40 @@ def test_a_twin_deleted_out_of_band_is_put_back(world: World, namespace: str) ->
     )
 
 
+def test_a_twin_deleted_out_of_band_and_held_is_waited_for_then_created_anew(
+    world: World, namespace: str
+) -> None:
+    apply(world.consumer, nop(namespace))
+    first = eventually(lambda: twin(world, namespace))
+    # Deleted in the provider, and held there by a finalizer (as Crossplane holds a claim
+    # while it deletes what it composed): the live consumer object must not call it Bound.
+    world.provider.patch(
+        NOP, "my-resource", namespace, {"metadata": {"finalizers": ["example.org/cleanup"]}}
+    )
+    world.provider.delete(NOP, "my-resource", namespace)
+
+    def recreating() -> dict[str, Any] | None:
+        bound = condition(world.consumer.get(NOP, "my-resource", namespace), "APIBound")
+        return bound if bound.get("reason") == "Recreating" else None
+
+    bound = eventually(recreating)
+    assert bound["status"] == "False"
+    assert "example.org/cleanup" in bound["message"], bound["message"]
+    world.provider.patch(NOP, "my-resource", namespace, {"metadata": {"finalizers": None}})
+
+    def created_anew() -> dict[str, Any] | None:
+        t = twin(world, namespace)
+        return t if t and t["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    eventually(created_anew)
+    eventually(
+        lambda: condition(world.consumer.get(NOP, "my-resource", namespace), "APIBound").get(
+            "reason"
+        )
+        == "Bound"
+    )
+
+
 def test_a_twin_edited_out_of_band_is_put_back(world: World, namespace: str) -> None:
     apply(world.consumer, nop(namespace))
     eventually(lambda: twin(world, namespace))
@@ -262,71 +297,18 @@ def test_a_cluster_scoped_bound_crd_syncs_its_objects(world: World) -> None:
     assert provider_obj["metadata"]["labels"]["connect.upbound.io/managed"] == "true"
 
 
-VAP = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicy",
-    False,
-)
-VAP_BINDING = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicybindings",
-    "ValidatingAdmissionPolicyBinding",
-    False,
-)
-
-
 def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
     world: World, namespace: str
 ) -> None:
     # The provider's admission (a ValidatingAdmissionPolicy, scoped to this test's
     # namespace) refuses what the consumer's schema allows.
     policy = unique("no-forbidden")
-    apply(
+    refusing = nop_admission(
         world.provider,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["nop.example.org"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["nopresources"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.coolField != 'forbidden'",
-                        "message": "coolField must not be 'forbidden' here",
-                    }
-                ],
-            },
-        },
-        VAP,
-    )
-    apply(
-        world.provider,
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": policy},
-            "spec": {
-                "policyName": policy,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-        VAP_BINDING,
+        policy,
+        namespace,
+        expression="object.spec.coolField != 'forbidden'",
+        message="coolField must not be 'forbidden' here",
     )
     probe = nop(namespace, "probe")
     probe["spec"]["coolField"] = "forbidden"
@@ -339,8 +321,8 @@ def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
         world.provider.delete(NOP, "probe", namespace)
         return False
 
-    eventually(policy_active)
-    try:
+    with refusing:
+        eventually(policy_active)
         bad = nop(namespace, "rejected")
         bad["spec"]["coolField"] = "forbidden"
         apply(world.consumer, bad)
@@ -357,9 +339,58 @@ def test_an_object_the_provider_rejects_is_reported_and_retried_until_fixed(
         fixed = nop(namespace, "rejected")
         apply(world.consumer, fixed)
         eventually(lambda: twin(world, namespace, "rejected"))
-    finally:
-        world.provider.delete(VAP_BINDING, policy)
-        world.provider.delete(VAP, policy)
+
+
+def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
+    world: World, namespace: str
+) -> None:
+    # The consumer's own admission (scoped to this test's namespace) refuses finalizers on
+    # NopResources, as a policy engine might.
+    refusing = nop_admission(
+        world.consumer,
+        unique("no-finalizers"),
+        namespace,
+        expression="!has(object.metadata.finalizers) || size(object.metadata.finalizers) == 0",
+        message="finalizers are not allowed here",
+    )
+    probe = nop(namespace, "probe")
+    probe["metadata"]["finalizers"] = ["example.org/probe"]
+
+    def policy_active() -> bool:
+        try:
+            world.consumer.create(NOP, probe)
+        except Exception as exc:
+            return "finalizers are not allowed" in str(exc)
+        world.consumer.patch(NOP, "probe", namespace, {"metadata": {"finalizers": None}})
+        world.consumer.delete(NOP, "probe", namespace)
+        return False
+
+    with refusing:
+        eventually(policy_active)
+        apply(world.consumer, nop(namespace, "held"))
+
+        def refused() -> dict[str, Any] | None:
+            bound = condition(world.consumer.get(NOP, "held", namespace), "APIBound")
+            return bound if bound.get("reason") == "FinalizerRefused" else None
+
+        bound = eventually(refused)
+        assert bound["status"] == "False"
+        assert "finalizers are not allowed here" in bound["message"], "the server's message"
+        assert FINALIZER in bound["message"]
+        assert [e["reason"] for e in warning_events(world.consumer, namespace, "held")] == [
+            "FinalizerRefused"
+        ]
+        # The twin is written all the same: only the deletion's wait is missing.
+        assert twin(world, namespace, "held") is not None
+
+    def bound_with_finalizer() -> bool:
+        obj = world.consumer.get(NOP, "held", namespace)
+        return (
+            FINALIZER in (obj["metadata"].get("finalizers") or [])
+            and condition(obj, "APIBound").get("reason") == "Bound"
+        )
+
+    eventually(bound_with_finalizer, timeout=60)
 
 
 def test_nothing_is_written_once_an_object_is_in_sync(world: World, namespace: str) -> None:

@@ -14,6 +14,7 @@ finalizer never lands, exactly the state a connector killed between the two writ
 
 from __future__ import annotations
 
+import contextlib
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -21,18 +22,21 @@ from typing import Any
 
 import pytest
 
-from connector.kube.resources import (
-    EVENTS,
-    VALIDATING_ADMISSION_POLICIES,
-    VALIDATING_ADMISSION_POLICY_BINDINGS,
-)
+from connector.kube.resources import EVENTS
 from functions.common import (
     ANNOTATION_DELETION_POLICY,
     FINALIZER,
     LABEL_CONSUMER_CLUSTER,
     MANAGED_LABEL,
 )
-from tests.e2e.harness import NOP, apply, condition, consistently, eventually, get
+from tests.e2e.harness import (
+    NOP,
+    condition,
+    consistently,
+    eventually,
+    get,
+    nop_admission,
+)
 from tests.faults.harness import (
     BINDING,
     ConnectorProcess,
@@ -160,75 +164,34 @@ def test_twins_of_objects_force_deleted_while_the_connector_was_down_are_collect
         assert collected_count(c) >= 1
 
 
-def finalizer_refused(namespace: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A ValidatingAdmissionPolicy (and its binding) refusing NopResources that carry the
-    connector's finalizer in ``namespace``."""
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["nop.example.org"],
-                        "apiVersions": ["*"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["nopresources"],
-                    }
-                ]
-            },
-            "validations": [
-                {
-                    "expression": "!has(object.metadata.finalizers) || "
-                    f"!object.metadata.finalizers.exists(f, f == '{FINALIZER}')",
-                    "message": "the connector's finalizer is refused here (test)",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    return policy, binding
+@contextlib.contextmanager
+def finalizer_refused(world: FaultWorld, namespace: str) -> Iterator[None]:
+    """The consumer refuses NopResources that carry the connector's finalizer in
+    ``namespace`` (a ValidatingAdmissionPolicy), until the block ends."""
+    with nop_admission(
+        world.consumer,
+        f"no-finalizer-{namespace}",
+        namespace,
+        expression="!has(object.metadata.finalizers) || "
+        f"!object.metadata.finalizers.exists(f, f == '{FINALIZER}')",
+        message="the connector's finalizer is refused here (test)",
+    ):
+        probe = nop(namespace, "probe", "v")
+        probe["metadata"]["finalizers"] = [FINALIZER]
 
+        def active() -> bool:
+            try:
+                world.consumer.create(NOP, probe)
+            except Exception as exc:
+                return "finalizer is refused" in str(exc)
+            # Not yet: the connector syncs the probe like any object; deleting it the usual
+            # way (the policy lets a finalizer go) leaves nothing behind.
+            world.consumer.delete(NOP, "probe", namespace)
+            eventually(lambda: get(world.consumer, NOP, "probe", namespace) is None, timeout=30)
+            return False
 
-def refuse_finalizer(world: FaultWorld, namespace: str) -> str:
-    name = f"no-finalizer-{namespace}"
-    policy, binding = finalizer_refused(namespace, name)
-    apply(world.consumer, policy, VALIDATING_ADMISSION_POLICIES)
-    apply(world.consumer, binding, VALIDATING_ADMISSION_POLICY_BINDINGS)
-    probe = nop(namespace, "probe", "v")
-    probe["metadata"]["finalizers"] = [FINALIZER]
-
-    def active() -> bool:
-        try:
-            world.consumer.create(NOP, probe)
-        except Exception as exc:
-            return "finalizer is refused" in str(exc)
-        # Not yet: the connector syncs the probe like any object; deleting it the usual way
-        # (the policy lets a finalizer go) leaves nothing behind.
-        world.consumer.delete(NOP, "probe", namespace)
-        eventually(lambda: get(world.consumer, NOP, "probe", namespace) is None, timeout=30)
-        return False
-
-    eventually(active, timeout=30)
-    return name
-
-
-def allow_finalizer(world: FaultWorld, name: str) -> None:
-    world.consumer.delete(VALIDATING_ADMISSION_POLICY_BINDINGS, name)
-    world.consumer.delete(VALIDATING_ADMISSION_POLICIES, name)
+        eventually(active, timeout=30)
+        yield
 
 
 @pytest.mark.timeout(240)
@@ -240,8 +203,7 @@ def test_a_twin_written_before_its_finalizer_landed_is_collected_whether_or_not_
     with running(c):
         c.start().wait_ready()
         wait_bound(world)
-        policy = refuse_finalizer(world, ns)
-        try:
+        with finalizer_refused(world, ns):
             # The twin does not wait for the finalizer: it reaches the provider although
             # the finalizer never lands.
             world.consumer.create(NOP, nop(ns, "while-running", "v"))
@@ -262,8 +224,6 @@ def test_a_twin_written_before_its_finalizer_landed_is_collected_whether_or_not_
             c.kill()
             world.consumer.delete(NOP, "while-down", ns)
             eventually(lambda: get(world.consumer, NOP, "while-down", ns) is None)
-        finally:
-            allow_finalizer(world, policy)
         c.start().wait_ready()
         eventually(lambda: "while-down" not in twins(world, ns), timeout=60)
         assert twins(world, ns) == {}

@@ -124,7 +124,11 @@ def wait_reported(world: FaultWorld, namespace: str, name: str, reason: str) -> 
 
 def wait_recovered(world: FaultWorld, namespace: str, name: str) -> None:
     eventually(lambda: api_bound(world, namespace, name).get("status") == "True", timeout=90)
-    assert ("Normal", "Bound") in events(world, namespace, name)
+    # The recovery's Normal Event is recorded right after the status is written.
+    eventually(
+        lambda: ("Normal", "Bound") in events(world, namespace, name),
+        what="the Normal Event telling the recovery",
+    )
     assert get(world.provider, NOP, name, namespace) is not None
 
 

@@ -361,6 +361,30 @@ def test_cluster_without_controller_manager_leaves_a_deleted_namespace_terminati
             bare.delete_namespace("stays", wait=True)
 
 
+def test_a_deferred_controller_manager_starts_when_asked_and_then_collects(
+    tmp_path: Path,
+) -> None:
+    with Cluster("later", tmp_path, defer_controller_manager=True) as later:
+        assert set(later.pids) == {"etcd", "kube-apiserver"}
+        assert later.running()
+        later.create_namespace("waits")
+        later.delete_namespace("waits")
+
+        later.start_controller_manager()
+
+        assert "kube-controller-manager" in later.pids
+        assert later.running()
+        # The namespace controller, started only now, finishes the deletion asked before.
+        later.delete_namespace("waits", wait=True)
+        with pytest.raises(EnvtestError, match="no deferred kube-controller-manager"):
+            later.start_controller_manager()
+
+        first = later.pids["kube-controller-manager"]
+        later.restart_controller_manager()
+        assert later.pids["kube-controller-manager"] != first
+        assert later.running()
+
+
 # -- failures are fast, clear and leave nothing behind -----------------------------------
 
 

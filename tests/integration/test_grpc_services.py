@@ -8,6 +8,7 @@ gracefully on SIGTERM.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -161,6 +162,26 @@ def test_provider_access_over_grpc_returns_what_the_function_returns(stages: Grp
     req = AccessRequest(consumer_name="consumer-a", resources=resources)
     want = InProcessStages().provider_access(req)
     assert stages.provider_access(req) == want
+
+
+def test_the_isolated_placement_travels_over_grpc(stages: GrpcStages) -> None:
+    resources = InProcessStages().bind(bind_request()).resources
+    access = AccessRequest(
+        consumer_name="consumer-a",
+        resources=resources,
+        placement="Isolated",
+        connection_secrets=True,
+    )
+    want_access = InProcessStages().provider_access(access)
+    assert "ValidatingAdmissionPolicy" in [o["kind"] for o in want_access.objects]
+    assert stages.provider_access(access) == want_access
+    sync = dataclasses.replace(sync_request(), placement="Isolated")
+    want = InProcessStages().sync(sync)
+    assert want.provider_apply is not None
+    assert (
+        want.provider_apply["metadata"]["namespace"] != consumer_object()["metadata"]["namespace"]
+    )
+    assert stages.sync(sync) == want
 
 
 def test_sync_over_grpc_returns_what_the_function_returns(stages: GrpcStages) -> None:

@@ -362,8 +362,28 @@ def test_bound_apis_become_rules_for_exactly_their_resources(helm: Path) -> None
     ]
 
 
-def test_secrets_are_readable_only_through_a_role_in_the_release_namespace(helm: Path) -> None:
-    manifests = render(helm)
+CONNECTION_SECRETS_RULE = {
+    "apiGroups": [""],
+    "resources": ["secrets"],
+    "verbs": ["get", "list", "watch", "create", "update", "delete"],
+}
+
+
+def test_connection_secrets_get_one_cluster_wide_rule_that_a_value_turns_off(helm: Path) -> None:
+    cluster_role = only(render(helm), "ClusterRole")
+    assert [r for r in cluster_role["rules"] if "secrets" in r["resources"]] == [
+        CONNECTION_SECRETS_RULE
+    ]
+    assert "--no-connection-secrets" not in connector_args(render(helm))
+    manifests = render(helm, "--set", "connectionSecrets.enabled=false")
+    assert "--no-connection-secrets" in connector_args(manifests)
+    assert not any("secrets" in r["resources"] for r in only(manifests, "ClusterRole")["rules"])
+
+
+def test_without_connection_secrets_secrets_are_readable_only_in_the_release_namespace(
+    helm: Path,
+) -> None:
+    manifests = render(helm, "--set", "connectionSecrets.enabled=false")
     cluster_role = only(manifests, "ClusterRole")
     assert not any("secrets" in r["resources"] for r in cluster_role["rules"])
     role = only(manifests, "Role")
@@ -473,6 +493,7 @@ BOUND = (
     "--set",
     "boundAPIs[0].resources={nopresources}",
 )
+NO_CONNECTION_SECRETS = (*BOUND, "--set", "connectionSecrets.enabled=false")
 # The kinds the chart renders by default, and their REST resources.
 CHART_RESOURCES = {
     r.kind: r
@@ -672,10 +693,21 @@ def test_service_account_can_install_pulled_crds_but_not_delete_them(
                 admin.delete(CUSTOM_RESOURCE_DEFINITIONS, f"probes.{group}")
 
 
+def test_service_account_may_write_connection_secrets_but_not_patch_them(
+    consumer: Cluster, installed: Installed
+) -> None:
+    with impersonating(consumer, installed.user) as connector:
+        for verb in ("get", "list", "watch", "create", "update", "delete"):
+            assert connector.self_subject_access_review(verb, "", "secrets", "default"), verb
+        for verb in ("patch", "deletecollection"):
+            assert not connector.self_subject_access_review(verb, "", "secrets", "default"), verb
+
+
+@pytest.mark.parametrize("installed", [NO_CONNECTION_SECRETS], indirect=True)
 def test_service_account_is_denied_everything_else(consumer: Cluster, installed: Installed) -> None:
     ns = installed.namespace
     with impersonating(consumer, installed.user) as connector:
-        # Secrets only in its own namespace, and only to read.
+        # Without connection Secrets: Secrets only in its own namespace, and only to read.
         assert _forbidden(connector.list, SECRETS, "default")
         assert _forbidden(connector.list, SECRETS)
         assert _forbidden(connector.create, SECRETS, {"metadata": {"name": "x", "namespace": ns}})

@@ -62,10 +62,17 @@ class ConsumerIdentity:
 
 
 def provision(
-    admin: KubeClient, cluster: Cluster, consumer: str, resources: list[BoundResource]
+    admin: KubeClient,
+    cluster: Cluster,
+    consumer: str,
+    resources: list[BoundResource],
+    *,
+    placement: str = "Default",
 ) -> ConsumerIdentity:
     """Apply ``provider_access`` for ``consumer`` and issue a token for its ServiceAccount."""
-    access = provider_access(AccessRequest(consumer_name=consumer, resources=resources))
+    access = provider_access(
+        AccessRequest(consumer_name=consumer, resources=resources, placement=placement)
+    )
     for obj in access.objects:
         apply(admin, obj, resource_of(obj["kind"]))
     token, _expires = request_token(admin, access)

@@ -186,3 +186,23 @@ def test_without_a_uid_or_a_reader_only_this_process_remembers() -> None:
     recorder.warning(no_uid, "Conflict", "taken")
     assert [e["reason"] for e in created] == ["Conflict"]
     assert created[0]["involvedObject"]["name"] == "obj"
+
+
+def test_resolving_one_problem_keeps_another_problems_warning_told_once() -> None:
+    world = World([])
+    recorder = world.recorder()
+    recorder.warning(OBJ, "ProviderSecretForbidden", "may not read the Secret")
+    recorder.warning(OBJ, "ProviderRejected", "the provider rejected it")
+    # The twin's problem goes: told, and only its Warning is forgotten.
+    recorder.resolved(OBJ, "Bound", "in sync", of={"ProviderRejected"})
+    recorder.resolved(OBJ, "Bound", "in sync", of={"ProviderRejected"})
+    # The Secret's problem persists: still said once.
+    recorder.warning(OBJ, "ProviderSecretForbidden", "may not read the Secret")
+    # A relapse of the resolved one is told again.
+    recorder.warning(OBJ, "ProviderRejected", "the provider rejected it")
+    assert [(e["type"], e["reason"]) for e in world.created] == [
+        ("Warning", "ProviderSecretForbidden"),
+        ("Warning", "ProviderRejected"),
+        ("Normal", "Bound"),
+        ("Warning", "ProviderRejected"),
+    ]

@@ -38,6 +38,8 @@ class Case:
     xr: dict[str, Any]
     want_resources: dict[str, Any]
     want_fatal: str = ""
+    #: The composite's connection details, base64 as protobuf's JSON form has them.
+    want_details: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 CLAIMED_XR = {
@@ -88,6 +90,28 @@ NAMESPACED_XR = {
             },
         ),
         Case(
+            "a claim's XR that asks for connection details returns them for Crossplane",
+            {
+                **CLAIMED_XR,
+                "spec": {
+                    "coolField": "cool",
+                    "writeConnectionSecretToRef": {"name": "uid", "namespace": "crossplane-system"},
+                },
+            },
+            {
+                "configmap": {
+                    "resource": {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"namespace": "team-a"},
+                        "data": {"coolField": "cool"},
+                    },
+                    "ready": "READY_TRUE",
+                }
+            },
+            want_details={"coolField": "Y29vbA=="},
+        ),
+        Case(
             "a cluster-scoped XR without a claim goes to crossplane-system",
             {**CLAIMED_XR, "metadata": {"name": "lonely"}},
             {
@@ -100,6 +124,34 @@ NAMESPACED_XR = {
                     },
                     "ready": "READY_TRUE",
                 }
+            },
+        ),
+        Case(
+            "a namespaced XR that asks for connection details composes its Secret",
+            {
+                **NAMESPACED_XR,
+                "spec": {"coolField": "c", "writeConnectionSecretToRef": {"name": "s"}},
+            },
+            {
+                "configmap": {
+                    "resource": {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {},
+                        "data": {"coolField": "c"},
+                    },
+                    "ready": "READY_TRUE",
+                },
+                "connection-secret": {
+                    "resource": {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "s"},
+                        "type": "connection.crossplane.io/v1alpha1",
+                        "data": {"coolField": "Yw=="},
+                    },
+                    "ready": "READY_TRUE",
+                },
             },
         ),
         Case(
@@ -122,6 +174,8 @@ def test_run_function(case: Case) -> None:
     resources = (got.get("desired") or {}).get("resources") or {}
     assert resources == case.want_resources, f"-want, +got:\n{case.want_resources}\n{resources}"
     fatal = [r["message"] for r in got.get("results", []) if r["severity"] == "SEVERITY_FATAL"]
+    details = ((got.get("desired") or {}).get("composite") or {}).get("connectionDetails") or {}
+    assert details == case.want_details
     if case.want_fatal:
         assert len(fatal) == 1 and case.want_fatal in fatal[0]
     else:

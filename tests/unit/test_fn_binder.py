@@ -198,3 +198,36 @@ def test_a_bound_binding_composes_least_privilege_access_for_the_consumer() -> N
     assert [r["name"] for r in status["boundResources"]] == ["nopresources.nop.example.org"]
     assert got["conditions"][0]["type"] == "Bound"
     assert got["conditions"][0]["status"] == "STATUS_CONDITION_TRUE"
+
+
+def test_the_isolated_placement_composes_its_admission_policy_and_objects_role() -> None:
+    got = got_for(request(fn_input={**INPUT, "placement": "Isolated"}))
+    composed = {
+        (r["resource"]["kind"], r["resource"]["metadata"]["name"])
+        for r in got["desired"]["resources"].values()
+    }
+    assert ("ClusterRole", "api-connector:consumer-objects:consumer-a") in composed
+    assert (
+        "ValidatingAdmissionPolicy",
+        "api-connector.consumer-placement.consumer-a",
+    ) in composed
+    role = got["desired"]["resources"]["clusterrole-api-connector:consumer:consumer-a"]
+    # Cluster-wide, the identity reaches no object of the namespaced bound API.
+    assert all("nopresources" not in r["resources"] for r in role["resource"]["rules"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "placement",
+            "isolated",
+            "input.placement: must be one of Default, Isolated, got isolated",
+        ),
+        ("connectionSecrets", "yes", "input.connectionSecrets: must be true or false"),
+    ],
+)
+def test_a_bad_placement_input_is_a_fatal_result(field: str, value: str, message: str) -> None:
+    got = got_for(request(fn_input={**INPUT, field: value}))
+    assert got["results"][0]["severity"] == "SEVERITY_FATAL"
+    assert got["results"][0]["message"] == message

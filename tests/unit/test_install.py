@@ -236,13 +236,21 @@ def test_the_isolation_policy_needs_rights_on_both_of_its_kinds() -> None:
 
 def test_uninstall_revokes_the_identity_before_it_removes_the_policy_that_confines_it() -> None:
     order = [(res.kind, name, namespace) for res, name, namespace in revocation_order("team-a")]
-    access = provider_access(AccessRequest(consumer_name="team-a", resources=[]))
-    created = {
-        (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in access.objects
-    }
+
+    def created(placement: str) -> set[tuple[str, str, str | None]]:
+        access = provider_access(
+            AccessRequest(consumer_name="team-a", resources=[], placement=placement)
+        )
+        return {
+            (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
+            for o in access.objects
+        }
+
     policy = policy_name("team-a")
-    # Exactly what install creates for this consumer, and nothing of anyone else's.
-    assert set(order) == created | {
+    # What install creates for this consumer in the isolated placement, which is a superset
+    # of the default placement's, and nothing of anyone else's.
+    assert created("Default") < created("Isolated")
+    assert set(order) == created("Isolated") | {
         (VALIDATING_ADMISSION_POLICY_BINDINGS.kind, policy, None),
         (VALIDATING_ADMISSION_POLICIES.kind, policy, None),
     }

@@ -651,7 +651,54 @@ GENERATION_CASES = [
     ),
 ]
 
+RECREATING = (
+    "Waiting for the provider object default/my-resource to be deleted; its finalizers: "
+    "finalizer.apiextensions.crossplane.io; compositeDeletePolicy is Foreground: Crossplane "
+    "deletes XNopResource my-resource-x7k2p and the resources it composed first; it is created "
+    "again once that one is gone"
+)
+
 DELETION_CASES = [
+    Case(
+        reason="An object created again while the twin of its predecessor (another uid) is "
+        "still being deleted writes nothing to that twin and is not Bound to it: it waits, "
+        "keeping its own status, and gets its finalizer.",
+        req=req(
+            consumer(uid="0a1b2c3d-new-object", finalizers=[]),
+            with_status(
+                claim_twin(
+                    deletionTimestamp=DELETED_AT,
+                    finalizers=["finalizer.apiextensions.crossplane.io"],
+                ),
+                {"conditions": [seen(SYNCED, 3), seen(DELETING_READY, 3)]},
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={"conditions": [api_bound("False", "Recreating", RECREATING)]},
+            add_finalizer=True,
+        ),
+    ),
+    Case(
+        reason="A twin deleted in the provider while its object lives is not written while it "
+        "goes; the object says so rather than Bound.",
+        req=req(
+            consumer(status=PROVIDER_STATUS),
+            claim_twin(
+                deletionTimestamp=DELETED_AT,
+                finalizers=["finalizer.apiextensions.crossplane.io"],
+            ),
+        ),
+        want=SyncResult(
+            consumer_status={
+                "conditions": [
+                    SYNCED,
+                    PROVIDER_READY,
+                    api_bound("False", "Recreating", RECREATING),
+                ],
+                "coolerField": "from the provider",
+            }
+        ),
+    ),
     Case(
         reason="A deleted consumer object deletes its twin; the status waits for the next pass "
         "to say what the twin's deletion waits for.",

@@ -14,12 +14,8 @@ from typing import Any
 
 import pytest
 
-from connector.controllers.sync_reconcile import (
-    FAILURE_REASONS,
-    SyncDeps,
-    reconcile_object,
-    write_failure,
-)
+from connector.controllers.sync_reconcile import SyncDeps, reconcile_object
+from connector.controllers.write_failures import FAILURE_REASONS, write_failure
 from connector.kube.errors import KubeError, TLSError, UnreachableError, error_from_response
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
@@ -228,6 +224,7 @@ class World:
     consumer: dict[str, Any] = field(default_factory=lambda: dict(CONSUMER))
     twin: dict[str, Any] | None = None
     write_error: BaseException | None = None
+    finalizer_error: BaseException | None = None
     statuses: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
@@ -240,6 +237,10 @@ class World:
     def delete(self, key: ObjectKey) -> None:
         if self.write_error is not None:
             raise self.write_error
+
+    def add_finalizer(self, obj: dict[str, Any]) -> None:
+        if self.finalizer_error is not None:
+            raise self.finalizer_error
 
     def write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
         self.statuses.append(status)
@@ -254,7 +255,7 @@ class World:
             get_consumer=lambda key: self.consumer,
             get_twin=lambda key: self.twin,
             sync=sync,
-            add_finalizer=lambda obj: None,
+            add_finalizer=self.add_finalizer,
             ensure_provider_namespace=lambda ns: None,
             create_twin=self.write,
             read_twin=lambda key: TWIN,
@@ -351,3 +352,68 @@ def test_a_failure_status_never_writes_when_nothing_changed() -> None:
     for _ in range(3):
         reconcile_object(KEY, replace(world.deps()))
     assert len(world.statuses) == written
+
+
+# --- the consumer refusing the connector's finalizer -------------------------------------
+
+ADMISSION = answer(
+    422,
+    "Invalid",
+    f'{OBJ} is invalid: : ValidatingAdmissionPolicy "no-finalizers" denied request: '
+    "finalizers are not allowed here",
+)
+BOUND = {"conditions": [{"type": "APIBound", "status": "True", "reason": "Bound"}]}
+
+
+@pytest.mark.parametrize("twin", [None, dict(TWIN)], ids=["create", "in sync"])
+def test_a_refused_finalizer_is_reported_retried_and_its_recovery_told(
+    twin: dict[str, Any] | None,
+) -> None:
+    # A create writes the twin and the finalizer together; a twin already in sync only
+    # the finalizer. Either way the refusal is the user's to see.
+    world = World(
+        SyncResult(
+            provider_apply=TWIN if twin is None else None,
+            consumer_status=PENDING if twin is None else BOUND,
+            add_finalizer=True,
+        ),
+        twin=twin,
+        finalizer_error=ADMISSION,
+    )
+    assert reconcile_object(KEY, world.deps()) == Result(requeue=True)
+    cond = api_bound(world)
+    assert (cond["status"], cond["reason"]) == ("False", "FinalizerRefused")
+    assert "connect.upbound.io/finalizer" in cond["message"]
+    assert "finalizers are not allowed here" in cond["message"], "the server's message"
+    assert world.warnings == [("FinalizerRefused", cond["message"])]
+
+    world.finalizer_error = None
+    world.twin = dict(TWIN)
+    world.result = SyncResult(consumer_status=BOUND, add_finalizer=True)
+    assert reconcile_object(KEY, world.deps()) == Result()
+    assert api_bound(world)["reason"] == "Bound"
+    assert world.resolved == ["Bound"], "the recovery is a Normal Event"
+
+
+def test_a_refused_finalizer_never_hides_the_twins_own_failure() -> None:
+    world = World(
+        SyncResult(provider_apply=TWIN, consumer_status=PENDING, add_finalizer=True),
+        write_error=RBAC,
+        finalizer_error=ADMISSION,
+    )
+    assert reconcile_object(KEY, world.deps()) == Result(requeue=True)
+    assert api_bound(world)["reason"] == "ProviderForbidden"
+
+
+def test_a_stale_finalizer_write_is_retried_without_a_word() -> None:
+    stale = answer(
+        409, "Conflict", f"Operation cannot be fulfilled on {OBJ}: the object has been modified"
+    )
+    world = World(
+        SyncResult(consumer_status=BOUND, add_finalizer=True),
+        twin=dict(TWIN),
+        finalizer_error=stale,
+    )
+    with pytest.raises(KubeError):
+        reconcile_object(KEY, world.deps())
+    assert world.statuses == [] and world.warnings == []

@@ -3,10 +3,20 @@
 A namespaced XR (Crossplane v2) gets the ConfigMap in its own namespace, where Crossplane
 puts composed resources. A cluster-scoped XR (an ``apiextensions.crossplane.io/v1`` XRD,
 whose claims are namespaced) gets it in its claim's namespace, named after the XR.
+
+Connection details, when asked for (``spec.writeConnectionSecretToRef``), hold
+``coolField`` (so that changing it rotates them):
+
+- a cluster-scoped XR (a claim's) returns them as the composite's connection details;
+  Crossplane writes them to the XR's Secret and copies them to the claim's;
+- a namespaced XR composes its connection Secret itself, as Crossplane v2 asks: a Secret
+  of the name its ref gives, typed ``connection.crossplane.io/v1alpha1`` (the convention
+  the API connector follows, docs/semantics.md).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import grpc
@@ -15,6 +25,8 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 from crossplane.function.proto.v1 import run_function_pb2_grpc as grpcv1
 
 CONFIG_MAP = "configmap"
+CONNECTION_SECRET = "connection-secret"
+CONNECTION_SECRET_TYPE = "connection.crossplane.io/v1alpha1"
 CLAIM_NAMESPACE_LABEL = "crossplane.io/claim-namespace"
 # Where the ConfigMap of a cluster-scoped XR without a claim goes.
 FALLBACK_NAMESPACE = "crossplane-system"
@@ -39,7 +51,30 @@ class FunctionRunner(grpcv1.FunctionRunnerServiceServicer):
         resource.update(rsp.desired.resources[CONFIG_MAP], config_map(xr, cool_field))
         rsp.desired.resources[CONFIG_MAP].ready = fnv1.READY_TRUE
         log.debug("Composed the ConfigMap.")
+        ref = (xr.get("spec") or {}).get("writeConnectionSecretToRef")
+        if isinstance(ref, dict) and ref.get("name"):
+            details = {"coolField": cool_field.encode()}
+            if (xr.get("metadata") or {}).get("namespace"):
+                secret = connection_secret(str(ref["name"]), details)
+                resource.update(rsp.desired.resources[CONNECTION_SECRET], secret)
+                rsp.desired.resources[CONNECTION_SECRET].ready = fnv1.READY_TRUE
+            else:
+                for key, value in details.items():
+                    rsp.desired.composite.connection_details[key] = value
+            log.debug("Wrote the connection details.")
         return rsp
+
+
+def connection_secret(name: str, details: dict[str, bytes]) -> dict[str, Any]:
+    """The connection Secret composed for a namespaced XR (Crossplane places it in the XR's
+    namespace and makes the XR its controller)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": CONNECTION_SECRET_TYPE,
+        "data": {key: base64.b64encode(value).decode() for key, value in details.items()},
+    }
 
 
 def config_map(xr: dict[str, Any], cool_field: str) -> dict[str, Any]:

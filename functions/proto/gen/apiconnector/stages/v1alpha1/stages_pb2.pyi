@@ -145,12 +145,16 @@ class BindResponse(_message.Message):
     def __init__(self, connection_name: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[BoundResource, _Mapping]]] = ..., namespaces: _Optional[_Union[Namespaces, _Mapping]] = ..., include_cluster_scoped: _Optional[bool] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
 
 class AccessRequest(_message.Message):
-    __slots__ = ("consumer_name", "resources")
+    __slots__ = ("consumer_name", "resources", "placement", "connection_secrets")
     CONSUMER_NAME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_SECRETS_FIELD_NUMBER: _ClassVar[int]
     consumer_name: str
     resources: _containers.RepeatedCompositeFieldContainer[BoundResource]
-    def __init__(self, consumer_name: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[BoundResource, _Mapping]]] = ...) -> None: ...
+    placement: str
+    connection_secrets: bool
+    def __init__(self, consumer_name: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[BoundResource, _Mapping]]] = ..., placement: _Optional[str] = ..., connection_secrets: _Optional[bool] = ...) -> None: ...
 
 class AccessResponse(_message.Message):
     __slots__ = ("objects", "namespace", "service_account", "token_secret")
@@ -165,18 +169,20 @@ class AccessResponse(_message.Message):
     def __init__(self, objects: _Optional[_Iterable[bytes]] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., token_secret: _Optional[str] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
-    __slots__ = ("consumer", "provider", "consumer_cluster", "now", "adoption")
+    __slots__ = ("consumer", "provider", "consumer_cluster", "now", "adoption", "placement")
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
     ADOPTION_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     consumer: bytes
     provider: bytes
     consumer_cluster: str
     now: str
     adoption: Adoption
-    def __init__(self, consumer: _Optional[bytes] = ..., provider: _Optional[bytes] = ..., consumer_cluster: _Optional[str] = ..., now: _Optional[str] = ..., adoption: _Optional[_Union[Adoption, _Mapping]] = ...) -> None: ...
+    placement: str
+    def __init__(self, consumer: _Optional[bytes] = ..., provider: _Optional[bytes] = ..., consumer_cluster: _Optional[str] = ..., now: _Optional[str] = ..., adoption: _Optional[_Union[Adoption, _Mapping]] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class Adoption(_message.Message):
     __slots__ = ("match_labels",)

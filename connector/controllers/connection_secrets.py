@@ -1,0 +1,243 @@
+"""Wires connection Secrets for one ``ObjectSyncer``: the caches and writes that
+``connection_secret_reconcile`` is given as callables.
+
+Two kinds of cache, each started the first time an object needs it, so that a connector
+whose objects ask for no connection Secret never lists or watches a Secret:
+
+- provider connection Secrets, one informer per provider namespace a twin names a Secret
+  in, narrowed to Crossplane's connection-Secret type (field selector
+  ``type=connection.crossplane.io/v1alpha1``). Per namespace, because a provider identity
+  may read Secrets only in some namespaces (the isolated placement grants it its own).
+  Until a cache has listed, a Secret is read live; a refused read raises ``ForbiddenError``,
+  which the reconcile reports on the object. A Secret event wakes the object whose twin
+  controls the Secret (``key_of_twin``);
+- the consumer Secrets the connector wrote for this bound API (labels
+  ``app.kubernetes.io/managed-by=api-connector`` and
+  ``connect.upbound.io/connection-secret-for=<plural>.<group>``), one informer per
+  consumer scope of the syncer. An event wakes the object that owns the Secret, so a Secret
+  deleted or edited by hand is written again.
+
+Secret objects are cached as they are (their data is what is copied), never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+
+import structlog
+
+from connector.controllers.connection_secret_reconcile import SecretDeps
+from connector.kube.client import KubeClient
+from connector.kube.metrics import Metrics
+from connector.kube.resources import SECRETS, Resource
+from connector.runtime.events import EventRecorder
+from connector.runtime.informer import Informer
+from connector.runtime.keys import ObjectKey
+from functions.common.api import (
+    CONNECTION_SECRET_TYPE,
+    FIELD_MANAGER,
+    LABEL_CONNECTION_SECRET_FOR,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+)
+from functions.common.objects import Obj, label_value
+from functions.object_syncer.connection_secret import WARNING_REASONS
+
+log = structlog.get_logger(__name__)
+
+#: Narrows the provider watch to the Secrets Crossplane writes connection details to.
+PROVIDER_FIELD_SELECTOR = f"type={CONNECTION_SECRET_TYPE}"
+
+
+def _without_managed_fields(obj: Obj) -> Obj:
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+class ConnectionSecrets:
+    """The Secret caches and writes of one syncer (module doc)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer: KubeClient,
+        provider: KubeClient,
+        resource: Resource,
+        crd_name: str,
+        consumer_scopes: list[str | None],
+        key_of_twin: Callable[[str, str], ObjectKey | None],
+        enqueue: Callable[[ObjectKey], None],
+        resync_period: float | None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``key_of_twin(namespace, name)`` is the consumer object of a twin (None if none
+        is known); ``consumer_scopes`` are the syncer's consumer namespaces (None: all)."""
+        self._name = name
+        self._crd_name = crd_name
+        self._consumer = consumer
+        self._provider = provider
+        self._res = resource
+        self._key_of_twin = key_of_twin
+        self._enqueue = enqueue
+        self._resync = resync_period
+        self._metrics = metrics
+        self._selector = (
+            f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_CONNECTION_SECRET_FOR}={label_value(crd_name)}"
+        )
+        self._scopes = consumer_scopes
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._providers: dict[str, Informer] = {}
+        self._consumers: dict[str | None, Informer] = {}
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            informers = [*self._providers.values(), *self._consumers.values()]
+        for informer in informers:
+            informer.stop()
+
+    # --- provider --------------------------------------------------------------------
+
+    def provider_secret(self, namespace: str, name: str) -> Obj | None:
+        """The provider connection Secret, from the namespace's cache once it has listed;
+        raises ForbiddenError when the provider refuses the read."""
+        informer = self._provider_informer(namespace)
+        if informer is not None and informer.has_synced:
+            return informer.get(namespace, name)
+        secret = self._provider.get_or_none(SECRETS, name, namespace=namespace)
+        if secret is not None and secret.get("type") != CONNECTION_SECRET_TYPE:
+            return None  # the cache would not hold it either
+        return secret
+
+    def _provider_informer(self, namespace: str) -> Informer | None:
+        with self._lock:
+            if self._stopped:
+                return None
+            informer = self._providers.get(namespace)
+            if informer is not None:
+                return informer
+            informer = Informer(
+                self._provider,
+                SECRETS,
+                namespace=namespace,
+                field_selector=PROVIDER_FIELD_SELECTOR,
+                handler=self._on_provider_secret,
+                resync_period=self._resync,
+                name=f"provider-secrets/{self._name}/{namespace}",
+                metrics=self._metrics,
+                transform=_without_managed_fields,
+            )
+            self._providers[namespace] = informer
+        log.info(
+            "Watching connection Secrets in a provider namespace.",
+            syncer=self._name,
+            namespace=namespace,
+        )
+        informer.start()
+        return informer
+
+    def _on_provider_secret(self, _event: str, secret: Obj) -> None:
+        meta = secret.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if (
+                isinstance(ref, dict)
+                and ref.get("controller") is True
+                and ref.get("kind") == self._res.kind
+                and str(ref.get("apiVersion", "")).split("/")[0] == self._res.group
+            ):
+                key = self._key_of_twin(str(meta.get("namespace") or ""), str(ref.get("name")))
+                if key is not None:
+                    self._enqueue(key)
+
+    # --- consumer --------------------------------------------------------------------
+
+    def consumer_secret(self, namespace: str, name: str) -> Obj | None:
+        """The connector's consumer Secret of that name, as cached (read live until the
+        cache has listed)."""
+        informer = self._consumer_informer(namespace)
+        if informer is not None and informer.has_synced:
+            return informer.get(namespace, name)
+        return self.read_consumer_secret(namespace, name)
+
+    def read_consumer_secret(self, namespace: str, name: str) -> Obj | None:
+        return self._consumer.get_or_none(SECRETS, name, namespace=namespace)
+
+    def owned(self, namespace: str, uid: str) -> list[Obj]:
+        """The connector's consumer Secrets in ``namespace`` owned by the object ``uid``."""
+        informer = self._consumer_informer(namespace)
+        if informer is None:
+            return []
+        if not informer.has_synced:
+            items, _ = self._consumer.list(SECRETS, namespace, self._selector)
+        else:
+            items = [s for s in informer.list() if s["metadata"].get("namespace") == namespace]
+        return [
+            s
+            for s in items
+            if any(
+                isinstance(ref, dict) and ref.get("uid") == uid
+                for ref in s["metadata"].get("ownerReferences") or []
+            )
+        ]
+
+    def _consumer_informer(self, namespace: str) -> Informer | None:
+        scope: str | None = None if None in self._scopes else namespace
+        if scope is not None and scope not in self._scopes:
+            return None
+        with self._lock:
+            if self._stopped:
+                return None
+            informer = self._consumers.get(scope)
+            if informer is not None:
+                return informer
+            informer = Informer(
+                self._consumer,
+                SECRETS,
+                namespace=scope,
+                label_selector=self._selector,
+                handler=self._on_consumer_secret,
+                resync_period=self._resync,
+                name=f"consumer-secrets/{self._name}/{scope or '*'}",
+                metrics=self._metrics,
+                transform=_without_managed_fields,
+            )
+            self._consumers[scope] = informer
+        informer.start()
+        return informer
+
+    def _on_consumer_secret(self, _event: str, secret: Obj) -> None:
+        meta = secret.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if isinstance(ref, dict) and ref.get("kind") == self._res.kind:
+                self._enqueue(ObjectKey(str(meta.get("namespace") or ""), str(ref.get("name"))))
+
+    def deps(self, *, consumer_cluster: str, enabled: bool, recorder: EventRecorder) -> SecretDeps:
+        """The callables ``connection_secret_reconcile`` is given."""
+        return SecretDeps(
+            consumer_cluster=consumer_cluster,
+            crd_name=self._crd_name,
+            enabled=enabled,
+            get_provider_secret=self.provider_secret,
+            get_consumer_secret=self.consumer_secret,
+            read_consumer_secret=self.read_consumer_secret,
+            owned_secrets=self.owned,
+            create_secret=self.create,
+            update_secret=self.update,
+            delete_secret=self.delete,
+            warn=recorder.warning,
+            resolved=partial(recorder.resolved, of=WARNING_REASONS),
+        )
+
+    def create(self, secret: Obj) -> None:
+        self._consumer.create(SECRETS, secret, field_manager=FIELD_MANAGER)
+
+    def update(self, secret: Obj) -> None:
+        self._consumer.update(SECRETS, secret, field_manager=FIELD_MANAGER)
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Raises NotFoundError if it is gone already."""
+        self._consumer.delete(SECRETS, name, namespace=namespace)
