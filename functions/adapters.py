@@ -151,7 +151,8 @@ def set_composed(
     """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one).
 
     ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces);
-    None leaves readiness to Crossplane, which reads the composed resource's Ready condition.
+    for others, whether their observed Ready condition is True. None says nothing, which
+    Crossplane (v2.2) counts as not ready: it does not read the resource's conditions.
     """
     composed = rsp.desired.resources[name]
     composed.resource.Clear()
