@@ -129,7 +129,12 @@ class ObjectSyncerFunction(StageFunction):
         }
         if result.conflict is not None:
             actions["conflict"] = result.conflict
-        set_composite_status(rsp, {"consumerStatus": status, "sync": actions})
+        desired: dict[str, Any] = {"sync": actions}
+        if status:
+            # An empty Struct reaches Crossplane as null, which the XR's schema (an object)
+            # refuses, failing the whole status apply: no status, no field.
+            desired["consumerStatus"] = status
+        set_composite_status(rsp, desired)
         bound = find_condition(status.get("conditions"), CONDITION_API_BOUND)
         if bound is not None:
             report_condition(rsp, bound)

@@ -322,3 +322,23 @@ def test_a_deleted_object_whose_policy_is_orphan_keeps_its_twin_composed() -> No
         assert composed["metadata"]["annotations"]["connect.upbound.io/deletion-policy"] == "Orphan"
         assert composed["metadata"]["labels"] == twin["metadata"]["labels"]
     assert got["desired"]["composite"]["resource"]["status"]["sync"]["removeFinalizer"] is True
+
+
+def test_a_released_object_without_status_has_no_consumer_status_field() -> None:
+    # An empty Struct reaches Crossplane as null, which the XR's schema refuses: the whole
+    # status apply would fail, and removeFinalizer never reach the XR.
+    deleted = {
+        **CONSUMER,
+        "metadata": {
+            **CONSUMER["metadata"],
+            "deletionTimestamp": NOW,
+            "finalizers": ["connect.upbound.io/finalizer"],
+        },
+    }
+    function = ObjectSyncerFunction(clock=lambda: NOW)
+    got = json_format.MessageToDict(
+        asyncio.run(function.RunFunction(request(consumer=deleted, twins=[]), None))
+    )
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert status == {"sync": {"addFinalizer": False, "removeFinalizer": True, "deleteTwin": False}}
+    assert "resources" not in got["desired"]
