@@ -207,9 +207,11 @@ def onboarding(access_api: KubeClient) -> Iterator[Onboarding]:
         access_api.delete(COMPOSITIONS, f"consumer-access-{uid}")
 
 
-def ready_xr(onboarding: Onboarding) -> dict[str, Any] | None:
-    xr = get(onboarding.provider, CONSUMER_ACCESSES, onboarding.xr)
-    return xr if condition(xr, "Ready").get("status") == "True" else None
+def ready_xr(onboarding: Onboarding) -> dict[str, Any]:
+    xr: dict[str, Any] = onboarding.provider.get(CONSUMER_ACCESSES, onboarding.xr)
+    # The XR's conditions are the message of a timeout.
+    assert condition(xr, "Ready").get("status") == "True", xr.get("status", {}).get("conditions")
+    return xr
 
 
 def token_of(provider: KubeClient, access: dict[str, str]) -> str:
@@ -398,7 +400,8 @@ def test_a_bad_binding_is_a_fatal_result_on_the_xrs_synced_condition(
 
     def synced_false() -> dict[str, Any] | None:
         synced = condition(get(o.provider, CONSUMER_ACCESSES, o.xr), "Synced")
-        return synced if synced.get("status") == "False" else None
+        fatal = synced.get("status") == "False" and "binding.kind" in synced.get("message", "")
+        return synced if fatal else None
 
     synced = eventually(synced_false, what="Synced=False on the XR", timeout=XP_TIMEOUT)
     assert "composite.spec.binding.kind" in synced["message"], synced
