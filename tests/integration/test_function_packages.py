@@ -76,13 +76,18 @@ def kube(crossplane_provider: Crossplane) -> Iterator[KubeClient]:
 def test_crossplane_installs_the_package_but_not_its_input_crd(
     kube: KubeClient, crossplane_provider: Crossplane, stage: Any
 ) -> None:
-    items, _ = kube.list(
-        FUNCTION_REVISIONS, label_selector=f"pkg.crossplane.io/package={stage.name}"
-    )
-    [active] = [r for r in items if r["spec"]["desiredState"] == "Active"]
-    assert active["status"]["resolvedImage"] == crossplane_provider.packages[stage.name]
-    assert condition(active, "RevisionHealthy").get("status") == "True"
-    assert not active["status"].get("objectRefs")
+    def active() -> dict[str, Any]:
+        # Eventually: another test may have just switched the Function's package and back.
+        items, _ = kube.list(
+            FUNCTION_REVISIONS, label_selector=f"pkg.crossplane.io/package={stage.name}"
+        )
+        [found] = [r for r in items if r["spec"]["desiredState"] == "Active"]
+        assert found["status"]["resolvedImage"] == crossplane_provider.packages[stage.name]
+        assert condition(found, "RevisionHealthy").get("status") == "True"
+        return dict(found)
+
+    revision = eventually(active, what=f"the active revision of {stage.name}", timeout=60)
+    assert not revision["status"].get("objectRefs")
     with pytest.raises(NotFoundError):
         kube.get(CUSTOM_RESOURCE_DEFINITIONS, input_crd(stage.package_root)["metadata"]["name"])
 
