@@ -28,8 +28,10 @@ __all__ = [
     "StageFunction",
     "StageService",
     "UnaryMethod",
+    "composed_ready",
     "fields_renamed",
     "function_input",
+    "observed_composed",
     "observed_composite",
     "plain",
     "report_condition",
@@ -136,6 +138,15 @@ def observed_composite(req: fnv1.RunFunctionRequest) -> Obj:
     return dict(plain(resource.struct_to_dict(req.observed.composite.resource)))
 
 
+def observed_composed(req: fnv1.RunFunctionRequest) -> dict[str, Obj]:
+    """The observed composed resources, by the names the function gave them, as plain
+    dicts: what Crossplane read back of what the previous calls desired."""
+    return {
+        name: dict(plain(resource.struct_to_dict(composed.resource)))
+        for name, composed in req.observed.resources.items()
+    }
+
+
 def required_resources(req: fnv1.RunFunctionRequest, name: str) -> list[Obj] | None:
     """The resources Crossplane fetched for requirement ``name``; None until it has tried."""
     if name not in req.required_resources:
@@ -150,14 +161,27 @@ def set_composed(
 ) -> None:
     """Make ``obj`` the desired composed resource ``name`` (replacing an earlier one).
 
-    ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces);
-    None leaves readiness to Crossplane, which reads the composed resource's Ready condition.
+    ``ready=True`` for objects that have no Ready condition to wait for (RBAC, namespaces).
+    Crossplane counts a composed resource ready only when the function says so (``None``
+    is not ready; it does not read the resource's conditions itself, which is why
+    function-auto-ready exists): pass ``composed_ready(observed)`` to follow its ``Ready``
+    condition.
     """
     composed = rsp.desired.resources[name]
     composed.resource.Clear()
     resource.update(composed, obj)
     if ready is not None:
         composed.ready = fnv1.READY_TRUE if ready else fnv1.READY_FALSE
+
+
+def composed_ready(observed: Obj | None) -> bool:
+    """Whether an observed composed resource says ``Ready=True`` (what function-auto-ready
+    decides for each resource); False if it was not observed yet."""
+    conditions = ((observed or {}).get("status") or {}).get("conditions") or []
+    return any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
 
 
 def set_composite_status(rsp: fnv1.RunFunctionResponse, status: Obj) -> None:

@@ -6,7 +6,9 @@
 #
 # Tools: etcd, kube-apiserver, kube-controller-manager, kubectl (the local clusters and their
 # CLI), crossplane (the Crossplane CLI: render, xpkg), crossplane-core (Crossplane itself),
-# registry (an in-memory OCI registry for local packages), helm.
+# registry (an in-memory OCI registry for local packages), helm, provider-kubernetes (the
+# Crossplane provider the crd-puller's Composition delivers CRDs with; its package folder is
+# copied beside the binary).
 #
 # Progress goes to stderr, one line per tool: "kube-apiserver v1.34.4: cached" or
 # "built kube-controller-manager v1.34.4 in 1m32s". Tools that share most of their packages
@@ -24,7 +26,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${API_CONNECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/api-connector}
 bin_root="$cache_root/bin"
-all_tools=(etcd kube-apiserver kube-controller-manager kubectl crossplane crossplane-core registry helm)
+all_tools=(etcd kube-apiserver kube-controller-manager kubectl crossplane crossplane-core registry helm provider-kubernetes)
 
 die() {
   echo "tools/build.sh: $*" >&2
@@ -34,7 +36,7 @@ die() {
 # tool -> "module dir|binary name|package|version|ldflags|group"
 # Tools of one group share a module's dependencies and are built one after the other.
 spec() {
-  local kv=v1.34.4 ev=3.6.16 cv=v2.2.1 hv=v3.19.0 rv=v0.20.7
+  local kv=v1.34.4 ev=3.6.16 cv=v2.2.1 hv=v3.19.0 rv=v0.20.7 pkv=v0.17.1
   local kb="-X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
   local cb="-X github.com/crossplane/crossplane/v2/internal/version.version=$cv"
   case "$1" in
@@ -56,6 +58,8 @@ spec() {
       echo "registry|registry|.|$rv||registry" ;;
     helm)
       echo "helm|helm|helm.sh/helm/v3/cmd/helm|$hv|-X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean|helm" ;;
+    provider-kubernetes)
+      echo "provider-kubernetes|provider-kubernetes|github.com/crossplane-contrib/provider-kubernetes/cmd/provider|$pkv||provider-kubernetes" ;;
     *) die "unknown tool '$1' (known: ${all_tools[*]})" ;;
   esac
 }
@@ -77,9 +81,12 @@ location() {
       fi ;;
   esac
   local hash
-  # Key the cache on everything that decides the binary: the module files and any source.
-  hash=$(find "$here/$dir" -maxdepth 1 -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0 \
-    | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
+  # Key the cache on everything that decides the binary: the module files, any source, and
+  # the files added to the built package (overlay/, see build_one).
+  hash=$({
+    find "$here/$dir" -maxdepth 1 -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0
+    [[ ! -d $here/$dir/overlay ]] || find "$here/$dir/overlay" -type f -name '*.go' -print0
+  } | sort -z | xargs -0 cat | sha256sum | cut -c1-12)
   echo "$bin_root/$tool-$version-$hash/$bin"
 }
 
@@ -93,7 +100,28 @@ build_one() {
   local log="$out.log" tmp="$out.tmp.$$" started=$SECONDS
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  if ! (cd "$here/$dir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/$bin" "$pkg") >"$log" 2>&1; then
+  # Files in the wrapper module's overlay/ are added to the built package. Go refuses
+  # -overlay for files in its module cache, so the package's module is copied next to a copy
+  # of the wrapper module, which replaces it with the copy (the same sources, plus these
+  # files, built with the tag apiconnector_overlay so that nothing else compiles them).
+  local src="$here/$dir" tags=()
+  if [[ -d $here/$dir/overlay ]]; then
+    local info mod_path mod_dir pkg_dir
+    if ! info=$(cd "$here/$dir" && GOFLAGS=-mod=readonly go list -f '{{.Module.Path}}|{{.Module.Dir}}|{{.Dir}}' "$pkg" 2>"$log") \
+      || ! IFS='|' read -r mod_path mod_dir pkg_dir <<<"$info" \
+      || ! mkdir -p "$tmp/src" || ! cp "$here/$dir/go.mod" "$here/$dir/go.sum" "$tmp/src/" \
+      || ! cp -R "$mod_dir" "$tmp/src/patched" || ! chmod -R u+w "$tmp/src/patched" \
+      || ! cp "$here/$dir"/overlay/*.go "$tmp/src/patched/${pkg_dir#"$mod_dir"/}/" \
+      || ! (cd "$tmp/src" && go mod edit -replace "$mod_path=./patched") 2>>"$log"; then
+      rm -rf "$tmp"
+      echo "tools/build.sh: step 'add overlay/ to $pkg for $tool $version' failed:" >&2
+      tail -n 25 "$log" >&2
+      return 1
+    fi
+    src="$tmp/src"
+    tags=(-tags apiconnector_overlay)
+  fi
+  if ! (cd "$src" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath "${tags[@]}" -ldflags "-s -w $ldflags" -o "$tmp/$bin" "$pkg") >"$log" 2>&1; then
     rm -rf "$tmp"
     {
       echo "tools/build.sh: step 'build $tool $version' failed after $(duration $((SECONDS - started))); last lines of $log:"
@@ -112,6 +140,18 @@ build_one() {
       return 1
     fi
   fi
+  if [[ $tool == provider-kubernetes ]]; then
+    # The provider's Crossplane package (crossplane.yaml and its CRDs) ships in its module;
+    # the local clusters build it with 'crossplane xpkg build'. Copied, like the CRDs above.
+    local package
+    if ! package=$(cd "$here/$dir" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' github.com/crossplane-contrib/provider-kubernetes)/package \
+      || ! cp -R "$package" "$tmp/package" || ! chmod -R u+w "$tmp/package"; then
+      rm -rf "$tmp"
+      echo "tools/build.sh: step 'copy the package of $tool $version' failed" >&2
+      return 1
+    fi
+  fi
+  rm -rf "$tmp/src"
   rm -rf "$out"
   mv "$tmp" "$out"
   echo "built $tool $version in $(duration $((SECONDS - started)))" >&2
@@ -138,7 +178,7 @@ done
 # The tools to build, grouped; biggest groups first so that they start first.
 group_tools=()
 missing=()
-for group in kubernetes crossplane helm etcd registry; do
+for group in kubernetes crossplane provider-kubernetes helm etcd registry; do
   members=""
   for t in "${all_tools[@]}"; do
     IFS='|' read -r _ _ _ version _ g <<<"$(spec "$t")"

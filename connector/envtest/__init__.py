@@ -7,8 +7,10 @@ Public API::
     find_tools(names) -> {name: Path}                  # any tool tools/build.sh knows
     Cluster(name, base_dir, *, ...)                    # start() / stop() / with-statement
     start_clusters(names, base_dir, *, ...)            # several in parallel, all or nothing
-    Crossplane(cluster, *, functions, ...)             # Crossplane core + function runtime
+    Crossplane(cluster, *, functions, providers, ...)  # Crossplane core + function runtime
     start_crossplane(cluster, *, functions, ...)       # the same, started
+    Crossplane.start_providers(providers)              # providers on a started Crossplane
+    connect_cluster(kube, target, *, namespace)        # provider-kubernetes' ProviderConfig
     eventually(check, *, what, timeout)                # bounded poll; WaitTimeout names `what`
 
 Errors::
@@ -38,16 +40,26 @@ from connector.envtest._functions import (
     STAGE_FUNCTIONS,
     FunctionSource,
 )
+from connector.envtest._providers import (
+    CONSUMER_PROVIDER_CONFIG,
+    PROVIDER_KUBERNETES,
+    PROVIDERS,
+    ProviderSource,
+    connect_cluster,
+)
 from connector.envtest._wait import WaitTimeout, eventually
 
 __all__ = [
     "ADMIN_GROUPS",
     "ADMIN_USER",
+    "CONSUMER_PROVIDER_CONFIG",
     "CONTROLLERS",
     "DEFAULT_FUNCTIONS",
     "EXAMPLE_FUNCTION",
     "FUNCTIONS",
     "FUNCTION_REVISIONS",
+    "PROVIDERS",
+    "PROVIDER_KUBERNETES",
     "STAGE_FUNCTIONS",
     "Binaries",
     "BinariesError",
@@ -56,7 +68,9 @@ __all__ = [
     "Crossplane",
     "EnvtestError",
     "FunctionSource",
+    "ProviderSource",
     "WaitTimeout",
+    "connect_cluster",
     "eventually",
     "find_binaries",
     "find_tools",

@@ -10,7 +10,9 @@
    --package-runtime=External`` with webhooks off and ports of its own;
 4. waits until it answers ``/readyz`` and serves its APIs;
 5. starts the development function runtime (``_functions``) and waits until every Function
-   is Healthy with an endpoint in its active revision.
+   is Healthy with an endpoint in its active revision;
+6. with ``providers``, installs and runs them (``_providers``) and waits until every
+   Provider is Healthy.
 
 Crossplane runs as its own identity (user ``crossplane`` in ``system:masters``), like the
 in-cluster ServiceAccount it would have, with its own kubeconfig.
@@ -40,6 +42,7 @@ from connector.envtest._certs import CertificateAuthority
 from connector.envtest._cluster import ADMIN_GROUPS, DEFAULT_STOP_TIMEOUT, Cluster, free_port
 from connector.envtest._errors import ClusterStartError, EnvtestError
 from connector.envtest._functions import DEFAULT_FUNCTIONS, FunctionRuntime, FunctionSource
+from connector.envtest._providers import ProviderRuntime, ProviderSource
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
@@ -85,7 +88,9 @@ class Crossplane:
     its kubeconfig, client certificate (``tls/client/``) and package cache, and the function
     runtime's files (see ``FunctionRuntime``). ``stop()`` removes them unless ``keep_files``;
     a failed ``start()`` keeps them, so that the logs can be read.
-    ``functions=()`` starts no registry and no function servers.
+    ``functions=()`` starts no registry and no function servers. ``providers`` (e.g.
+    ``(PROVIDER_KUBERNETES,)``) are installed as packages and run as local processes; they
+    need the functions' registry.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Crossplane:
         cluster: Cluster,
         *,
         functions: Sequence[FunctionSource] = DEFAULT_FUNCTIONS,
+        providers: Sequence[ProviderSource] = (),
         startup_timeout: float = DEFAULT_CROSSPLANE_TIMEOUT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         extra_args: Sequence[str] = (),
@@ -104,6 +110,9 @@ class Crossplane:
         self.init_log = self.dir / "init.log"
         self.kubeconfig = self.dir / "crossplane.kubeconfig"
         self.functions = tuple(functions)
+        self.providers = tuple(providers)
+        if self.providers and not self.functions:
+            raise ValueError("providers need the package registry, which runs with functions")
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
         self._extra_args = list(extra_args)
@@ -114,6 +123,8 @@ class Crossplane:
         self._started = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._runtime: FunctionRuntime | None = None
+        self._provider_runtime: ProviderRuntime | None = None
+        self._ca: CertificateAuthority | None = None
         self._pids: dict[str, int] = {}
         self._commands: dict[str, list[str]] = {}
         self._last_readiness = ""
@@ -124,15 +135,18 @@ class Crossplane:
 
     @property
     def pids(self) -> dict[str, int]:
-        """Process ids by role: ``crossplane``, ``registry`` and one per function."""
+        """Process ids by role: ``crossplane``, ``registry``, one per function and one per
+        provider."""
         runtime = self._runtime.pids if self._runtime is not None else {}
-        return {**self._pids, **runtime}
+        providers = self._provider_runtime.pids if self._provider_runtime is not None else {}
+        return {**self._pids, **runtime, **providers}
 
     @property
     def commands(self) -> dict[str, list[str]]:
         """The command line of each process by role, to recognise a pid as ours later."""
         runtime = self._runtime.commands if self._runtime is not None else {}
-        return {**{r: list(a) for r, a in self._commands.items()}, **runtime}
+        providers = self._provider_runtime.commands if self._provider_runtime is not None else {}
+        return {**{r: list(a) for r, a in self._commands.items()}, **runtime, **providers}
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -145,17 +159,26 @@ class Crossplane:
         return dict(self._runtime.packages) if self._runtime is not None else {}
 
     @property
+    def provider_packages(self) -> dict[str, str]:
+        """Each provider's package reference in the local registry, by Provider name."""
+        runtime = self._provider_runtime
+        return dict(runtime.packages) if runtime is not None else {}
+
+    @property
     def registry(self) -> str:
         """The local OCI registry's ``host:port`` (plain HTTP), or "" without functions."""
         return self._runtime.registry if self._runtime is not None else ""
 
     def running(self) -> bool:
-        """True while Crossplane, the registry, every function server and the endpoint
-        writer run."""
+        """True while Crossplane, the registry, every function server, every provider and
+        the status writers run."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return False
-        return self._runtime is None or self._runtime.running()
+        providers = self._provider_runtime
+        return (self._runtime is None or self._runtime.running()) and (
+            providers is None or providers.running()
+        )
 
     def start(self) -> Crossplane:
         """Start Crossplane and its functions on the (started) cluster; see the module doc.
@@ -174,7 +197,9 @@ class Crossplane:
             self._failed = False
             self._stopping.clear()
         started = time.monotonic()
-        tools = find_tools(TOOLS if self.functions else TOOLS[:1])
+        tools = find_tools(
+            [*(TOOLS if self.functions else TOOLS[:1]), *(p.tool for p in self.providers)]
+        )
         deadline = time.monotonic() + self._startup_timeout
         try:
             self._prepare_files()
@@ -193,6 +218,9 @@ class Crossplane:
                     namespace=NAMESPACE,
                 )
                 self._runtime.start(ca, deadline=deadline, timeout=self._startup_timeout)
+            self._ca = ca
+            if self.providers:
+                self._start_providers(self.providers, tools, deadline)
         except BaseException:
             self._failed = True
             self.stop()
@@ -202,19 +230,58 @@ class Crossplane:
             "Crossplane is ready.",
             seconds=round(time.monotonic() - started, 1),
             functions=sorted(self.endpoints),
+            providers=sorted(p.name for p in self.providers),
             registry=self.registry,
         )
         return self
 
+    def start_providers(self, providers: Sequence[ProviderSource]) -> None:
+        """Install and run ``providers`` on this started Crossplane (which has none yet),
+        within its start-up timeout; ``stop()`` stops them. For a Crossplane shared by
+        callers that do not all need the providers."""
+        with self._lock:
+            if not self._started or self._runtime is None:
+                raise EnvtestError("providers need a started Crossplane with functions")
+            if self._provider_runtime is not None:
+                raise EnvtestError(f"providers already run: {sorted(self.provider_packages)}")
+        tools = find_tools([*TOOLS, *(p.tool for p in providers)])
+        try:
+            self._start_providers(tuple(providers), tools, time.monotonic() + self._startup_timeout)
+        except BaseException:
+            runtime, self._provider_runtime = self._provider_runtime, None
+            if runtime is not None:
+                runtime.stop()
+            raise
+        self.providers = tuple(providers)
+
+    def _start_providers(
+        self, providers: Sequence[ProviderSource], tools: dict[str, Path], deadline: float
+    ) -> None:
+        assert self._ca is not None
+        self._provider_runtime = ProviderRuntime(
+            directory=self.dir,
+            cluster=self.cluster,
+            kube_factory=lambda: self.cluster.kube_client(kubeconfig=self.kubeconfig),
+            providers=providers,
+            tools=tools,
+            registry=self.registry,
+            stop_timeout=self._stop_timeout,
+            namespace=NAMESPACE,
+        )
+        self._provider_runtime.start(self._ca, deadline=deadline, timeout=self._startup_timeout)
+
     def stop(self) -> None:
-        """Stop the function runtime, then Crossplane, and remove the files unless
+        """Stop the providers, the function runtime, then Crossplane, and remove the files unless
         ``keep_files`` (or the start failed). Safe to call more than once."""
         atexit.unregister(self.stop)
         with self._lock:
             self._stopping.set()
             self._started = False
             runtime, self._runtime = self._runtime, None
+            providers, self._provider_runtime = self._provider_runtime, None
             proc, self._proc = self._proc, None
+        if providers is not None:
+            providers.stop()
         if runtime is not None:
             runtime.stop()
         if proc is not None:
@@ -223,9 +290,10 @@ class Crossplane:
             if was_running:
                 self._log.info("Crossplane stopped.")
         # Keep the runtime's pids for callers that check they are gone.
-        if runtime is not None:
-            self._pids.update(runtime.pids)
-            self._commands.update(runtime.commands)
+        for stopped in (runtime, providers):
+            if stopped is not None:
+                self._pids.update(stopped.pids)
+                self._commands.update(stopped.commands)
         if not (self._keep_files or self._failed):
             shutil.rmtree(self.dir, ignore_errors=True)
 

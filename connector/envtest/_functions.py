@@ -198,6 +198,9 @@ class EndpointWriter:
     does not serve is reported once in the log and left alone.
     """
 
+    #: The revisions watched; the provider runtime's writer (``_providers``) watches others.
+    resource: Resource = FUNCTION_REVISIONS
+
     def __init__(self, kube: KubeClient, endpoints: Mapping[str, str]) -> None:
         self._kube = kube
         self._endpoints = dict(endpoints)
@@ -255,11 +258,11 @@ class EndpointWriter:
                 self._stopping.wait(_RETRY_INTERVAL)
 
     def _list_and_watch(self) -> None:
-        revisions, resource_version = self._kube.list(FUNCTION_REVISIONS)
+        revisions, resource_version = self._kube.list(self.resource)
         for revision in revisions:
             self.reconcile(revision)
         while not self._stopping.is_set():
-            stream = self._kube.watch(FUNCTION_REVISIONS, resource_version, timeout_seconds=60)
+            stream = self._kube.watch(self.resource, resource_version, timeout_seconds=60)
             with self._stream_lock:
                 if self._stopping.is_set():
                     stream.close()
@@ -444,25 +447,7 @@ class FunctionRuntime:
         self.packages = references
 
     def _xpkg(self, step: str, argv: list[str]) -> None:
-        try:
-            done = subprocess.run(
-                argv,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=_XPKG_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise ClusterStartError(step, f"no result after {_XPKG_TIMEOUT:.0f} s") from e
-        except OSError as e:
-            raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).strip().splitlines()[-15:]
-            raise ClusterStartError(
-                step, f"exit code {done.returncode}:\n" + "\n".join("  " + line for line in output)
-            )
+        run_xpkg(step, argv, cwd=self.dir)
 
     def _start_servers(self, ca: CertificateAuthority, deadline: float, timeout: float) -> None:
         from connector.envtest._cluster import free_port
@@ -593,6 +578,30 @@ class FunctionRuntime:
         if role == "registry":
             return self.dir / "registry.log"
         return self.dir / "functions" / f"{role}.log"
+
+
+def run_xpkg(step: str, argv: list[str], *, cwd: Path) -> None:
+    """Run a ``crossplane xpkg`` command (``build``, ``push``); ClusterStartError naming
+    ``step`` with the output's tail if it fails."""
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=_XPKG_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ClusterStartError(step, f"no result after {_XPKG_TIMEOUT:.0f} s") from e
+    except OSError as e:
+        raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip().splitlines()[-15:]
+        raise ClusterStartError(
+            step, f"exit code {done.returncode}:\n" + "\n".join("  " + line for line in output)
+        )
 
 
 def _listening(port: int) -> bool:

@@ -4,8 +4,10 @@
 that same foreground command as a detached supervisor process and returns once the clusters
 are ready. ``up --crossplane`` also runs Crossplane and its functions on the provider; the
 supervisor writes the functions' endpoints into their revisions for as long as it runs (its
-children die with it). A state file (``<dir>/clusters.json``) records the supervisor and the
-pids of every process so that ``down`` can stop them from any shell.
+children die with it). ``up --provider-kubernetes`` (implies ``--crossplane``) also installs
+provider-kubernetes and runs it, with the ProviderConfig ``consumer`` reaching the consumer.
+A state file (``<dir>/clusters.json``) records the supervisor and the pids of every process
+so that ``down`` can stop them from any shell.
 """
 
 from __future__ import annotations
@@ -25,8 +27,18 @@ import click
 from connector.envtest import _process
 from connector.envtest._binaries import find_binaries, find_tools
 from connector.envtest._cluster import DEFAULT_STARTUP_TIMEOUT, Cluster, start_clusters
-from connector.envtest._crossplane import DEFAULT_CROSSPLANE_TIMEOUT, TOOLS, Crossplane
+from connector.envtest._crossplane import (
+    DEFAULT_CROSSPLANE_TIMEOUT,
+    NAMESPACE,
+    TOOLS,
+    Crossplane,
+)
 from connector.envtest._errors import EnvtestError, log_excerpt
+from connector.envtest._providers import (
+    CONSUMER_PROVIDER_CONFIG,
+    PROVIDER_KUBERNETES,
+    connect_cluster,
+)
 
 CLUSTER_NAMES = ("consumer", "provider")
 STATE_FILE = "clusters.json"
@@ -70,6 +82,13 @@ def clusters() -> None:
     "function installed and served.",
 )
 @click.option(
+    "--provider-kubernetes",
+    is_flag=True,
+    help="Also install and run provider-kubernetes under Crossplane (implies --crossplane), "
+    f"with a ProviderConfig '{CONSUMER_PROVIDER_CONFIG}' that reaches the consumer cluster: "
+    "what the crd-puller's Composition delivers CRDs with.",
+)
+@click.option(
     "--crossplane-timeout",
     type=click.FloatRange(min=1),
     default=DEFAULT_CROSSPLANE_TIMEOUT,
@@ -88,6 +107,7 @@ def up(
     detach: bool,
     timeout: float,
     crossplane: bool,
+    provider_kubernetes: bool,
     crossplane_timeout: float,
     controller_manager: bool,
 ) -> None:
@@ -98,7 +118,8 @@ def up(
     (directory / STATE_FILE).unlink(missing_ok=True)
     options = _Options(
         timeout=timeout,
-        crossplane=crossplane,
+        crossplane=crossplane or provider_kubernetes,
+        provider_kubernetes=provider_kubernetes,
         crossplane_timeout=crossplane_timeout,
         controller_manager=controller_manager,
     )
@@ -156,12 +177,15 @@ class _Options:
     crossplane: bool
     crossplane_timeout: float
     controller_manager: bool
+    provider_kubernetes: bool = False
 
     def argv(self) -> list[str]:
         """The same options for the detached supervisor's command line."""
         out = ["--timeout", str(self.timeout)]
         if self.crossplane:
             out += ["--crossplane", "--crossplane-timeout", str(self.crossplane_timeout)]
+        if self.provider_kubernetes:
+            out.append("--provider-kubernetes")
         if not self.controller_manager:
             out.append("--no-controller-manager")
         return out
@@ -190,8 +214,14 @@ def _up_foreground(directory: Path, options: _Options) -> None:
                 # The clusters' pids are recorded while Crossplane starts (minutes, on a
                 # first run that builds it), for a `down` from another shell meanwhile.
                 _write_state(directory, _state(started, None, status="starting"))
-                crossplane = Crossplane(started[1], startup_timeout=options.crossplane_timeout)
+                providers = (PROVIDER_KUBERNETES,) if options.provider_kubernetes else ()
+                crossplane = Crossplane(
+                    started[1], providers=providers, startup_timeout=options.crossplane_timeout
+                )
                 crossplane.start()
+                if providers:
+                    with crossplane.cluster.kube_client(kubeconfig=crossplane.kubeconfig) as kube:
+                        connect_cluster(kube, started[0], namespace=NAMESPACE)
         except EnvtestError as e:
             _write_state(
                 directory, {"supervisor_pid": os.getpid(), "status": "failed", "error": str(e)}
@@ -228,7 +258,9 @@ def _up_detached(directory: Path, options: _Options) -> None:
     try:
         find_binaries(controller_manager=options.controller_manager)
         if options.crossplane:
-            find_tools(TOOLS)
+            find_tools(
+                [*TOOLS, *([PROVIDER_KUBERNETES.tool] if options.provider_kubernetes else [])]
+            )
     except EnvtestError as e:
         raise click.ClickException(str(e)) from e
     log_path = directory / SUPERVISOR_LOG
@@ -305,6 +337,7 @@ def _state(started: list[Cluster], crossplane: Crossplane | None, *, status: str
             "registry": crossplane.registry,
             "endpoints": crossplane.endpoints,
             "packages": crossplane.packages,
+            "providers": crossplane.provider_packages,
             "pids": crossplane.pids,
             "commands": crossplane.commands,
         }
@@ -346,9 +379,17 @@ def _usage(
 def _crossplane_usage(directory: Path, crossplane: Crossplane | dict[str, Any]) -> list[str]:
     if isinstance(crossplane, Crossplane):
         endpoints, registry = crossplane.endpoints, crossplane.registry
+        providers = crossplane.provider_packages
     else:
         endpoints, registry = crossplane.get("endpoints", {}), crossplane.get("registry", "")
+        providers = crossplane.get("providers", {})
     provider = directory / "provider.kubeconfig"
+    provider_lines = [
+        f"Providers (local processes; logs in {directory}/provider-crossplane/providers/):",
+        *(f"  {name:<36} {package}" for name, package in sorted(providers.items())),
+        f"  ProviderConfig '{CONSUMER_PROVIDER_CONFIG}' reaches the consumer cluster:",
+        f"  kubectl --kubeconfig {provider} get providers,providerconfigs,objects",
+    ]
     return [
         "",
         "Crossplane runs on the provider (package runtime External; this process serves",
@@ -356,6 +397,7 @@ def _crossplane_usage(directory: Path, crossplane: Crossplane | dict[str, Any]) 
         *(f"  {name:<36} {endpoint}" for name, endpoint in sorted(endpoints.items())),
         f"  kubectl --kubeconfig {provider} get xrd,functions,functionrevisions",
         f"Logs: {directory}/provider-crossplane/crossplane.log, functions/<function>.log",
+        *(provider_lines if providers else []),
     ]
 
 

@@ -17,7 +17,9 @@ Mapping, one XR per binding of a consumer:
   ``spec.connection`` (optional): its ClusterConnection with ``status.offeredAPIs``; both
   live in the consumer cluster, so the XR carries them and no requirement is needed;
 - desired composed resources ``<kind>-<name>``: the access objects, only while the binding
-  binds something (a binding that binds nothing grants nothing);
+  binds something (a binding that binds nothing grants nothing); those in the consumer's
+  namespace once Crossplane has created it (it applies in no order), the XR not ready
+  meanwhile;
 - desired XR status: ``bindingConditions``, ``boundResources``, ``namespaces`` (absent: all),
   ``includeClusterScoped`` and ``access`` (namespace, service account, token secret); the
   binding's Ready condition is reported on the XR as ``Bound`` (Crossplane owns Ready).
@@ -94,10 +96,21 @@ class BinderFunction(StageFunction):
                         connection_secrets=secrets,
                     )
                 )
+            observed = set(req.observed.resources.keys())
+            namespaces = {o["metadata"]["name"] for o in access.objects if o["kind"] == "Namespace"}
+            waiting = False
             for obj in access.objects:
                 # Namespaces, identities and RBAC have no Ready condition: ready once applied.
                 name = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
+                namespace = obj["metadata"].get("namespace")
+                if namespace in namespaces and f"namespace-{namespace}" not in observed:
+                    # Crossplane applies composed resources in no order and stops at the first
+                    # failure: what lives in the namespace waits until Crossplane created it.
+                    waiting = True
+                    continue
                 set_composed(rsp, name, obj, ready=True)
+            if waiting:
+                rsp.desired.composite.ready = fnv1.READY_FALSE
             status["access"] = {
                 "namespace": access.namespace,
                 "serviceAccount": access.service_account,

@@ -11,7 +11,11 @@ Mapping, one XR per consumer object:
   namespace and name); until Crossplane has looked it up the function only asks for it;
 - desired composed resource ``twin``: the provider object, always in full, because
   Crossplane deletes a composed resource that a function stops returning. It is left out
-  when the stage says delete, or when the name is taken by someone else (conflict);
+  when the consumer object is being deleted (unless its deletion policy is Orphan: the twin
+  stays composed, carrying the policy), or when the name is taken by someone else (conflict).
+  It is marked ready when the observed twin says ``Ready=True``. While a deleted consumer
+  object's twin is still there, the response asks to be called again within
+  ``DELETION_RECHECK_SECONDS`` (the twin is no longer composed, so nothing else would);
 - desired XR status: ``consumerStatus`` (the status to write back to the consumer, with
   ``APIBound``) and ``sync`` (finalizer and delete actions, conflict); the ``APIBound``
   condition is also reported on the XR.
@@ -26,6 +30,7 @@ from crossplane.function.proto.v1 import run_function_pb2 as fnv1
 
 from functions.adapters import (
     StageFunction,
+    composed_ready,
     fields_renamed,
     function_input,
     observed_composite,
@@ -35,12 +40,14 @@ from functions.adapters import (
     set_composite_status,
 )
 from functions.common import (
+    ANNOTATION_DELETION_POLICY,
     CONDITION_API_BOUND,
     find_condition,
     metadata,
     require_dict,
     require_object,
     require_str,
+    string_map,
 )
 from functions.common.placement import check_placement, provider_namespace
 from functions.object_syncer import logic
@@ -50,6 +57,8 @@ INPUT_API_VERSION = "objectsyncer.fn.connect.upbound.io/v1alpha1"
 INPUT_KIND = "Input"
 TWIN_REQUIREMENT = "provider-twin"
 TWIN_RESOURCE = "twin"
+#: How soon Crossplane calls again while a deleted consumer object's twin is going.
+DELETION_RECHECK_SECONDS = 5
 _FIELDS = {
     "consumer": "composite.spec.consumerObject",
     "provider": f"requiredResources.{TWIN_REQUIREMENT}[0]",
@@ -96,16 +105,29 @@ class ObjectSyncerFunction(StageFunction):
             )
 
         # A deleted consumer object or a conflict: no desired twin (Crossplane deletes a twin
-        # it composed; a conflicting one it never composed is left alone).
-        if result.conflict is None and not meta.get("deletionTimestamp"):
+        # it composed; a conflicting one it never composed is left alone). A deleted object
+        # whose policy is Orphan keeps its twin composed: leaving it out would make Crossplane
+        # delete it.
+        deleting = bool(meta.get("deletionTimestamp"))
+        orphan = string_map(consumer, "annotations").get(ANNOTATION_DELETION_POLICY) == logic.ORPHAN
+        if result.conflict is None and (not deleting or orphan):
             # ``provider_apply`` is None when the twin is already in sync; Crossplane still
             # needs the full desired twin, or it would delete it.
             twin = result.provider_apply or logic.desired_twin(
                 consumer, consumer_cluster=consumer_cluster, placement=placement
             )
-            set_composed(rsp, TWIN_RESOURCE, twin)
+            # Crossplane (v2.2) counts a composed resource ready only when the function says
+            # so; it does not read the resource's conditions. The twin is ready when the
+            # provider's controller says it is.
+            set_composed(
+                rsp, TWIN_RESOURCE, twin, ready=composed_ready(twins[0] if twins else None)
+            )
         if result.conflict is not None:
             response.warning(rsp, result.conflict)
+        if deleting and twins and not orphan:
+            # Waiting for the twin to go: it is no longer composed, so no watch tells Crossplane
+            # when it is gone. Ask to be called again soon, to release the finalizer then.
+            rsp.meta.ttl.FromSeconds(DELETION_RECHECK_SECONDS)
 
         status = result.consumer_status
         if status is None:  # unchanged: the consumer's current status is the desired one
@@ -118,7 +140,12 @@ class ObjectSyncerFunction(StageFunction):
         }
         if result.conflict is not None:
             actions["conflict"] = result.conflict
-        set_composite_status(rsp, {"consumerStatus": status, "sync": actions})
+        desired: dict[str, Any] = {"sync": actions}
+        if status:
+            # An empty Struct reaches Crossplane as null, which the XR's schema (an object)
+            # refuses, failing the whole status apply: no status, no field.
+            desired["consumerStatus"] = status
+        set_composite_status(rsp, desired)
         bound = find_condition(status.get("conditions"), CONDITION_API_BOUND)
         if bound is not None:
             report_condition(rsp, bound)

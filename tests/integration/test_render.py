@@ -180,9 +180,28 @@ def test_crd_puller_without_bindable_crds_offers_nothing(crossplane: Path, crd_p
 
 
 def test_binder_composes_least_privilege_access_without_wildcards(
-    crossplane: Path, binder: str
+    crossplane: Path, binder: str, tmp_path: Path
 ) -> None:
-    docs = render(crossplane, "binder", binder)
+    # Before Crossplane created the consumer's namespace, only what lives outside it.
+    first = composed(render(crossplane, "binder", binder))
+    assert sorted(r["kind"] for r in first.values()) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Namespace",
+    ]
+    observed = tmp_path / "observed.yaml"
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": "connector-consumer-a",
+            "annotations": {
+                "crossplane.io/composition-resource-name": "namespace-connector-consumer-a"
+            },
+        },
+    }
+    observed.write_text(yaml.safe_dump(namespace))
+    docs = render(crossplane, "binder", binder, f"--observed-resources={observed}")
     xr, resources = docs[0], composed(docs)
     kinds = sorted(r["kind"] for r in resources.values())
     assert kinds == [

@@ -48,7 +48,11 @@ BINDING = {
 
 
 def request(
-    *, fn_input: dict[str, Any] = INPUT, binding: Any = BINDING, connection: Any = CONNECTION
+    *,
+    fn_input: dict[str, Any] = INPUT,
+    binding: Any = BINDING,
+    connection: Any = CONNECTION,
+    observed: tuple[str, ...] = (),
 ) -> fnv1.RunFunctionRequest:
     spec: dict[str, Any] = {"binding": binding}
     if connection is not None:
@@ -59,10 +63,13 @@ def request(
         "metadata": {"name": "consumer-a-nop"},
         "spec": spec,
     }
-    return fnv1.RunFunctionRequest(
+    req = fnv1.RunFunctionRequest(
         input=resource.dict_to_struct(fn_input),
         observed=fnv1.State(composite=fnv1.Resource(resource=resource.dict_to_struct(xr))),
     )
+    for name in observed:  # composed resources Crossplane has applied
+        req.observed.resources[name].resource.CopyFrom(resource.dict_to_struct({"kind": name}))
+    return req
 
 
 def got_for(req: fnv1.RunFunctionRequest) -> dict[str, Any]:
@@ -166,8 +173,18 @@ def test_run_function(case: Case) -> None:
     assert got == case.want, f"-want, +got:\n-{case.want}\n+{got}"
 
 
-def test_a_bound_binding_composes_least_privilege_access_for_the_consumer() -> None:
+def test_the_namespaced_access_waits_for_the_namespace_crossplane_creates() -> None:
+    # Crossplane applies in no order and stops at the first failure; a Secret applied before
+    # its namespace exists would fail the whole pass.
     got = got_for(request())
+    kinds = sorted(r["resource"]["kind"] for r in got["desired"]["resources"].values())
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Namespace"]
+    assert got["desired"]["composite"]["ready"] == "READY_FALSE"
+
+
+def test_a_bound_binding_composes_least_privilege_access_for_the_consumer() -> None:
+    got = got_for(request(observed=("namespace-connector-consumer-a",)))
+    assert "ready" not in got["desired"]["composite"]
     composed = {
         (r["resource"]["kind"], r["resource"]["metadata"]["name"])
         for r in got["desired"]["resources"].values()

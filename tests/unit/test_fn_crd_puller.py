@@ -61,6 +61,7 @@ def request(
     fn_input: dict[str, Any] = INPUT,
     crds: list[Any] | None = None,
     consumer_crds: list[Any] | None = None,
+    observed: dict[str, dict[str, Any]] | None = None,
 ) -> fnv1.RunFunctionRequest:
     xr: dict[str, Any] = {
         "apiVersion": "connect.example.org/v1alpha1",
@@ -74,6 +75,8 @@ def request(
         input=resource.dict_to_struct(fn_input),
         observed=fnv1.State(composite=fnv1.Resource(resource=resource.dict_to_struct(xr))),
     )
+    for name, obj in (observed or {}).items():
+        req.observed.resources[name].resource.CopyFrom(resource.dict_to_struct(obj))
     if crds is not None:
         req.required_resources["bindable-crds"].CopyFrom(
             fnv1.Resources(items=[fnv1.Resource(resource=resource.dict_to_struct(c)) for c in crds])
@@ -162,6 +165,13 @@ CASES = [
         ),
     ),
     Case(
+        reason="A pollInterval that is not seconds or minutes is a Fatal result naming it.",
+        req=request(fn_input={**INPUT, "pollInterval": "1h"}, crds=[]),
+        want=fatal(
+            "input.pollInterval: must be a number of seconds or minutes such as 30s or 2m, got '1h'"
+        ),
+    ),
+    Case(
         reason="An input without connectionName is a Fatal result naming the input field.",
         req=request(fn_input={k: v for k, v in INPUT.items() if k != "connectionName"}),
         want=fatal("input.connectionName: is required and must be a non-empty string"),
@@ -175,18 +185,126 @@ def test_run_function(case: Case) -> None:
     assert got == case.want, f"-want, +got:\n-{case.want}\n+{got}"
 
 
+COMPOSED = "crd-nopresources.nop.example.org"
+
+
+def observed_object(
+    *, policies: list[str], seen: dict[str, Any] | None = None, condition: Any = None
+) -> dict[str, Any]:
+    """A composed Object as Crossplane reads it back: what provider-kubernetes saw."""
+    status: dict[str, Any] = {}
+    if seen is not None:
+        status["atProvider"] = {"manifest": seen}
+    if condition is not None:
+        status["conditions"] = [condition]
+    return {
+        "apiVersion": "kubernetes.crossplane.io/v1alpha2",
+        "kind": "Object",
+        "metadata": {"name": "provider-connection-x7k2p"},
+        "spec": {
+            "forProvider": {"manifest": CONSUMER_COPY},
+            "providerConfigRef": {"name": "consumer-cluster"},
+            "managementPolicies": policies,
+        },
+        "status": status,
+    }
+
+
+NOT_FOUND = {
+    "type": "Synced",
+    "status": "False",
+    "reason": "ReconcileError",
+    "message": "cannot observe external resource: external resource does not exist",
+}
+UNREACHABLE = {**NOT_FOUND, "message": "cannot get object: connection refused"}
+
+
+def composed_for(req: fnv1.RunFunctionRequest) -> dict[str, Any]:
+    composed: dict[str, Any] = got_for(req)["desired"]["resources"][COMPOSED]
+    return composed
+
+
 def test_composes_each_offered_crd_for_the_consumer_cluster_without_status() -> None:
     got = got_for(request(crds=[{**PROVIDER_CRD, "status": {"acceptedNames": {}}}]))
     composed = got["desired"]["resources"]
-    assert list(composed) == ["crd-nopresources.nop.example.org"]
-    obj = composed["crd-nopresources.nop.example.org"]["resource"]
+    assert list(composed) == [COMPOSED]
+    obj = composed[COMPOSED]["resource"]
     assert obj["apiVersion"] == "kubernetes.crossplane.io/v1alpha2"
     assert obj["spec"]["providerConfigRef"] == {"name": "consumer-cluster"}
+    # Never deleted with its Object; Ready once the consumer serves the API.
+    assert obj["spec"]["deletionPolicy"] == "Orphan"
+    assert obj["spec"]["readiness"]["policy"] == "DeriveFromCelQuery"
+    assert "Established" in obj["spec"]["readiness"]["celQuery"]
     manifest = obj["spec"]["forProvider"]["manifest"]
     assert manifest == CONSUMER_COPY
     assert "status" not in manifest
     assert manifest["metadata"]["labels"]["connect.upbound.io/connection"] == "provider-connection"
     assert got["desired"]["composite"]["resource"]["status"]["offeredAPIs"] == [OFFERED]
+
+
+def test_an_object_only_looks_until_it_has_seen_the_consumer() -> None:
+    first = composed_for(request(crds=[PROVIDER_CRD]))
+    unreachable = composed_for(
+        request(
+            crds=[PROVIDER_CRD],
+            observed={COMPOSED: observed_object(policies=["Observe"], condition=UNREACHABLE)},
+        )
+    )
+    assert first["resource"]["spec"]["managementPolicies"] == ["Observe"]
+    assert unreachable["resource"]["spec"]["managementPolicies"] == ["Observe"]
+
+
+@pytest.mark.parametrize(
+    "observed",
+    [
+        observed_object(policies=["Observe"], condition=NOT_FOUND),
+        # provider-kubernetes keeps the last CRD it saw; Synced says it is gone.
+        observed_object(policies=["Observe"], seen=FOREIGN_CRD, condition=NOT_FOUND),
+        observed_object(policies=["Observe"], seen=CONSUMER_COPY),
+        observed_object(policies=["Observe", "Create", "Update"]),
+    ],
+    ids=["saw-no-crd", "the-foreign-crd-is-gone", "saw-the-connections-crd", "manages-it-already"],
+)
+def test_an_object_creates_and_updates_but_never_deletes_once_the_crd_is_free_or_ours(
+    observed: dict[str, Any],
+) -> None:
+    composed = composed_for(request(crds=[PROVIDER_CRD], observed={COMPOSED: observed}))
+    assert composed["resource"]["spec"]["managementPolicies"] == ["Observe", "Create", "Update"]
+    # Crossplane counts it ready only when the function says so: not before the Object is.
+    assert composed["ready"] == "READY_FALSE"
+
+
+def test_an_object_is_ready_once_provider_kubernetes_says_the_consumer_serves_the_api() -> None:
+    observed = observed_object(
+        policies=["Observe", "Create", "Update"],
+        seen=CONSUMER_COPY,
+        condition={"type": "Ready", "status": "True", "reason": "Available"},
+    )
+    composed = composed_for(request(crds=[PROVIDER_CRD], observed={COMPOSED: observed}))
+    assert composed["ready"] == "READY_TRUE"
+
+
+def test_a_foreign_crd_an_object_saw_is_reported_and_only_observed() -> None:
+    # Even an Object that managed the CRD stops writing once it sees one that is not ours.
+    observed = observed_object(policies=["Observe", "Create", "Update"], seen=FOREIGN_CRD)
+    got = got_for(request(crds=[PROVIDER_CRD], observed={COMPOSED: observed}))
+    composed = got["desired"]["resources"][COMPOSED]
+    assert composed["resource"]["spec"]["managementPolicies"] == ["Observe"]
+    assert composed["ready"] == "READY_FALSE"
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert status["conflicts"] == [
+        {
+            "name": "nopresources.nop.example.org",
+            "message": "CRD nopresources.nop.example.org already exists in the consumer and is "
+            "not managed by a connection",
+        }
+    ]
+    [synced] = got["conditions"]
+    assert (synced["type"], synced["status"], synced["reason"]) == (
+        "CRDsSynced",
+        "STATUS_CONDITION_FALSE",
+        "Conflict",
+    )
 
 
 def test_a_crd_already_in_sync_stays_composed() -> None:
@@ -195,9 +313,10 @@ def test_a_crd_already_in_sync_stays_composed() -> None:
     assert "crd-nopresources.nop.example.org" in got["desired"]["resources"]
 
 
-def test_a_consumer_crd_owned_by_someone_else_is_not_composed_and_is_reported() -> None:
+def test_a_consumer_crd_owned_by_someone_else_is_only_observed_and_is_reported() -> None:
     got = got_for(request(crds=[PROVIDER_CRD], consumer_crds=[FOREIGN_CRD]))
-    assert "resources" not in got["desired"]
+    composed = got["desired"]["resources"][COMPOSED]
+    assert composed["resource"]["spec"]["managementPolicies"] == ["Observe"]
     status = got["desired"]["composite"]["resource"]["status"]
     assert [c["name"] for c in status["conflicts"]] == ["nopresources.nop.example.org"]
     assert status["offeredAPIs"] == []
@@ -239,3 +358,11 @@ def test_an_xrd_with_a_claim_composes_the_claim_crd_only_and_reports_the_withhel
     assert [api["name"] for api in status["offeredAPIs"]] == ["nopresources.nop.example.org"]
     assert [w["name"] for w in status["withheldAPIs"]] == ["xnopresources.nop.example.org"]
     assert "connect.upbound.io/offer=both" in status["withheldAPIs"][0]["message"]
+
+
+def test_poll_interval_is_the_responses_ttl() -> None:
+    # Crossplane runs the function again after the TTL: how soon a provider CRD change shows.
+    got = got_for(request(fn_input={**INPUT, "pollInterval": "10s"}, crds=[PROVIDER_CRD]))
+    assert got["meta"] == {"ttl": "10s"}
+    got = got_for(request(fn_input={**INPUT, "pollInterval": "2m"}, crds=[PROVIDER_CRD]))
+    assert got["meta"] == {"ttl": "120s"}

@@ -134,7 +134,7 @@ CASES = [
         },
     ),
     Case(
-        reason="No twin yet: it composes the twin, labelled with its origin, and reports Pending.",
+        reason="No twin yet: it composes the twin (not ready), labelled with its origin; Pending.",
         req=request(twins=[]),
         want={
             "meta": {"ttl": "60s"},
@@ -153,7 +153,7 @@ CASES = [
                         }
                     }
                 },
-                "resources": {"twin": {"resource": TWIN}},
+                "resources": {"twin": {"resource": TWIN, "ready": "READY_FALSE"}},
             },
             "context": {},
             "requirements": {"resources": TWIN_REQUIREMENT},
@@ -161,7 +161,7 @@ CASES = [
         },
     ),
     Case(
-        reason="A twin in sync is still composed in full, and its status flows back as Bound.",
+        reason="A twin in sync is still composed in full, ready as its Ready says; Bound.",
         req=request(twins=[TWIN_OBSERVED]),
         want={
             "meta": {"ttl": "60s"},
@@ -179,7 +179,7 @@ CASES = [
                         }
                     }
                 },
-                "resources": {"twin": {"resource": TWIN}},
+                "resources": {"twin": {"resource": TWIN, "ready": "READY_TRUE"}},
             },
             "context": {},
             "requirements": {"resources": TWIN_REQUIREMENT},
@@ -281,6 +281,8 @@ def test_a_twin_being_deleted_is_not_composed_and_its_status_keeps_flowing() -> 
         asyncio.run(function.RunFunction(request(consumer=deleted, twins=[terminating]), None))
     )
     assert "resources" not in got["desired"]
+    # No longer composed, so no watch tells Crossplane when it is gone: it is to call again.
+    assert got["meta"]["ttl"] == "5s"
     status = got["desired"]["composite"]["resource"]["status"]
     assert status["consumerStatus"]["conditions"] == [
         {"type": "Ready", "status": "True", "reason": "Available"},
@@ -292,3 +294,51 @@ def test_a_twin_being_deleted_is_not_composed_and_its_status_keeps_flowing() -> 
         ),
     ]
     assert status["sync"] == {"addFinalizer": False, "removeFinalizer": False, "deleteTwin": False}
+
+
+def test_a_deleted_object_whose_policy_is_orphan_keeps_its_twin_composed() -> None:
+    # Crossplane deletes a composed resource a function stops returning: an Orphan twin must
+    # stay in the desired state, carrying the policy, while the finalizer is released.
+    policy = {"connect.upbound.io/deletion-policy": "Orphan"}
+    deleted = {
+        **CONSUMER,
+        "metadata": {
+            **CONSUMER["metadata"],
+            "annotations": policy,
+            "deletionTimestamp": NOW,
+            "finalizers": ["connect.upbound.io/finalizer"],
+        },
+    }
+    twin = desired_twin(
+        {**CONSUMER, "metadata": {**CONSUMER["metadata"], "annotations": policy}},
+        consumer_cluster="consumer-a",
+    )
+    function = ObjectSyncerFunction(clock=lambda: NOW)
+    for observed in (TWIN, twin):  # before and after the twin carries the policy
+        got = json_format.MessageToDict(
+            asyncio.run(function.RunFunction(request(consumer=deleted, twins=[observed]), None))
+        )
+        composed = got["desired"]["resources"]["twin"]["resource"]
+        assert composed["metadata"]["annotations"]["connect.upbound.io/deletion-policy"] == "Orphan"
+        assert composed["metadata"]["labels"] == twin["metadata"]["labels"]
+    assert got["desired"]["composite"]["resource"]["status"]["sync"]["removeFinalizer"] is True
+
+
+def test_a_released_object_without_status_has_no_consumer_status_field() -> None:
+    # An empty Struct reaches Crossplane as null, which the XR's schema refuses: the whole
+    # status apply would fail, and removeFinalizer never reach the XR.
+    deleted = {
+        **CONSUMER,
+        "metadata": {
+            **CONSUMER["metadata"],
+            "deletionTimestamp": NOW,
+            "finalizers": ["connect.upbound.io/finalizer"],
+        },
+    }
+    function = ObjectSyncerFunction(clock=lambda: NOW)
+    got = json_format.MessageToDict(
+        asyncio.run(function.RunFunction(request(consumer=deleted, twins=[]), None))
+    )
+    status = got["desired"]["composite"]["resource"]["status"]
+    assert status == {"sync": {"addFinalizer": False, "removeFinalizer": True, "deleteTwin": False}}
+    assert "resources" not in got["desired"]
