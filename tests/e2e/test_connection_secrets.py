@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from connector.kube.resources import SECRETS
+from connector.kube.resources import CONFIG_MAPS, SECRETS
 from tests.e2e.conftest import World
 from tests.e2e.harness import (
     NOP,
@@ -41,10 +41,17 @@ def claim(namespace: str, name: str = "db", secret: str | None = "db-conn") -> d
 
 
 def write_connection_secret(
-    world: World, twin: dict[str, Any], data: dict[str, str], *, controller_uid: str | None = None
+    world: World,
+    twin: dict[str, Any],
+    data: dict[str, str],
+    *,
+    controller: dict[str, Any] | None = None,
 ) -> None:
-    """What Crossplane does for a claim: the Secret its ref names, controlled by it."""
+    """What Crossplane does for a claim: the Secret its ref names, controlled by it (or by
+    ``controller``, an object that exists: the garbage collector deletes a Secret whose
+    controller does not)."""
     meta = twin["metadata"]
+    owner = controller or twin
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -53,10 +60,10 @@ def write_connection_secret(
             "namespace": meta["namespace"],
             "ownerReferences": [
                 {
-                    "apiVersion": twin["apiVersion"],
-                    "kind": twin["kind"],
-                    "name": meta["name"],
-                    "uid": controller_uid or meta["uid"],
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
                     "controller": True,
                 }
             ],
@@ -173,7 +180,17 @@ def test_a_provider_secret_the_twin_does_not_control_is_not_copied(
     apply(world.consumer, claim(namespace))
     twin = twin_asking(world, namespace, "db-conn")
     # Someone else's Secret that the consumer named: Crossplane would not propagate it either.
-    someone = "4a1f2e3d-0000-4000-8000-000000000000"
-    write_connection_secret(world, twin, {"password": "not yours"}, controller_uid=someone)
+    someone = world.provider.create(
+        CONFIG_MAPS,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "someone-else", "namespace": twin["metadata"]["namespace"]},
+        },
+    )
+    write_connection_secret(world, twin, {"password": "not yours"}, controller=someone)
+    # A Secret another object controls does not wake this one (its events are mapped by
+    # controller): its next change or resync looks. Change it now.
+    world.consumer.patch(NOP, "db", namespace, {"metadata": {"annotations": {"test/wake": "1"}}})
     eventually(lambda: verdict(world, namespace) == "ProviderSecretNotControlled")
     assert copied(world, namespace) is None
