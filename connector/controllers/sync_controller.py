@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +68,10 @@ from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.types import Adoption
 
 log = structlog.get_logger(__name__)
+
+#: How long a syncer's workers wait for its caches' first lists (``_start_workers``).
+START_WAIT = 60.0
+_START_POLL = 0.02
 
 
 def resource_of(bound: BoundResource) -> Resource:
@@ -142,6 +148,8 @@ class ObjectSyncer:
             metrics=metrics,
             clients=(consumer, spec.provider),
         )
+        self._start_lock = threading.Lock()
+        self._stopping = threading.Event()
         #: Finalizer writes, made while the worker writes the twin (``sync_reconcile``).
         self._background = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"finalizers-{name}"
@@ -194,10 +202,33 @@ class ObjectSyncer:
         for informer in self._consumer_informers.values():
             informer.start()
         self._twins.start()
-        self.controller.start()
+        threading.Thread(
+            target=self._start_workers, name=f"start-{self.controller.name}", daemon=True
+        ).start()
+
+    def _start_workers(self) -> None:
+        """Start reconciling once both caches have listed (or failed to list), as
+        controller-runtime waits for its sources. Each cache queues every key it lists: with
+        workers already running, a key queued by both was reconciled twice, and a reconcile
+        before the twin cache had listed read its twin live. After ``START_WAIT`` the
+        workers start anyway (twins are read live until their cache has listed)."""
+        deadline = time.monotonic() + START_WAIT
+        while not self._caches_settled() and time.monotonic() < deadline:
+            if self._stopping.wait(_START_POLL):
+                return
+        with self._start_lock:
+            if self._stopping.is_set():
+                return
+            self.controller.start()
         self._log.info("Started syncing objects.", namespaces=self._scope_text())
 
+    def _caches_settled(self) -> bool:
+        consumers = all(i.settled for i in self._consumer_informers.values())
+        return consumers and self._twins.settled()
+
     def stop(self) -> None:
+        with self._start_lock:
+            self._stopping.set()
         self.controller.stop()
         self._background.shutdown(wait=True)
         for informer in self._consumer_informers.values():

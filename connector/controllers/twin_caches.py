@@ -122,6 +122,13 @@ class TwinCaches:
         for cache in caches:
             cache.stop()
 
+    def settled(self) -> bool:
+        """Whether every cache started so far has listed or failed trying (``Informer.settled``);
+        isolated caches start later, one per namespace, as objects are reconciled."""
+        with self._lock:
+            caches = list(self._caches.values())
+        return all(cache.settled for cache in caches)
+
     # --- keys ----------------------------------------------------------------------------
 
     def twin_key(self, key: ObjectKey) -> ObjectKey:

@@ -212,6 +212,12 @@ class Informer:
         return self._last_error
 
     @property
+    def settled(self) -> bool:
+        """Listed, or failed trying: what a controller waits for before its workers start
+        (a failing cache would otherwise hold them forever; its error is reported)."""
+        return self.has_synced or self._last_error is not None
+
+    @property
     def healthy(self) -> bool:
         """Synced, running, and the last list or watch succeeded."""
         return self.has_synced and self._last_error is None and not self._stop.is_set()

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from connector.envtest import Cluster, find_binaries
 from connector.envtest._cluster import free_port
 from connector.kube.client import KubeClient
@@ -188,6 +190,18 @@ class ConnectorProcess:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def metrics(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """The samples of the metric ``name`` on the process's /metrics: (labels, value)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return [
+            (sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        ]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

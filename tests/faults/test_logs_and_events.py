@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,16 +91,9 @@ def test_a_500_object_burst_logs_only_json_lines_and_no_pool_overflows(
 
 def reconciles(connector: ConnectorProcess) -> dict[str, float]:
     """``api_connector_reconcile_total`` per controller, from the process's /metrics."""
-    url = f"http://127.0.0.1:{connector.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("api_connector_reconcile_total{"):
-            continue
-        labels, _, value = line.partition("} ")
-        controller = labels.split('controller="', 1)[1].split('"', 1)[0]
-        out[controller] = out.get(controller, 0.0) + float(value)
+    for labels, value in connector.metrics("api_connector_reconcile_total"):
+        out[labels["controller"]] = out.get(labels["controller"], 0.0) + value
     return out
 
 

@@ -15,8 +15,6 @@ finalizer never lands, exactly the state a connector killed between the two writ
 from __future__ import annotations
 
 import contextlib
-import re
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,11 +90,7 @@ def told(world: FaultWorld, what: str) -> bool:
 
 
 def collected_count(c: ConnectorProcess) -> float:
-    url = f"http://127.0.0.1:{c.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    found = re.findall(r"^api_connector_orphaned_twins_deleted_total\{[^}]*\} (\S+)$", text, re.M)
-    return sum(float(v) for v in found)
+    return sum(value for _, value in c.metrics("api_connector_orphaned_twins_deleted_total"))
 
 
 def provider_object(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
