@@ -381,12 +381,17 @@ def connector_process(env: Env, *, workers: int = CONNECTOR_WORKERS) -> Iterator
     try:
         yield ConnectorProcess(proc.pid, f"http://127.0.0.1:{port}/metrics")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 30 s later."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 # -- objects ------------------------------------------------------------------------------

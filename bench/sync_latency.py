@@ -9,13 +9,18 @@ Each write puts a unique marker (``m-<n>``, n increasing) into ``spec.coolField`
 the ``Ready`` condition's message. The latency of a write is from the moment the write call
 returned to the moment a watch, opened by this process on the other cluster, first shows
 that object with that marker or a later one (a level-based syncer may fold two quick writes
-of one object into one). Writes are paced at ``--rate`` per second for ``--seconds``.
+of one object into one). Writes are paced at ``--rate`` per second, ``--seconds`` for each
+program measured, which take turns of 10 s (floor, connector, floor, ...), so that what
+the machine does meanwhile falls on both alike.
 
-The connector runs in this process (as the demo runs it) with a 1 h poll interval, so only
-watches move data. The floor is the smallest relay written with the same client library —
-an Informer whose handler queues the key, the same number of workers, one server-side apply
-per change — copying spec consumer → provider (or status provider → consumer) in a namespace
-the connector does not sync, with the same load, in the same run.
+The connector runs as ``api-connector run`` in its own process, as in a cluster, with a 1 h
+poll interval, so only watches move data. The floor is the smallest relay written with the
+same client library (``_relay.py``: an Informer whose handler queues the key, the same
+number of workers, one server-side apply per change), also in its own process, copying spec
+consumer → provider (or status provider → consumer) in a namespace the connector does not
+sync, with the same load, in the same run. ``--in-process`` runs both in the benchmark's
+process instead (as ``api-connector demo`` runs the connector), where they share one
+interpreter with the benchmark's watchers; ``--trace`` needs that.
 
 Targets: p50 ≤ 30 ms, p99 ≤ 150 ms; against the floor's p99: spec ≤ 1.5x (creates alone
 ≤ 1.6x), status ≤ 1.2x.
@@ -27,16 +32,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from _harness import (
     BOUND_NS,
     CONNECTION,
-    CONNECTOR_WORKERS,
     FLOOR_NS,
     NOP,
     OUT,
@@ -48,20 +56,23 @@ from _harness import (
     condition_status,
     connect_and_bind,
     connector_in_process,
+    connector_process,
     counters,
     counters_per,
+    ensure_namespace,
     machine,
     nop,
     percentile,
     run_main,
     run_parallel,
+    stop_process,
 )
+from _relay import SYNCED, relay
 from _trace import Request, Trace
 
 from connector.envtest import eventually
 from connector.kube import KubeClient
-from connector.kube.metrics import Metrics
-from connector.runtime import Informer, WorkQueue, run_workers
+from connector.runtime import Informer
 
 P50_TARGET_MS = 30.0
 P99_TARGET_MS = 150.0
@@ -71,7 +82,10 @@ CREATES_FLOOR_FACTOR = 1.6
 #: Objects updated round-robin: at 20 writes/s each is written about once a second, so
 #: writes to one object rarely overlap and most markers are seen individually.
 POOL = 20
-RELAY_MANAGER = "bench-relay"
+#: The floor and the connector take turns of this many seconds (``alternate``).
+SLICE = 10.0
+#: Where the write-back floor works (``--write-back-floor``).
+WRITE_BACK_NS = "floor-write-back"
 
 
 # -- observing markers --------------------------------------------------------------------
@@ -162,6 +176,8 @@ class Run:
     phases: dict[str, Any] = field(default_factory=dict)
     missing: int = 0
     achieved_rate: float = 0.0
+    #: Seconds spent writing (the sum of its turns).
+    elapsed: float = 0.0
 
     def p(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -190,34 +206,39 @@ def paced_run(
     seconds: float,
     settle: float = 15.0,
     run: Run | None = None,
+    first_index: int = 0,
 ) -> Run:
     """``write(index, marker)`` (returning the object's name) ``rate`` times a second for
-    ``seconds``; then wait up to ``settle`` s for the watch to show every marker. Fills in
-    and returns ``run`` (a new one if not given)."""
+    ``seconds``, indexes from ``first_index``; then wait up to ``settle`` s for the watch to
+    show every marker. Adds to ``run`` (a new one if not given) and returns it."""
     run = run or Run(label)
+    first_write = len(run.writes)
     start = time.perf_counter()
     end = start + seconds
-    index = 0
+    n = 0
     while True:
-        due = start + index / rate
+        due = start + n / rate
         if due >= end:
             break
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        index = first_index + n
         try:
             name = write(index, f"m-{index}")
             run.writes.append(Write(name, index, time.perf_counter()))
         except Exception as e:  # a failed write is reported, the run goes on
             run.errors.append(f"{type(e).__name__}: {e}")
-        index += 1
-    run.achieved_rate = len(run.writes) / max(1e-9, time.perf_counter() - start)
+        n += 1
+    run.elapsed += time.perf_counter() - start
+    run.achieved_rate = len(run.writes) / max(1e-9, run.elapsed)
+    written = run.writes[first_write:]
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
-        if all(watch.first_at_or_after(w.name, w.index) is not None for w in run.writes):
+        if all(watch.first_at_or_after(w.name, w.index) is not None for w in written):
             break
         time.sleep(0.1)
-    for w in run.writes:
+    for w in written:
         seen = watch.first_at_or_after(w.name, w.index)
         if seen is None:
             run.missing += 1
@@ -227,16 +248,43 @@ def paced_run(
     return run
 
 
+@dataclass
+class Side:
+    """One of the programs measured side by side: its writes, and the watch that sees them."""
+
+    run: Run
+    write: Callable[[int, str], str]
+    watch: MarkerWatch
+
+
+def alternate(sides: list[Side], args: argparse.Namespace) -> None:
+    """Give each side ``args.seconds`` of paced writes, in turns of ``SLICE`` seconds, so
+    that what the machine does meanwhile falls on the floor and the connector alike."""
+    turns = max(1, round(args.seconds / SLICE))
+    per_turn = args.seconds / turns
+    for turn in range(turns):
+        for side in sides:
+            paced_run(
+                side.run.label,
+                side.write,
+                side.watch,
+                rate=args.rate,
+                seconds=per_turn,
+                run=side.run,
+                first_index=turn * int(per_turn * args.rate + 1),
+            )
+
+
 @contextlib.contextmanager
 def observed(run_label: str, probe: Probe, carrier: Callable[[Request], bool]) -> Iterator[Run]:
     """Snapshot the connector's counters (and trace it, if asked) around a run; the yielded
     run is filled in when the block ends."""
     holder = Run(run_label)
-    before = counters(probe.metrics)
+    before = probe.counters()
     if probe.trace is not None:
         probe.trace.reset()
     yield holder
-    holder.per_write = counters_per(before, counters(probe.metrics), len(holder.writes))
+    holder.per_write = counters_per(before, probe.counters(), len(holder.writes))
     if probe.trace is not None:
         samples = [(w.name, w.returned_at, w.returned_at + ms / 1000) for w, ms in holder.pairs]
         holder.phases = probe.trace.breakdown(samples, carrier=carrier)
@@ -244,56 +292,50 @@ def observed(run_label: str, probe: Probe, carrier: Callable[[Request], bool]) -
 
 @dataclass
 class Probe:
-    metrics: Metrics
+    """The connector under measurement: its request and reconcile counters, its trace."""
+
+    counters: Callable[[], dict[str, float]]
     trace: Trace | None
+    #: Whether it runs in this process (the floor's relay then does too).
+    in_process: bool
 
 
 # -- the floor: a minimal relay with the same client library --------------------------------
 
 
 @contextlib.contextmanager
-def relay(
-    source: KubeClient,
-    target: KubeClient,
+def floor_relay(
+    env: Env,
+    source: str,
+    target: str,
     namespace: str,
     part: str,
     *,
-    workers: int = CONNECTOR_WORKERS,
+    in_process: bool,
+    write_back: bool = False,
 ) -> Iterator[None]:
-    """Copy ``part`` ("spec" or "status") of every NopResource in ``namespace`` from
-    ``source`` to ``target``: Informer → WorkQueue → workers → server-side apply."""
-    queue: WorkQueue[tuple[str, str]] = WorkQueue(name=f"relay-{part}")
-
-    def on_event(event: str, obj: dict[str, Any]) -> None:
-        if event != "DELETED":
-            queue.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-
-    informer = Informer(source, NOP, namespace=namespace, handler=on_event, name=f"relay-{part}")
-
-    def copy_one(key: tuple[str, str]) -> None:
-        obj = informer.get(key[0], key[1])
-        if obj is None or part not in obj:
-            return
-        out = {
-            "apiVersion": NOP.api_version,
-            "kind": NOP.kind,
-            "metadata": {"name": key[1], "namespace": key[0]},
-            part: obj[part],
-        }
-        if part == "spec":
-            target.apply(NOP, out, RELAY_MANAGER)
-        else:
-            target.apply_status(NOP, out, RELAY_MANAGER)
-
-    informer.start()
-    pool = run_workers(queue, workers, copy_one, f"relay-{part}")
-    try:
-        if not informer.wait_synced(30):
-            raise BenchError("The relay's informer did not sync.")
-        yield
-    finally:
-        pool.stop()
-        informer.stop()
+    """The floor's relay (``_relay.py``) from cluster ``source`` to ``target`` in
+    ``namespace``: in its own process, as the connector then runs, or in this one."""
+    if in_process:
+        with relay(env.client(source), env.client(target), namespace, part, write_back=write_back):
+            yield
+        return
+    kubeconfig = {"consumer": env.consumer_cluster, "provider": env.provider_cluster}
+    argv = [sys.executable, str(Path(__file__).with_name("_relay.py"))]
+    argv += [str(kubeconfig[source].kubeconfig), str(kubeconfig[target].kubeconfig)]
+    argv += [namespace, part, *(["--write-back"] if write_back else [])]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            said: list[str] = []
+            while not said or said[-1] != SYNCED:  # until it has listed, or it exited
+                line = proc.stdout.readline()
+                if not line:
+                    raise BenchError(f"The floor's relay did not start; it said: {said[-5:]}")
+                said.append(line.strip())
+            yield
+        finally:
+            stop_process(proc)
 
 
 # -- the workloads ------------------------------------------------------------------------
@@ -363,52 +405,87 @@ def create_pool(client: KubeClient, namespace: str, prefix: str) -> list[str]:
     return names
 
 
+def pool_copied(client: KubeClient, namespace: str, prefix: str) -> bool:
+    names = {o["metadata"]["name"] for o in client.list(NOP, namespace)[0]}
+    return all(f"{prefix}-pool-{i}" in names for i in range(POOL))
+
+
 def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
-    # Floor: the relay copies consumer floor/* → provider floor/*.
+    # Floor: the relay copies consumer floor/* → provider floor/*; the connector consumer
+    # bench/* → provider bench/*; the write-back floor floor-write-back/* the same way.
     create_pool(env.consumer, FLOOR_NS, "sf")
-    with (
-        relay(env.client("consumer"), env.client("provider"), FLOOR_NS, "spec"),
-        MarkerWatch(env.provider, FLOOR_NS, spec_marker, "bench-provider-floor") as watch,
-    ):
-        eventually(
-            lambda: len(env.provider.list(NOP, FLOOR_NS)[0]) >= POOL,
-            what="the floor relay to copy its pool",
-        )
-        floor = paced_run(
-            "spec floor",
-            spec_writer(env.consumer, FLOOR_NS, "sf"),
-            watch,
-            rate=args.rate,
-            seconds=args.seconds,
-        )
-    # The connector: consumer bench/* → provider bench/*.
     pool = create_pool(env.consumer, BOUND_NS, "sc")
-    with MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider") as watch:
+    if args.write_back_floor:
+        for client in (env.consumer, env.provider):
+            ensure_namespace(client, WRITE_BACK_NS)
+        create_pool(env.consumer, WRITE_BACK_NS, "sw")
+    with contextlib.ExitStack() as stack:
+        floor_watch = stack.enter_context(
+            MarkerWatch(env.provider, FLOOR_NS, spec_marker, "bench-provider-floor")
+        )
+        watch = stack.enter_context(
+            MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider")
+        )
+        stack.enter_context(
+            floor_relay(env, "consumer", "provider", FLOOR_NS, "spec", in_process=probe.in_process)
+        )
+        floor = Run("spec floor")
+        sides = [Side(floor, spec_writer(env.consumer, FLOOR_NS, "sf"), floor_watch)]
+        eventually(lambda: pool_copied(env.provider, FLOOR_NS, "sf"), what="the floor's pool")
+        written_back: Run | None = None
+        if args.write_back_floor:
+            # For diagnosis: a floor that also writes a status back to each object it copies.
+            back_watch = stack.enter_context(
+                MarkerWatch(env.provider, WRITE_BACK_NS, spec_marker, "bench-provider-back")
+            )
+            stack.enter_context(
+                floor_relay(
+                    env,
+                    "consumer",
+                    "provider",
+                    WRITE_BACK_NS,
+                    "spec",
+                    in_process=probe.in_process,
+                    write_back=True,
+                )
+            )
+            written_back = Run("spec floor with write-back")
+            writer = spec_writer(env.consumer, WRITE_BACK_NS, "sw")
+            sides.append(Side(written_back, writer, back_watch))
+            eventually(
+                lambda: pool_copied(env.provider, WRITE_BACK_NS, "sw"),
+                what="the write-back floor's pool",
+            )
         eventually(
             lambda: all(
                 condition_status(o, "APIBound") == "True"
                 for o in env.consumer.list(NOP, BOUND_NS)[0]
                 if o["metadata"]["name"] in pool
             )
-            and len(env.provider.list(NOP, BOUND_NS)[0]) >= len(pool),
+            and pool_copied(env.provider, BOUND_NS, "sc"),
             what="the connector to sync the pool",
             timeout=60,
         )
         with observed("spec connector", probe, spec_carrier) as measured:
-            paced_run(
-                "spec connector",
-                spec_writer(env.consumer, BOUND_NS, "sc"),
-                watch,
-                rate=args.rate,
-                seconds=args.seconds,
-                run=measured,
-            )
+            sides.append(Side(measured, spec_writer(env.consumer, BOUND_NS, "sc"), watch))
+            alternate(sides, args)
     add_figures(report, "spec", measured, floor)
     creates, updates = Run("creates"), Run("updates")
     for w, ms in measured.pairs:
         part = creates if w.index % 2 == 0 else updates
         part.writes.append(w)
         part.latencies_ms.append(ms)
+    if written_back is not None:
+        report.details["spec"]["floor_with_write_back"] = written_back.summary()
+        report.add(
+            Figure(
+                "spec p99 vs write-back floor",
+                "ms",
+                "(context)",
+                measured.p(99),
+                written_back.p(99),
+            )
+        )
     report.details["spec"]["connector_creates"] = creates.summary()
     report.details["spec"]["connector_updates"] = updates.summary()
     # A create writes the twin and the consumer's finalizer at the same time: it should
@@ -427,21 +504,10 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
 
 def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
     # Floor: objects exist on both sides; the relay copies provider floor/* status → consumer.
-    pool = create_pool(env.consumer, FLOOR_NS, "tf")
-    for name in pool:
-        env.provider.create(NOP, nop(name, FLOOR_NS, "initial"))
-    with (
-        relay(env.client("provider"), env.client("consumer"), FLOOR_NS, "status"),
-        MarkerWatch(env.consumer, FLOOR_NS, status_marker, "bench-consumer-floor") as watch,
-    ):
-        floor = paced_run(
-            "status floor",
-            status_writer(env.provider, FLOOR_NS, "tf"),
-            watch,
-            rate=args.rate,
-            seconds=args.seconds,
-        )
     # The connector: twin status in provider bench/* → consumer bench/*.
+    floor_pool = create_pool(env.consumer, FLOOR_NS, "tf")
+    for name in floor_pool:
+        env.provider.create(NOP, nop(name, FLOOR_NS, "initial"))
     pool = create_pool(env.consumer, BOUND_NS, "tc")
     eventually(
         lambda: sum(
@@ -453,18 +519,16 @@ def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Pr
         what="the connector to bind the status pool",
         timeout=60,
     )
+    floor = Run("status floor")
     with (
+        floor_relay(env, "provider", "consumer", FLOOR_NS, "status", in_process=probe.in_process),
+        MarkerWatch(env.consumer, FLOOR_NS, status_marker, "bench-consumer-floor") as floor_watch,
         MarkerWatch(env.consumer, BOUND_NS, status_marker, "bench-consumer") as watch,
         observed("status connector", probe, status_carrier) as measured,
     ):
-        paced_run(
-            "status connector",
-            status_writer(env.provider, BOUND_NS, "tc"),
-            watch,
-            rate=args.rate,
-            seconds=args.seconds,
-            run=measured,
-        )
+        floor_side = Side(floor, status_writer(env.provider, FLOOR_NS, "tf"), floor_watch)
+        side = Side(measured, status_writer(env.provider, BOUND_NS, "tc"), watch)
+        alternate([floor_side, side], args)
     add_figures(report, "status", measured, floor)
 
 
@@ -515,22 +579,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="length of each run")
     parser.add_argument("--direction", choices=["spec", "status", "both"], default="both")
     parser.add_argument(
-        "--trace", action="store_true", help="time the connector's steps (diagnosis)"
+        "--trace",
+        action="store_true",
+        help="time the connector's steps (diagnosis; implies --in-process)",
+    )
+    parser.add_argument(
+        "--write-back-floor",
+        action="store_true",
+        help="also measure a spec floor that writes a status back to each object it copies",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the connector and the floor's relay in this process, not each in its own",
     )
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 10.0 if args.quick else 60.0
+    in_process = args.in_process or args.trace
 
     report = Report("sync_latency", args.quick)
     with clusters(OUT / "clusters-latency") as env:
         report.details["machine"] = machine(env)
-        report.details["load"] = {"rate_per_s": args.rate, "seconds": args.seconds}
-        trace = Trace() if args.trace else None
-        if trace is not None:
-            # Before the connector starts: its informers bind their handlers at creation.
-            trace.install()
-        with connector_in_process(env) as metrics:
-            probe = Probe(metrics, trace)
+        report.details["load"] = {
+            "rate_per_s": args.rate,
+            "seconds": args.seconds,
+            "connector": "in the benchmark's process" if in_process else "its own process",
+        }
+        with connector_under_test(env, args.trace, in_process=in_process) as probe:
             connect_and_bind(env)
             if args.direction in ("spec", "both"):
                 measure_spec(env, args, report, probe)
@@ -539,6 +615,22 @@ def main() -> None:
     report.print_table()
     print_details(report)
     print(f"  report: {report.save()}")
+
+
+@contextlib.contextmanager
+def connector_under_test(env: Env, trace: bool, *, in_process: bool) -> Iterator[Probe]:
+    """The connector as ``api-connector run`` in its own process (as it runs in a cluster:
+    the benchmark's watchers and writers do not share its interpreter), or in this one."""
+    if not in_process:
+        with connector_process(env) as proc:
+            yield Probe(proc.counters, None, in_process=False)
+        return
+    tracer = Trace() if trace else None
+    if tracer is not None:
+        # Before the connector starts: its informers bind their handlers at creation.
+        tracer.install()
+    with connector_in_process(env) as metrics:
+        yield Probe(partial(counters, metrics), tracer, in_process=True)
 
 
 def print_details(report: Report) -> None:
