@@ -29,9 +29,7 @@ server or registry left without the thread that writes endpoints.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import importlib.metadata
 import socket
 import subprocess
 import sys
@@ -51,7 +49,12 @@ from connector.envtest import _process
 from connector.envtest._binaries import REPO_ROOT
 from connector.envtest._certs import CertificateAuthority
 from connector.envtest._errors import ClusterStartError
-from connector.kube import SECRETS, GoneError, KubeClient, KubeError, NotFoundError, Resource
+from connector.envtest._package_runtime import (
+    FIELD_MANAGER,
+    PackageRuntime,
+    tls_server_secret_name,
+)
+from connector.kube import GoneError, KubeClient, KubeError, NotFoundError, Resource
 from functions.common.clock import now_rfc3339
 
 log = structlog.get_logger(__name__)
@@ -65,9 +68,6 @@ PARENT_LABEL = "pkg.crossplane.io/package"
 #: The revision condition a package runtime owns, and the reason Crossplane's runtime gives.
 RUNTIME_HEALTHY = "RuntimeHealthy"
 HEALTHY_REASON = "HealthyPackageRevision"
-FIELD_MANAGER = "api-connector-dev-runtime"
-
-_XPKG_TIMEOUT = 120.0
 _RETRY_INTERVAL = 1.0
 
 
@@ -118,20 +118,6 @@ EXAMPLE_FUNCTION = FunctionSource(
     cwd=_EXAMPLE_DIR,
 )
 DEFAULT_FUNCTIONS = (*STAGE_FUNCTIONS, EXAMPLE_FUNCTION)
-
-
-def package_tag() -> str:
-    """The tag pushed packages get: the project's version, e.g. ``v0.1.0``."""
-    try:
-        return "v" + importlib.metadata.version("api-connector")
-    except importlib.metadata.PackageNotFoundError:
-        return "v0.0.0-dev"
-
-
-def tls_server_secret_name(function: str) -> str:
-    """The Secret holding a function's serving certificate: the name Crossplane puts into
-    each of its revisions' ``spec.tlsServerSecretName``."""
-    return f"{function}-tls-server"
 
 
 def status_patch(
@@ -285,7 +271,7 @@ class EndpointWriter:
                 self._stream.close()
 
 
-class FunctionRuntime:
+class FunctionRuntime(PackageRuntime):
     """The registry, the function servers and the endpoint writer of one Crossplane.
 
     Files live in ``directory``: ``registry.log``, ``packages/<name>.xpkg``,
@@ -305,42 +291,20 @@ class FunctionRuntime:
         names = [f.name for f in functions]
         if len(set(names)) != len(names):
             raise ValueError(f"function names must be unique, got {names}")
-        self.dir = directory
+        super().__init__(
+            directory=directory,
+            kube_factory=kube_factory,
+            tools=tools,
+            stop_timeout=stop_timeout,
+            namespace=namespace,
+        )
         self.functions = tuple(functions)
-        self._kube_factory = kube_factory
-        self._tools = dict(tools)
-        self._stop_timeout = stop_timeout
-        self.namespace = namespace
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._pids: dict[str, int] = {}
-        self._commands: dict[str, list[str]] = {}
-        self._writer: EndpointWriter | None = None
-        self._writer_thread: threading.Thread | None = None
-        self._writer_kube: KubeClient | None = None
         self.registry = ""
         self.endpoints: dict[str, str] = {}
         self.packages: dict[str, str] = {}
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return dict(self._pids)
-
-    @property
-    def commands(self) -> dict[str, list[str]]:
-        return {role: list(argv) for role, argv in self._commands.items()}
-
     def running(self) -> bool:
-        with self._lock:
-            procs = list(self._procs.values())
-        thread = self._writer_thread
-        return (
-            bool(procs)
-            and all(p.poll() is None for p in procs)
-            and thread is not None
-            and thread.is_alive()
-        )
+        return self._alive()
 
     def start(self, ca: CertificateAuthority, *, deadline: float, timeout: float) -> None:
         """Registry, packages, servers, Function objects, endpoints; then wait until every
@@ -348,39 +312,11 @@ class FunctionRuntime:
         self._start_registry(deadline, timeout)
         self._push_packages()
         self._start_servers(ca, deadline, timeout)
-        self._start_writer()
+        self._start_endpoint_writer()
         self._create_functions()
         self._wait_functions(deadline, timeout)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._writer is not None:
-            self._writer.stop()
-        if self._writer_thread is not None:
-            self._writer_thread.join(timeout=self._stop_timeout)
-        if self._writer_kube is not None:
-            self._writer_kube.close()
-        with self._lock:
-            procs, self._procs = list(self._procs.values()), {}
-        for proc in procs:
-            _process.terminate(proc, timeout=self._stop_timeout)
-
     # -- steps ---------------------------------------------------------------------------
-
-    def _launch(
-        self, role: str, argv: list[str], log_path: Path, step: str, *, cwd: Path
-    ) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._stopping.is_set():
-                raise ClusterStartError(step, "cancelled: Crossplane is being stopped")
-            try:
-                proc = _process.spawn(argv, log_path=log_path, cwd=cwd)
-            except OSError as e:
-                raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
-            self._procs[role] = proc
-            self._pids[role] = proc.pid
-            self._commands[role] = list(argv)
-            return proc
 
     def _start_registry(self, deadline: float, timeout: float) -> None:
         from connector.envtest._cluster import free_port
@@ -412,27 +348,13 @@ class FunctionRuntime:
         self.registry = address
 
     def _push_packages(self) -> None:
-        packages = self.dir / "packages"
-        packages.mkdir(parents=True, exist_ok=True)
-        tag = package_tag()
-
         def build_and_push(function: FunctionSource) -> str:
-            xpkg = packages / f"{function.name}.xpkg"
-            xpkg.unlink(missing_ok=True)
-            build = [
-                str(self._tools["crossplane"]),
-                "xpkg",
-                "build",
-                f"--package-root={function.package_root}",
-                f"--package-file={xpkg}",
-            ]
-            if function.examples_root is not None:
-                build.append(f"--examples-root={function.examples_root}")
-            self._xpkg(f"build the package of {function.name}", build)
-            reference = f"{self.registry}/{function.name}:{tag}"
-            push = [str(self._tools["crossplane"]), "xpkg", "push", "-f", str(xpkg), reference]
-            self._xpkg(f"push the package of {function.name} to {reference}", push)
-            return reference
+            return self._build_and_push(
+                function.name,
+                function.package_root,
+                self.registry,
+                examples_root=function.examples_root,
+            )
 
         with concurrent.futures.ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="envtest-xpkg"
@@ -446,9 +368,6 @@ class FunctionRuntime:
             )
         self.packages = references
 
-    def _xpkg(self, step: str, argv: list[str]) -> None:
-        run_xpkg(step, argv, cwd=self.dir)
-
     def _start_servers(self, ca: CertificateAuthority, deadline: float, timeout: float) -> None:
         from connector.envtest._cluster import free_port
 
@@ -456,14 +375,7 @@ class FunctionRuntime:
         for function in self.functions:
             step = f"start the server of {function.name}"
             tls = self.dir / "functions" / function.name / "tls"
-            tls.mkdir(parents=True, exist_ok=True, mode=0o700)
-            serving = ca.issue_server(function.name, dns_names=["localhost"], ips=["127.0.0.1"])
-            (tls / "tls.crt").write_bytes(serving.cert_pem)
-            (tls / "tls.key").touch(mode=0o600)
-            (tls / "tls.key").write_bytes(serving.key_pem)
-            # Callers must present a certificate signed by Crossplane's CA.
-            (tls / "ca.crt").write_bytes(ca.cert_pem)
-            self._write_tls_secret(function.name, serving.cert_pem, serving.key_pem, ca.cert_pem)
+            self._serving_tls(function.name, tls, ca)
             port = free_port()
             argv = [
                 *function.command,
@@ -488,29 +400,11 @@ class FunctionRuntime:
             )
             self.endpoints[function.name] = f"127.0.0.1:{port}"
 
-    def _write_tls_secret(self, function: str, cert: bytes, key: bytes, ca: bytes) -> None:
-        step = f"write the TLS Secret of {function}"
-        data = {"tls.crt": cert, "tls.key": key, "ca.crt": ca}
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": tls_server_secret_name(function), "namespace": self.namespace},
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
-        }
-        try:
-            with self._kube_factory() as kube:
-                kube.apply(SECRETS, secret, FIELD_MANAGER)
-        except KubeError as e:
-            raise ClusterStartError(step, str(e)) from e
+    def _start_endpoint_writer(self) -> None:
+        def make(kube: KubeClient) -> EndpointWriter:
+            return EndpointWriter(kube, self.endpoints)
 
-    def _start_writer(self) -> None:
-        self._writer_kube = self._kube_factory()
-        self._writer = EndpointWriter(self._writer_kube, self.endpoints)
-        self._writer_thread = threading.Thread(
-            target=self._writer.run, name="envtest-function-endpoints", daemon=True
-        )
-        self._writer_thread.start()
+        self._start_writer(make, "envtest-function-endpoints")
 
     def _create_functions(self) -> None:
         with self._kube_factory() as kube:
@@ -578,30 +472,6 @@ class FunctionRuntime:
         if role == "registry":
             return self.dir / "registry.log"
         return self.dir / "functions" / f"{role}.log"
-
-
-def run_xpkg(step: str, argv: list[str], *, cwd: Path) -> None:
-    """Run a ``crossplane xpkg`` command (``build``, ``push``); ClusterStartError naming
-    ``step`` with the output's tail if it fails."""
-    try:
-        done = subprocess.run(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_XPKG_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise ClusterStartError(step, f"no result after {_XPKG_TIMEOUT:.0f} s") from e
-    except OSError as e:
-        raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).strip().splitlines()[-15:]
-        raise ClusterStartError(
-            step, f"exit code {done.returncode}:\n" + "\n".join("  " + line for line in output)
-        )
 
 
 def _listening(port: int) -> bool:

@@ -33,8 +33,6 @@ Everything it starts dies with the process that started it (see ``_process``).
 from __future__ import annotations
 
 import base64
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,15 +47,13 @@ from connector.envtest import _process
 from connector.envtest._certs import CertificateAuthority
 from connector.envtest._errors import ClusterStartError
 from connector.envtest._functions import (
-    FIELD_MANAGER,
     HEALTHY_REASON,
     PARENT_LABEL,
     RUNTIME_HEALTHY,
     EndpointWriter,
     function_health,
-    package_tag,
-    run_xpkg,
 )
+from connector.envtest._package_runtime import FIELD_MANAGER, PackageRuntime
 from connector.kube import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -119,12 +115,6 @@ PROVIDER_KUBERNETES = ProviderSource(
     ),
     args=("--poll=10s",),
 )
-
-
-def tls_server_secret_name(provider: str) -> str:
-    """The Secret holding a provider's serving certificate, named in its revisions'
-    ``status.tlsServerSecretName``."""
-    return f"{provider}-tls-server"
 
 
 def provider_status_patch(
@@ -217,7 +207,7 @@ class ProviderStatusWriter(EndpointWriter):
         )
 
 
-class ProviderRuntime:
+class ProviderRuntime(PackageRuntime):
     """The provider packages and processes of one Crossplane.
 
     Files live in ``directory``: ``packages/<name>.xpkg``, ``providers/<name>.log``,
@@ -241,55 +231,35 @@ class ProviderRuntime:
             raise ValueError(f"provider names must be unique, got {names}")
         if not registry:
             raise ValueError("providers need the package registry of the function runtime")
-        self.dir = directory
+        super().__init__(
+            directory=directory,
+            kube_factory=kube_factory,
+            tools=tools,
+            stop_timeout=stop_timeout,
+            namespace=namespace,
+        )
         self.cluster = cluster
         self.providers = tuple(providers)
-        self._kube_factory = kube_factory
-        self._tools = dict(tools)
         self._registry = registry
-        self._stop_timeout = stop_timeout
-        self.namespace = namespace
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._pids: dict[str, int] = {}
-        self._commands: dict[str, list[str]] = {}
-        self._writer: ProviderStatusWriter | None = None
-        self._writer_thread: threading.Thread | None = None
-        self._writer_kube: KubeClient | None = None
         self._last = ""
         self.packages: dict[str, str] = {}
 
-    @property
-    def pids(self) -> dict[str, int]:
-        return dict(self._pids)
-
-    @property
-    def commands(self) -> dict[str, list[str]]:
-        return {role: list(argv) for role, argv in self._commands.items()}
-
     def running(self) -> bool:
-        with self._lock:
-            procs = list(self._procs.values())
-        thread = self._writer_thread
-        return (
-            len(procs) == len(self.providers)
-            and all(p.poll() is None for p in procs)
-            and thread is not None
-            and thread.is_alive()
-        )
+        return self._alive(len(self.providers))
 
     def start(self, ca: CertificateAuthority, *, deadline: float, timeout: float) -> None:
         """Packages, certificates, Provider objects; then each provider's process once its
         CRDs are served; then wait until every Provider is Healthy."""
         self._push_packages()
-        secrets = {p.name: self._write_tls(p, ca) for p in self.providers}
-        self._writer_kube = self._kube_factory()
-        self._writer = ProviderStatusWriter(self._writer_kube, secrets)
-        self._writer_thread = threading.Thread(
-            target=self._writer.run, name="envtest-provider-revisions", daemon=True
-        )
-        self._writer_thread.start()
+        secrets = {
+            p.name: self._serving_tls(p.name, self.dir / "providers" / p.name / "tls", ca)
+            for p in self.providers
+        }
+
+        def make(kube: KubeClient) -> ProviderStatusWriter:
+            return ProviderStatusWriter(kube, secrets)
+
+        writer = self._start_writer(make, "envtest-provider-revisions")
         self._create_providers()
         with self._kube_factory() as kube:
             for provider in self.providers:
@@ -302,7 +272,7 @@ class ProviderRuntime:
                 )
                 self._start_process(provider, deadline, timeout)
                 try:
-                    self._writer.mark_running(provider.name)
+                    writer.mark_running(provider.name)
                 except KubeError as e:
                     step = f"mark the runtime of {provider.name} healthy"
                     raise ClusterStartError(step, str(e)) from e
@@ -315,74 +285,16 @@ class ProviderRuntime:
                     timeout,
                 )
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._writer is not None:
-            self._writer.stop()
-        if self._writer_thread is not None:
-            self._writer_thread.join(timeout=self._stop_timeout)
-        if self._writer_kube is not None:
-            self._writer_kube.close()
-        with self._lock:
-            procs, self._procs = list(self._procs.values()), {}
-        for proc in procs:
-            _process.terminate(proc, timeout=self._stop_timeout)
-
     # -- steps ---------------------------------------------------------------------------
 
     def _push_packages(self) -> None:
-        packages = self.dir / "packages"
-        packages.mkdir(parents=True, exist_ok=True)
         for provider in self.providers:
+            # ``tools/build.sh`` copies the package folder beside the binary. The package has
+            # no examples; without an examples root the CLI looks in ./examples.
             root = self._tools[provider.tool].parent / "package"
-            xpkg = packages / f"{provider.name}.xpkg"
-            xpkg.unlink(missing_ok=True)
-            crossplane = str(self._tools["crossplane"])
-            run_xpkg(
-                f"build the package of {provider.name}",
-                [
-                    crossplane,
-                    "xpkg",
-                    "build",
-                    f"--package-root={root}",
-                    f"--package-file={xpkg}",
-                    # The package has no examples; without this the CLI looks in ./examples.
-                    f"--examples-root={root / 'examples'}",
-                ],
-                cwd=self.dir,
+            self.packages[provider.name] = self._build_and_push(
+                provider.name, root, self._registry, examples_root=root / "examples"
             )
-            reference = f"{self._registry}/{provider.name}:{package_tag()}"
-            run_xpkg(
-                f"push the package of {provider.name} to {reference}",
-                [crossplane, "xpkg", "push", "-f", str(xpkg), reference],
-                cwd=self.dir,
-            )
-            self.packages[provider.name] = reference
-
-    def _write_tls(self, provider: ProviderSource, ca: CertificateAuthority) -> str:
-        """The provider's serving certificate, in its folder and its Secret; the Secret's
-        name."""
-        tls = self.dir / "providers" / provider.name / "tls"
-        tls.mkdir(parents=True, exist_ok=True, mode=0o700)
-        serving = ca.issue_server(provider.name, dns_names=["localhost"], ips=["127.0.0.1"])
-        files = {"tls.crt": serving.cert_pem, "tls.key": serving.key_pem, "ca.crt": ca.cert_pem}
-        for key, data in files.items():
-            (tls / key).touch(mode=0o600)
-            (tls / key).write_bytes(data)
-        name = tls_server_secret_name(provider.name)
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v).decode() for k, v in files.items()},
-        }
-        try:
-            with self._kube_factory() as kube:
-                kube.apply(SECRETS, secret, FIELD_MANAGER)
-        except KubeError as e:
-            raise ClusterStartError(f"write the TLS Secret of {provider.name}", str(e)) from e
-        return name
 
     def _create_providers(self) -> None:
         with self._kube_factory() as kube:
@@ -462,16 +374,7 @@ class ProviderRuntime:
         }
         argv = [str(self._tools[provider.tool]), *provider.args]
         log_path = self._log_of(provider.name)
-        with self._lock:
-            if self._stopping.is_set():
-                raise ClusterStartError(step, "cancelled: Crossplane is being stopped")
-            try:
-                proc = _process.spawn(argv, log_path=log_path, cwd=home, env=env)
-            except OSError as e:
-                raise ClusterStartError(step, f"cannot run {argv[0]}: {e}") from e
-            self._procs[provider.name] = proc
-            self._pids[provider.name] = proc.pid
-            self._commands[provider.name] = argv
+        proc = self._launch(provider.name, argv, log_path, step, cwd=home, env=env)
 
         def ready() -> bool:
             # The metrics server starts with the manager, after its caches are set up.
