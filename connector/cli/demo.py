@@ -46,8 +46,10 @@ from connector.kube import (
 from connector.kube.resources import (
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
+    COMPOSITIONS,
     NAMESPACES,
     SECRETS,
+    XRDS,
 )
 from connector.manager import Manager
 from connector.shipped import ShippedFileError, chart_dir, walkthrough_dir
@@ -56,16 +58,6 @@ from functions.common import find_condition
 
 NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", namespaced=True)
 XNOP = Resource("nop.example.org", "v1alpha1", "xnopresources", "XNopResource", namespaced=False)
-XRDS = Resource(
-    "apiextensions.crossplane.io",
-    "v1",
-    "compositeresourcedefinitions",
-    "CompositeResourceDefinition",
-    namespaced=False,
-)
-COMPOSITIONS = Resource(
-    "apiextensions.crossplane.io", "v1", "compositions", "Composition", namespaced=False
-)
 #: The provider's manifests: the XRD and Composition beside the example function.
 CROSSPLANE_EXAMPLES = EXAMPLE_FUNCTION.package_root.parents[1]
 BINDABLE = "connect.upbound.io/bindable"

@@ -23,6 +23,7 @@ __all__ = [
     "CLUSTER_CONNECTIONS",
     "CLUSTER_ROLES",
     "CLUSTER_ROLE_BINDINGS",
+    "COMPOSITIONS",
     "CONFIG_MAPS",
     "CONNECT_GROUP",
     "CUSTOM_RESOURCE_DEFINITIONS",
@@ -40,6 +41,8 @@ __all__ = [
     "STATEFUL_SETS",
     "VALIDATING_ADMISSION_POLICIES",
     "VALIDATING_ADMISSION_POLICY_BINDINGS",
+    "XRDS",
+    "XRDS_V2",
     "Resource",
 ]
 
@@ -188,3 +191,22 @@ CLUSTER_API_BINDINGS = Resource(
     CONNECT_GROUP, "v1alpha1", "clusterapibindings", "ClusterAPIBinding", False
 )
 API_BINDINGS = Resource(CONNECT_GROUP, "v1alpha1", "apibindings", "APIBinding", True)
+
+# Crossplane's, as the demo and the Crossplane tier publish APIs with them: an XRD
+# (``apiextensions.crossplane.io/v1`` claims and cluster XRs, ``v2`` namespaced XRs too)
+# and its Composition.
+XRDS = Resource(
+    "apiextensions.crossplane.io",
+    "v1",
+    "compositeresourcedefinitions",
+    "CompositeResourceDefinition",
+    False,
+)
+XRDS_V2 = Resource(
+    "apiextensions.crossplane.io",
+    "v2",
+    "compositeresourcedefinitions",
+    "CompositeResourceDefinition",
+    False,
+)
+COMPOSITIONS = Resource("apiextensions.crossplane.io", "v1", "compositions", "Composition", False)

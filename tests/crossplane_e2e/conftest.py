@@ -28,8 +28,11 @@ from connector.kube.client import KubeClient
 from connector.kube.resources import (
     CLUSTER_API_BINDINGS,
     CLUSTER_CONNECTIONS,
+    COMPOSITIONS,
     CUSTOM_RESOURCE_DEFINITIONS,
     NAMESPACES,
+    XRDS,
+    XRDS_V2,
     Resource,
 )
 from tests.e2e.harness import (
@@ -50,14 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "crossplane"
 CONSUMER_CLUSTER = "xp-consumer"
 CONNECTION = "provider-connection"
-XRD_KIND = "CompositeResourceDefinition"
-XRDS = Resource(
-    "apiextensions.crossplane.io", "v1", "compositeresourcedefinitions", XRD_KIND, False
-)
-XRDS_V2 = Resource(
-    "apiextensions.crossplane.io", "v2", "compositeresourcedefinitions", XRD_KIND, False
-)
-COMPOSITIONS = Resource("apiextensions.crossplane.io", "v1", "compositions", "Composition", False)
 NOP = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
 XNOP = Resource("nop.example.org", "v1alpha1", "xnopresources", "XNopResource", False)
 NOP_APPS = Resource("app.example.org", "v1alpha1", "nopapps", "NopApp", True)

@@ -40,7 +40,7 @@ from connector.kube import (
     UnauthorizedError,
 )
 from connector.kube.config import client_from_kubeconfig
-from connector.kube.resources import CLUSTER_API_BINDINGS, CLUSTER_CONNECTIONS, Resource
+from connector.kube.resources import CLUSTER_API_BINDINGS, CLUSTER_CONNECTIONS, XRDS_V2, Resource
 from functions.binder import AccessRequest, BoundResource, provider_access
 from tests.crossplane_e2e.conftest import COMPOSITIONS, XP_TIMEOUT
 from tests.e2e.harness import (
@@ -64,13 +64,6 @@ pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "functions" / "binder"
-XRDS_V2 = Resource(
-    "apiextensions.crossplane.io",
-    "v2",
-    "compositeresourcedefinitions",
-    "CompositeResourceDefinition",
-    False,
-)
 CONSUMER_ACCESSES = Resource(
     "connector.example.org", "v1alpha1", "consumeraccesses", "ConsumerAccess", False
 )

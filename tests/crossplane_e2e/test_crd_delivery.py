@@ -32,20 +32,13 @@ from connector.envtest import (
 )
 from connector.envtest._crossplane import NAMESPACE
 from connector.kube import CUSTOM_RESOURCE_DEFINITIONS, KubeClient, NotFoundError, Resource
+from connector.kube.resources import COMPOSITIONS, XRDS_V2
 from tests.e2e.harness import client, condition, consistently, crd, established, eventually, get
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "functions" / "crd-puller"
-XRDS_V2 = Resource(
-    "apiextensions.crossplane.io",
-    "v2",
-    "compositeresourcedefinitions",
-    "CompositeResourceDefinition",
-    False,
-)
-COMPOSITIONS = Resource("apiextensions.crossplane.io", "v1", "compositions", "Composition", False)
 CRD_PULLS = Resource("connector.example.org", "v1alpha1", "crdpulls", "CRDPull", False)
 OBJECTS = Resource("kubernetes.crossplane.io", "v1alpha2", "objects", "Object", False)
 CONNECTION_LABEL = "connect.upbound.io/connection"

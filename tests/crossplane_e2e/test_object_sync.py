@@ -23,21 +23,13 @@ import yaml
 
 from connector.envtest import Crossplane
 from connector.kube import CUSTOM_RESOURCE_DEFINITIONS, NAMESPACES, KubeClient, NotFoundError
-from connector.kube.resources import Resource
+from connector.kube.resources import COMPOSITIONS, XRDS_V2, Resource
 from tests.e2e.harness import condition, crd, eventually, get
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "functions" / "object-syncer"
-XRDS_V2 = Resource(
-    "apiextensions.crossplane.io",
-    "v2",
-    "compositeresourcedefinitions",
-    "CompositeResourceDefinition",
-    False,
-)
-COMPOSITIONS = Resource("apiextensions.crossplane.io", "v1", "compositions", "Composition", False)
 OBJECT_SYNCS = Resource("connector.example.org", "v1alpha1", "objectsyncs", "ObjectSync", False)
 GROUP = "objsync.example.org"
 WIDGETS = Resource(GROUP, "v1alpha1", "widgets", "Widget", True)

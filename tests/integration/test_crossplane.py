@@ -36,18 +36,11 @@ from connector.kube import (
     NotFoundError,
     Resource,
 )
+from connector.kube.resources import COMPOSITIONS, XRDS, XRDS_V2
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "crossplane"
 CLI = ROOT / ".venv" / "bin" / "api-connector"
-XRD_KIND = "CompositeResourceDefinition"
-XRDS = Resource(
-    "apiextensions.crossplane.io", "v1", "compositeresourcedefinitions", XRD_KIND, False
-)
-XRDS_V2 = Resource(
-    "apiextensions.crossplane.io", "v2", "compositeresourcedefinitions", XRD_KIND, False
-)
-COMPOSITIONS = Resource("apiextensions.crossplane.io", "v1", "compositions", "Composition", False)
 NOP_CLAIMS = Resource("nop.example.org", "v1alpha1", "nopresources", "NopResource", True)
 NOP_XRS = Resource("nop.example.org", "v1alpha1", "xnopresources", "XNopResource", False)
 NOP_APPS = Resource("app.example.org", "v1alpha1", "nopapps", "NopApp", True)
@@ -80,7 +73,7 @@ def nop_api(kube: KubeClient) -> str:
     """The walkthrough's NopResource API as a platform team defines it, established."""
     for path in (EXAMPLES / "nop" / "xrd.yaml", EXAMPLES / "nop" / "composition.yaml"):
         obj = load(path)
-        kube.apply(XRDS if obj["kind"] == XRD_KIND else COMPOSITIONS, obj, "test")
+        kube.apply(XRDS if obj["kind"] == XRDS.kind else COMPOSITIONS, obj, "test")
 
     def offered() -> bool:
         xrd = kube.get(XRDS, "xnopresources.nop.example.org")
