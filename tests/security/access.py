@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from connector.envtest import Cluster
@@ -11,6 +13,8 @@ from connector.install import request_token, scoped_kubeconfig
 from connector.kube.client import KubeClient
 from connector.kube.config import client_from_kubeconfig
 from connector.kube.resources import (
+    API_BINDINGS,
+    CLUSTER_CONNECTIONS,
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     NAMESPACES,
@@ -21,7 +25,11 @@ from connector.kube.resources import (
     Resource,
 )
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
-from tests.e2e.harness import apply
+from functions.binder.isolation import isolation_policy
+from functions.binder.placement import placement_policy
+from functions.common.placement import PLACEMENT_ISOLATED, provider_namespace
+from tests.e2e.harness import apply, binding, connection, eventually, get, kubeconfig_secret
+from tests.faults.harness import FaultWorld, ensure_namespace
 
 NOP_BOUND = BoundResource(
     crd_name="nopresources.nop.example.org",
@@ -84,3 +92,44 @@ def provision(
         cluster=server, token=token, user=consumer, namespace=access.namespace
     )
     return ConsumerIdentity(consumer, access, token, kubeconfig)
+
+
+#: The ClusterConnection the security tests connect as.
+CONNECTION = "provider-connection"
+
+
+@contextlib.contextmanager
+def isolated_connection(
+    world: FaultWorld, namespace: str, secret: str
+) -> Iterator[tuple[ConsumerIdentity, str]]:
+    """The world's consumer connected in the Isolated placement, as
+    ``api-connector install --placement Isolated`` connects it: the identity (with its
+    isolation policy), its kubeconfig in the Secret ``secret``, the ClusterConnection
+    ``CONNECTION`` with ``placement: Isolated``, and an APIBinding of NopResources in
+    ``namespace``. Yields the identity and the provider namespace the twins of
+    ``namespace`` go to; takes the connection, the binding and the placement policy back
+    (later tests provision the same consumer in the Default placement, whose namespaces
+    that policy would refuse)."""
+    scoped = provision(
+        world.provider,
+        world.provider_cluster,
+        world.consumer_cluster_name,
+        [NOP_BOUND],
+        placement=PLACEMENT_ISOLATED,
+    )
+    for obj in isolation_policy(scoped.name, [NOP_BOUND]):
+        apply(world.provider, obj, resource_of(obj["kind"]))
+    ensure_namespace(world.consumer, namespace)
+    eventually(lambda: get(world.consumer, CLUSTER_CONNECTIONS, CONNECTION) is None, timeout=30)
+    apply(world.consumer, kubeconfig_secret(secret, scoped.kubeconfig))
+    isolated = connection(CONNECTION, secret)
+    isolated["spec"]["placement"] = PLACEMENT_ISOLATED
+    apply(world.consumer, isolated)
+    apply(world.consumer, binding(NOP_BOUND.crd_name, CONNECTION, namespace=namespace))
+    try:
+        yield scoped, provider_namespace(scoped.name, namespace, PLACEMENT_ISOLATED)
+    finally:
+        world.consumer.delete(API_BINDINGS, NOP_BOUND.crd_name, namespace)
+        world.consumer.delete(CLUSTER_CONNECTIONS, CONNECTION)
+        for obj in placement_policy(scoped.name):
+            world.provider.delete(resource_of(obj["kind"]), obj["metadata"]["name"])

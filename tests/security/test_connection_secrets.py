@@ -27,9 +27,6 @@ from connector.kube.resources import (
     EVENTS,
     SECRETS,
 )
-from functions.binder.isolation import isolation_policy
-from functions.binder.placement import placement_policy
-from functions.common.placement import PLACEMENT_ISOLATED, provider_namespace
 from tests.e2e.harness import (
     NOP,
     apply,
@@ -42,7 +39,7 @@ from tests.e2e.harness import (
     warning_events,
 )
 from tests.faults.harness import ConnectorProcess, FaultWorld, ensure_namespace, nop
-from tests.security.access import NOP_BOUND, provision, resource_of
+from tests.security.access import NOP_BOUND, isolated_connection, provision
 from tests.security.test_no_secret_material import fingerprints
 
 NAMESPACE = "connection-secrets"
@@ -185,26 +182,8 @@ def test_in_the_isolated_placement_the_secret_comes_from_the_consumers_own_names
 ) -> None:
     # `api-connector install --placement Isolated`'s identity: Secrets only in its own
     # provider namespaces, which is all the connector reads them in.
-    scoped = provision(
-        world.provider,
-        world.provider_cluster,
-        world.consumer_cluster_name,
-        [NOP_BOUND],
-        placement=PLACEMENT_ISOLATED,
-    )
-    for obj in isolation_policy(scoped.name, [NOP_BOUND]):
-        apply(world.provider, obj, resource_of(obj["kind"]))
     ns = "isolated-secrets"
-    twin_ns = provider_namespace(scoped.name, ns, PLACEMENT_ISOLATED)
-    ensure_namespace(world.consumer, ns)
-    conn = "provider-connection"
-    eventually(lambda: get(world.consumer, CLUSTER_CONNECTIONS, conn) is None, timeout=30)
-    apply(world.consumer, kubeconfig_secret("isolated-secrets", scoped.kubeconfig))
-    isolated = connection(conn, "isolated-secrets")
-    isolated["spec"]["placement"] = PLACEMENT_ISOLATED
-    apply(world.consumer, isolated)
-    apply(world.consumer, binding("nopresources.nop.example.org", conn, namespace=ns))
-    try:
+    with isolated_connection(world, ns, "isolated-secrets") as (scoped, twin_ns):
         eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=60)
         obj = claim()
         obj["metadata"]["namespace"] = ns
@@ -234,10 +213,3 @@ def test_in_the_isolated_placement_the_secret_comes_from_the_consumers_own_names
         world.consumer.delete(NOP, "db", ns)
         eventually(lambda: get(world.consumer, NOP, "db", ns) is None, timeout=60)
         assert get(world.consumer, SECRETS, "db-conn", ns) is None
-    finally:
-        world.consumer.delete(API_BINDINGS, "nopresources.nop.example.org", ns)
-        world.consumer.delete(CLUSTER_CONNECTIONS, conn)
-        # Later tests provision this consumer's identity in the Default placement: the
-        # placement policy would refuse the namespaces its connector creates there.
-        for obj in placement_policy(scoped.name):
-            world.provider.delete(resource_of(obj["kind"]), obj["metadata"]["name"])

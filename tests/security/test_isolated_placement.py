@@ -21,30 +21,33 @@ import pytest
 from connector.kube.client import KubeClient
 from connector.kube.errors import ForbiddenError
 from connector.kube.resources import (
-    API_BINDINGS,
     CLUSTER_CONNECTIONS,
     NAMESPACES,
     ROLE_BINDINGS,
     SECRETS,
 )
 from functions.binder.isolation import isolation_policy
-from functions.binder.placement import namespace_objects, objects_role_name, placement_policy
+from functions.binder.placement import namespace_objects, objects_role_name
 from functions.common import LABEL_CONSUMER_CLUSTER, MANAGED_LABEL
 from functions.common.placement import PLACEMENT_ISOLATED, isolated_prefix, provider_namespace
 from functions.object_syncer.logic import desired_twin
 from tests.e2e.harness import (
     NOP,
     apply,
-    binding,
     condition,
-    connection,
     eventually,
     get,
-    kubeconfig_secret,
     reason_of,
 )
-from tests.faults.harness import ConnectorProcess, FaultWorld, ensure_namespace, nop
-from tests.security.access import NOP_BOUND, ConsumerIdentity, provision, resource_of
+from tests.faults.harness import ConnectorProcess, FaultWorld, nop
+from tests.security.access import (
+    CONNECTION,
+    NOP_BOUND,
+    ConsumerIdentity,
+    isolated_connection,
+    provision,
+    resource_of,
+)
 
 #: The same consumer namespace name in both consumer clusters.
 TEAM = "team"
@@ -214,27 +217,9 @@ def test_a_consumer_in_the_isolated_placement_reads_nothing_of_another(
 def test_the_connector_syncs_in_the_isolated_placement(
     world: FaultWorld, connector: ConnectorProcess
 ) -> None:
-    scoped = provision(
-        world.provider,
-        world.provider_cluster,
-        world.consumer_cluster_name,
-        [NOP_BOUND],
-        placement=PLACEMENT_ISOLATED,
-    )
-    for obj in isolation_policy(scoped.name, [NOP_BOUND]):
-        apply(world.provider, obj, resource_of(obj["kind"]))
     ns = "isolated-objects"
-    twin_ns = provider_namespace(scoped.name, ns, PLACEMENT_ISOLATED)
-    ensure_namespace(world.consumer, ns)
-    conn = "provider-connection"
-    eventually(lambda: get(world.consumer, CLUSTER_CONNECTIONS, conn) is None, timeout=30)
-    apply(world.consumer, kubeconfig_secret("scoped-isolated", scoped.kubeconfig))
-    isolated_connection = connection(conn, "scoped-isolated")
-    isolated_connection["spec"]["placement"] = PLACEMENT_ISOLATED
-    apply(world.consumer, isolated_connection)
-    apply(world.consumer, binding("nopresources.nop.example.org", conn, namespace=ns))
-    try:
-        eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, conn) == "Ready")
+    with isolated_connection(world, ns, "scoped-isolated") as (scoped, twin_ns):
+        eventually(lambda: reason_of(world.consumer, CLUSTER_CONNECTIONS, CONNECTION) == "Ready")
         eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=60)
         apply(world.consumer, nop(ns, "placed", "in a namespace of its own"))
 
@@ -296,13 +281,6 @@ def test_the_connector_syncs_in_the_isolated_placement(
         world.consumer.delete(NOP, "placed", ns)
         eventually(lambda: get(world.consumer, NOP, "placed", ns) is None, timeout=60)
         assert get(world.provider, NOP, "placed", twin_ns) is None
-    finally:
-        world.consumer.delete(API_BINDINGS, "nopresources.nop.example.org", ns)
-        world.consumer.delete(CLUSTER_CONNECTIONS, conn)
-        # Other tests provision this consumer's identity in the Default placement: the
-        # placement policy would refuse the namespaces its connector creates there.
-        for obj in placement_policy(scoped.name):
-            world.provider.delete(resource_of(obj["kind"]), obj["metadata"]["name"])
 
 
 def _identity(obj: dict[str, Any]) -> dict[str, Any]:
