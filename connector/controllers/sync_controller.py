@@ -27,7 +27,6 @@ that covers the object (``binding_for``, from the supervisor).
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +62,7 @@ from functions.binder.types import BoundResource
 from functions.common import FINALIZER, MANAGED_LABEL
 from functions.common.api import FIELD_MANAGER
 from functions.common.clock import now_rfc3339
-from functions.common.objects import Obj
+from functions.common.objects import Obj, copy_json
 from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.types import Adoption
 
@@ -463,7 +462,7 @@ class ObjectSyncer:
             self._set_finalizers(obj, [f for f in current if f != FINALIZER])
 
     def _write_status(self, obj: Obj, status: Obj) -> None:
-        updated = copy.deepcopy(obj)
+        updated = copy_json(obj)
         updated["status"] = status
         written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
         self._remember_consumer(written)

@@ -60,7 +60,6 @@ consumer object, and the adoption counter (``adopted``).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +86,7 @@ from functions.common import (
     set_condition,
 )
 from functions.common.api import CONDITION_CONNECTION_SECRET, FIELD_MANAGER
-from functions.common.objects import Obj
+from functions.common.objects import Obj, copy_json
 from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.connection_secret import Verdict
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
@@ -361,7 +360,7 @@ def _with_secret_condition(
     """``status`` (the consumer's own if None) with the connection-Secret verdict; None if
     that leaves the consumer's status as it is."""
     current = consumer.get("status") or {}
-    base = copy.deepcopy(status if status is not None else current)
+    base = copy_json(status if status is not None else current)
     conditions = base.get("conditions")
     conditions = conditions if isinstance(conditions, list) else []
     if verdict is None:
@@ -410,7 +409,7 @@ def _write_status(consumer: Obj, status: Obj, deps: SyncDeps) -> None:
 def _failed_status(
     consumer: Obj, result: SyncResult, failure: WriteFailure, now: str
 ) -> dict[str, Any]:
-    base = copy.deepcopy(result.consumer_status or consumer.get("status") or {})
+    base = copy_json(result.consumer_status or consumer.get("status") or {})
     base["conditions"] = set_condition(
         base.get("conditions"),
         type_=CONDITION_API_BOUND,

@@ -20,14 +20,13 @@ stale object alive for long.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from functions.common.objects import Obj
+from functions.common.objects import Obj, copy_json
 
 K = TypeVar("K", bound=Hashable)
 
@@ -70,7 +69,7 @@ class FreshObjects(Generic[K]):
             current = self._objects.get(key)
             now = self._clock()
             if current is None or current[1] <= rv or current[2] <= now:
-                self._objects[key] = (copy.deepcopy(obj), rv, now + self._ttl)
+                self._objects[key] = (copy_json(obj), rv, now + self._ttl)
 
     def forget(self, key: K) -> None:
         with self._lock:
@@ -112,7 +111,7 @@ class FreshObjects(Generic[K]):
             if self._clock() >= expires or (cached_rv is not None and cached_rv >= rv):
                 del self._objects[key]
                 return cached
-            return copy.deepcopy(obj)
+            return copy_json(obj)
 
     def keys(self) -> list[K]:
         """The keys with a recorded copy (which :meth:`newest` may still find older than

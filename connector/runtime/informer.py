@@ -37,7 +37,6 @@ callers of :meth:`Informer.get` and :meth:`Informer.list`, so nobody can corrupt
 from __future__ import annotations
 
 import builtins
-import copy
 import random
 import threading
 import time
@@ -52,6 +51,7 @@ from connector.kube.liveness import NOT_ANSWERING
 from connector.kube.metrics import Metrics
 from connector.kube.resources import Resource
 from connector.runtime.keys import ObjectKey, key_of
+from functions.common.objects import copy_json
 
 __all__ = ["Backoff", "Handler", "Informer"]
 
@@ -236,13 +236,13 @@ class Informer:
         key = ObjectKey((namespace or "") if self.res.namespaced else "", name)
         with self._lock:
             obj = self._cache.get(key)
-        return copy.deepcopy(obj) if obj is not None else None
+        return copy_json(obj) if obj is not None else None
 
     def list(self) -> _Objects:
         """Copies of every cached object."""
         with self._lock:
             objects = list(self._cache.values())
-        return [copy.deepcopy(obj) for obj in objects]
+        return [copy_json(obj) for obj in objects]
 
     def keys(self) -> builtins.list[ObjectKey]:
         with self._lock:
@@ -357,7 +357,7 @@ class Informer:
     def _deliver(self, event_type: str, obj: Object) -> None:
         try:
             with self._handler_lock:
-                self._handler(event_type, copy.deepcopy(obj))
+                self._handler(event_type, copy_json(obj))
         except Exception:
             # A handler bug must not stop the cache from following the server.
             namespace, name = key_of(obj)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from functions.common.errors import InvalidInputError
 
@@ -117,6 +118,29 @@ def require_list(value: object, field: str, *, non_empty: bool = False) -> list[
     if non_empty and not value:
         raise InvalidInputError(field, "must not be empty")
     return value
+
+
+_SCALARS = (str, int, float, bool, type(None))
+T = TypeVar("T")
+
+
+def copy_json(value: T) -> T:
+    """A deep copy of decoded JSON (dicts, lists, scalars): what ``copy.deepcopy`` gives, at
+    about a third of its cost (no memo, no dispatch table); anything else is handed to
+    ``copy.deepcopy``. Caches hand out copies of every object they hold, many times per
+    change, so this is on every sync's path."""
+    return cast(T, _copy(value))
+
+
+def _copy(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
 
 
 def canonical_hash(value: JSON) -> str:

@@ -52,7 +52,6 @@ that what was adopted stays listable.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from functions.common import (
@@ -83,6 +82,7 @@ from functions.common import (
     string_map,
 )
 from functions.common.api import CONDITION_CONNECTION_SECRET
+from functions.common.objects import copy_json
 from functions.common.placement import PLACEMENT_DEFAULT, check_placement, provider_namespace
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
@@ -357,7 +357,7 @@ def desired_twin(
     twin["metadata"] = twin_meta
     for key, value in consumer.items():
         if key not in _NOT_CONTENT:
-            twin[key] = copy.deepcopy(value)
+            twin[key] = copy_json(value)
     annotations[ANNOTATION_APPLIED_HASH] = canonical_hash(twin)
     return twin
 
@@ -531,7 +531,7 @@ def _deletion_message(twin: Obj) -> str:
 
 def _status(obj: Obj) -> dict[str, Any]:
     status = obj.get("status")
-    return copy.deepcopy(status) if isinstance(status, dict) else {}
+    return copy_json(status) if isinstance(status, dict) else {}
 
 
 def _with_api_bound(
