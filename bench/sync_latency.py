@@ -63,6 +63,7 @@ from _harness import (
     machine,
     nop,
     percentile,
+    proc_cpu_seconds,
     run_main,
     run_parallel,
     stop_process,
@@ -178,6 +179,8 @@ class Run:
     achieved_rate: float = 0.0
     #: Seconds spent writing (the sum of its turns).
     elapsed: float = 0.0
+    #: CPU (utime + stime) its process used in its turns, if it has a process of its own.
+    cpu_seconds: float | None = None
 
     def p(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
@@ -193,6 +196,11 @@ class Run:
             "p99_ms": round(self.p(99), 2),
             "max_ms": round(max(self.latencies_ms), 2) if self.latencies_ms else None,
             "connector_per_write": self.per_write,
+            "cpu_ms_per_write": (
+                round(self.cpu_seconds * 1000 / len(self.writes), 2)
+                if self.cpu_seconds is not None and self.writes
+                else None
+            ),
             "phases": self.phases,
         }
 
@@ -255,6 +263,8 @@ class Side:
     run: Run
     write: Callable[[int, str], str]
     watch: MarkerWatch
+    #: Its process, if it has one of its own: its CPU is measured over its turns.
+    pid: int | None = None
 
 
 def alternate(sides: list[Side], args: argparse.Namespace) -> None:
@@ -264,6 +274,7 @@ def alternate(sides: list[Side], args: argparse.Namespace) -> None:
     per_turn = args.seconds / turns
     for turn in range(turns):
         for side in sides:
+            cpu = proc_cpu_seconds(side.pid) if side.pid is not None else 0.0
             paced_run(
                 side.run.label,
                 side.write,
@@ -273,6 +284,9 @@ def alternate(sides: list[Side], args: argparse.Namespace) -> None:
                 run=side.run,
                 first_index=turn * int(per_turn * args.rate + 1),
             )
+            if side.pid is not None:
+                used = proc_cpu_seconds(side.pid) - cpu
+                side.run.cpu_seconds = (side.run.cpu_seconds or 0.0) + used
 
 
 @contextlib.contextmanager
@@ -298,6 +312,8 @@ class Probe:
     trace: Trace | None
     #: Whether it runs in this process (the floor's relay then does too).
     in_process: bool
+    #: Its own process, if it has one (its CPU is then measured).
+    pid: int | None = None
 
 
 # -- the floor: a minimal relay with the same client library --------------------------------
@@ -313,12 +329,13 @@ def floor_relay(
     *,
     in_process: bool,
     write_back: bool = False,
-) -> Iterator[None]:
+) -> Iterator[int | None]:
     """The floor's relay (``_relay.py``) from cluster ``source`` to ``target`` in
-    ``namespace``: in its own process, as the connector then runs, or in this one."""
+    ``namespace``: in its own process (yields its pid), as the connector then runs, or in
+    this one (yields None)."""
     if in_process:
         with relay(env.client(source), env.client(target), namespace, part, write_back=write_back):
-            yield
+            yield None
         return
     kubeconfig = {"consumer": env.consumer_cluster, "provider": env.provider_cluster}
     argv = [sys.executable, str(Path(__file__).with_name("_relay.py"))]
@@ -333,7 +350,7 @@ def floor_relay(
                 if not line:
                     raise BenchError(f"The floor's relay did not start; it said: {said[-5:]}")
                 said.append(line.strip())
-            yield
+            yield proc.pid
         finally:
             stop_process(proc)
 
@@ -426,11 +443,11 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         watch = stack.enter_context(
             MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider")
         )
-        stack.enter_context(
+        relay_pid = stack.enter_context(
             floor_relay(env, "consumer", "provider", FLOOR_NS, "spec", in_process=probe.in_process)
         )
         floor = Run("spec floor")
-        sides = [Side(floor, spec_writer(env.consumer, FLOOR_NS, "sf"), floor_watch)]
+        sides = [Side(floor, spec_writer(env.consumer, FLOOR_NS, "sf"), floor_watch, relay_pid)]
         eventually(lambda: pool_copied(env.provider, FLOOR_NS, "sf"), what="the floor's pool")
         written_back: Run | None = None
         if args.write_back_floor:
@@ -438,7 +455,7 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
             back_watch = stack.enter_context(
                 MarkerWatch(env.provider, WRITE_BACK_NS, spec_marker, "bench-provider-back")
             )
-            stack.enter_context(
+            back_pid = stack.enter_context(
                 floor_relay(
                     env,
                     "consumer",
@@ -451,7 +468,7 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
             )
             written_back = Run("spec floor with write-back")
             writer = spec_writer(env.consumer, WRITE_BACK_NS, "sw")
-            sides.append(Side(written_back, writer, back_watch))
+            sides.append(Side(written_back, writer, back_watch, back_pid))
             eventually(
                 lambda: pool_copied(env.provider, WRITE_BACK_NS, "sw"),
                 what="the write-back floor's pool",
@@ -467,7 +484,8 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
             timeout=60,
         )
         with observed("spec connector", probe, spec_carrier) as measured:
-            sides.append(Side(measured, spec_writer(env.consumer, BOUND_NS, "sc"), watch))
+            writer = spec_writer(env.consumer, BOUND_NS, "sc")
+            sides.append(Side(measured, writer, watch, probe.pid))
             alternate(sides, args)
     add_figures(report, "spec", measured, floor)
     creates, updates = Run("creates"), Run("updates")
@@ -521,13 +539,16 @@ def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Pr
     )
     floor = Run("status floor")
     with (
-        floor_relay(env, "provider", "consumer", FLOOR_NS, "status", in_process=probe.in_process),
+        floor_relay(
+            env, "provider", "consumer", FLOOR_NS, "status", in_process=probe.in_process
+        ) as relay_pid,
         MarkerWatch(env.consumer, FLOOR_NS, status_marker, "bench-consumer-floor") as floor_watch,
         MarkerWatch(env.consumer, BOUND_NS, status_marker, "bench-consumer") as watch,
         observed("status connector", probe, status_carrier) as measured,
     ):
-        floor_side = Side(floor, status_writer(env.provider, FLOOR_NS, "tf"), floor_watch)
-        side = Side(measured, status_writer(env.provider, BOUND_NS, "tc"), watch)
+        floor_writer = status_writer(env.provider, FLOOR_NS, "tf")
+        floor_side = Side(floor, floor_writer, floor_watch, relay_pid)
+        side = Side(measured, status_writer(env.provider, BOUND_NS, "tc"), watch, probe.pid)
         alternate([floor_side, side], args)
     add_figures(report, "status", measured, floor)
 
@@ -623,7 +644,7 @@ def connector_under_test(env: Env, trace: bool, *, in_process: bool) -> Iterator
     the benchmark's watchers and writers do not share its interpreter), or in this one."""
     if not in_process:
         with connector_process(env) as proc:
-            yield Probe(proc.counters, None, in_process=False)
+            yield Probe(proc.counters, None, in_process=False, pid=proc.pid)
         return
     tracer = Trace() if trace else None
     if tracer is not None:
@@ -643,6 +664,13 @@ def print_details(report: Report) -> None:
                 d = details[part]
                 print(f"  {direction} {part}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
         connector = details["connector"]
+        cpu = {
+            k: details[k]["cpu_ms_per_write"]
+            for k in ("connector", "floor", "floor_with_write_back")
+            if k in details and details[k]["cpu_ms_per_write"] is not None
+        }
+        if cpu:
+            print(f"  {direction}: CPU per write (ms, own process): {cpu}")
         print(f"  {direction}: connector requests/reconciles per write:")
         for k, v in connector["connector_per_write"].items():
             print(f"      {v:6.2f}  {k}")
