@@ -6,9 +6,21 @@ import subprocess
 from pathlib import Path
 from typing import TypeVar
 
+from functions.binder.types import BoundResource
+
 ROOT = Path(__file__).resolve().parents[1]
 
 T = TypeVar("T")
+
+#: The walkthrough's NopResource (``nopresources.nop.example.org``) as a binding binds it.
+NOP_BOUND = BoundResource(
+    crd_name="nopresources.nop.example.org",
+    group="nop.example.org",
+    kind="NopResource",
+    plural="nopresources",
+    scope="Namespaced",
+    version="v1alpha1",
+)
 
 
 def go_tool(name: str) -> Path:

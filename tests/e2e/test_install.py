@@ -52,7 +52,6 @@ from connector.kube.resources import (
     VALIDATING_ADMISSION_POLICIES,
     VALIDATING_ADMISSION_POLICY_BINDINGS,
 )
-from functions.binder import BoundResource
 from functions.binder.isolation import isolation_policy, policy_name
 from functions.binder.placement import (
     namespace_objects,
@@ -68,6 +67,7 @@ from functions.common import (
 )
 from functions.crd_puller import desired_consumer_crd
 from tests.e2e.harness import NOP, crd, eventually
+from tests.support import NOP_BOUND
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_CRD = ROOT / "examples" / "walkthrough" / "provider" / "nopresources.nop.example.org.yaml"
@@ -889,15 +889,7 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
     eventually(lambda: _created(scoped, NAMESPACES, ensure_made), timeout=10)
     out = ok(cli(*env.install_args("--no-wait", "--placement", "Isolated")))
     assert exists(provider, VALIDATING_ADMISSION_POLICIES, placement)
-    other = BoundResource(
-        crd_name="nopresources.nop.example.org",
-        group="nop.example.org",
-        kind="NopResource",
-        plural="nopresources",
-        scope="Namespaced",
-        version="v1alpha1",
-    )
-    policy, binding = isolation_policy(OTHER_CONSUMER, [other])
+    policy, binding = isolation_policy(OTHER_CONSUMER, [NOP_BOUND])
     provider.apply(VALIDATING_ADMISSION_POLICIES, policy, "install-test")
     provider.apply(VALIDATING_ADMISSION_POLICY_BINDINGS, binding, "install-test")
     provider.apply(NOP, twin("ours", CONSUMER_NAME), "install-test")

@@ -30,15 +30,7 @@ from functions.binder.placement import placement_policy
 from functions.common.placement import PLACEMENT_ISOLATED, provider_namespace
 from tests.e2e.harness import apply, binding, connection, eventually, get, kubeconfig_secret
 from tests.faults.harness import FaultWorld, ensure_namespace
-
-NOP_BOUND = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
+from tests.support import NOP_BOUND
 
 _RESOURCES = {
     r.kind: r

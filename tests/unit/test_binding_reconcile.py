@@ -22,16 +22,9 @@ from connector.runtime.workqueue import Result
 from functions.binder.types import BindRequest, BindResult, BoundResource
 from functions.common import set_condition
 from functions.crd_puller.types import CRDConflict
+from tests.support import NOP_BOUND
 
 NOW = "2026-01-01T00:00:00Z"
-NOP = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
 OTHER = BoundResource(
     crd_name="others.nop.example.org",
     group="nop.example.org",
@@ -63,7 +56,7 @@ def binding(status: dict[str, Any] | None = None) -> dict[str, Any]:
 class World:
     binding: dict[str, Any] | None
     offered: bool = True
-    resources: tuple[BoundResource, ...] = (NOP,)
+    resources: tuple[BoundResource, ...] = (NOP_BOUND,)
     namespaces: list[str] | None = field(default_factory=lambda: ["team-a"])
     may: Callable[[AccessCheck], bool] = allow_all
     statuses: list[dict[str, Any]] = field(default_factory=list)
@@ -130,9 +123,9 @@ def test_a_bound_api_becomes_a_sync_target_limited_to_the_namespace() -> None:
     world = World(binding=binding())
     reconcile_binding(KEY, world.deps())
     (target,) = world.targets[KEY]
-    assert target.resource == NOP
+    assert target.resource == NOP_BOUND
     assert target.namespaces == frozenset({"team-a"})
-    assert world.statuses[0]["boundResources"] == [NOP.to_status()]
+    assert world.statuses[0]["boundResources"] == [NOP_BOUND.to_status()]
 
 
 def test_an_api_no_longer_offered_stops_syncing_and_says_so() -> None:
@@ -153,7 +146,7 @@ def test_an_unchanged_status_is_not_written_again() -> None:
 def test_a_deleted_binding_removes_its_targets() -> None:
     world = World(binding=None)
     world.targets[KEY] = [
-        SyncTarget(connection="c", resource=NOP, namespaces=None, include_cluster_scoped=True)
+        SyncTarget(connection="c", resource=NOP_BOUND, namespaces=None, include_cluster_scoped=True)
     ]
     reconcile_binding(KEY, world.deps())
     assert world.targets[KEY] == []
@@ -180,7 +173,7 @@ PERMISSION_CASES = [
         reason="every grant the chart gives: both resources sync",
         may=allow_all,
         namespaces=["team-a"],
-        want_synced=[NOP.crd_name, OTHER.crd_name],
+        want_synced=[NOP_BOUND.crd_name, OTHER.crd_name],
         want_reason="Bound",
     ),
     PermissionCase(
@@ -201,7 +194,7 @@ PERMISSION_CASES = [
         reason="a ClusterAPIBinding is checked cluster-wide",
         may=denying(("watch", "others", ""), ("update", "others/finalizers", "")),
         namespaces=None,
-        want_synced=[NOP.crd_name],
+        want_synced=[NOP_BOUND.crd_name],
         want_reason="MissingPermission",
         want_in_message=(
             "watch others; update others/finalizers of group nop.example.org cluster-wide",
@@ -226,7 +219,7 @@ PERMISSION_CASES = [
 @pytest.mark.parametrize("case", PERMISSION_CASES, ids=[c.reason for c in PERMISSION_CASES])
 def test_only_resources_whose_grants_the_connector_holds_are_synced(case: PermissionCase) -> None:
     world = World(
-        binding=binding(), resources=(NOP, OTHER), namespaces=case.namespaces, may=case.may
+        binding=binding(), resources=(NOP_BOUND, OTHER), namespaces=case.namespaces, may=case.may
     )
     result = reconcile_binding(KEY, world.deps())
     synced = sorted(t.resource.crd_name for t in world.targets[KEY])
@@ -269,7 +262,7 @@ def test_granting_the_permission_recovers_the_binding() -> None:
     world.binding = binding(status=world.statuses[-1])
     world.may = allow_all
     assert reconcile_binding(KEY, world.deps()) == Result()
-    assert [t.resource for t in world.targets[KEY]] == [NOP]
+    assert [t.resource for t in world.targets[KEY]] == [NOP_BOUND]
     assert (world.ready()["reason"], world.ready()["status"]) == ("Bound", "True")
     assert missing["status"] == "False"
 
@@ -305,13 +298,16 @@ OTHER_BINDING = BindingKey("ClusterAPIBinding", "", "nop.example.org")
 
 
 def bind_elsewhere(world: World) -> None:
-    """Another binding syncs NOP through ClusterConnection provider-a (it came first)."""
+    """Another binding syncs NOP_BOUND through ClusterConnection provider-a (it came first)."""
     world.claims.settle(
         OTHER_BINDING,
-        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP]),
+        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP_BOUND]),
         [
             SyncTarget(
-                connection="provider-a", resource=NOP, namespaces=None, include_cluster_scoped=True
+                connection="provider-a",
+                resource=NOP_BOUND,
+                namespaces=None,
+                include_cluster_scoped=True,
             )
         ],
     )
@@ -346,14 +342,14 @@ def test_the_waiting_binding_takes_over_when_the_first_one_is_deleted() -> None:
     assert [t.connection for t in world.targets[KEY]] == ["c"]
     assert world.targets[OTHER_BINDING] == []
     assert (world.ready()["status"], world.ready()["reason"]) == ("True", "Bound")
-    assert world.statuses[-1]["boundResources"] == [NOP.to_status()]
+    assert world.statuses[-1]["boundResources"] == [NOP_BOUND.to_status()]
 
 
 def test_a_crd_that_belongs_to_another_connection_is_a_conflict_naming_it() -> None:
     taken = CRDConflict(
-        name=NOP.crd_name,
-        message=f"CRD {NOP.crd_name} already exists in the consumer and belongs to connection "
-        "provider-a",
+        name=NOP_BOUND.crd_name,
+        message=f"CRD {NOP_BOUND.crd_name} already exists in the consumer and belongs to "
+        "connection provider-a",
     )
     world = World(binding=binding(), offered=False, crd_conflicts=[taken])
     reconcile_binding(KEY, world.deps())
@@ -379,11 +375,11 @@ def test_a_binding_whose_connection_is_not_ready_keeps_its_api_for_when_it_recov
     reconcile_binding(KEY, world.deps())
     assert world.targets[KEY] == [], "syncing pauses"
     assert world.ready()["reason"] == "ConnectionNotReady"
-    assert world.statuses[-1]["boundResources"] == [NOP.to_status()], "still bound here"
+    assert world.statuses[-1]["boundResources"] == [NOP_BOUND.to_status()], "still bound here"
     # Meanwhile a binding through another connection does not get it.
     refused = world.claims.settle(
         OTHER_BINDING,
-        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP]),
+        Want(connection="provider-a", namespace=None, created=NOW, resources=[NOP_BOUND]),
         [],
     )
     assert refused.held == [] and refused.refused[0].holder.binding == KEY
@@ -391,13 +387,13 @@ def test_a_binding_whose_connection_is_not_ready_keeps_its_api_for_when_it_recov
 
 BOUND = {"type": "Ready", "status": "True", "reason": "Bound", "message": "Bound nop"}
 HELD_ELSEWHERE = Refusal(
-    resource=NOP,
+    resource=NOP_BOUND,
     holder=Claim(
         binding=OTHER_BINDING, connection="provider-a", namespace=None, created=NOW, holds=True
     ),
 )
-TAKEN = CRDConflict(name=NOP.crd_name, message="CRD belongs to connection provider-a")
-NO_LIST = {NOP: [AccessCheck("list", NOP.group, NOP.plural, "", "team-a")]}
+TAKEN = CRDConflict(name=NOP_BOUND.crd_name, message="CRD belongs to connection provider-a")
+NO_LIST = {NOP_BOUND: [AccessCheck("list", NOP_BOUND.group, NOP_BOUND.plural, "", "team-a")]}
 
 
 @dataclass(frozen=True)

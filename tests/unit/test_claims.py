@@ -17,16 +17,8 @@ from connector.controllers.claims import (
     stored_claims,
 )
 from connector.runtime.keys import BindingKey
-from functions.binder.types import BoundResource
+from tests.support import NOP_BOUND
 
-NOP = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
 OLD = "2026-01-01T00:00:00Z"
 NEW = "2026-01-02T00:00:00Z"
 
@@ -160,14 +152,14 @@ B = BindingKey("APIBinding", "team-a", "nopresources.nop.example.org")
 def target(connection: str, namespace: str | None = None) -> SyncTarget:
     return SyncTarget(
         connection=connection,
-        resource=NOP,
+        resource=NOP_BOUND,
         namespaces=None if namespace is None else frozenset({namespace}),
         include_cluster_scoped=namespace is None,
     )
 
 
 def want(connection: str, *, namespace: str | None = None, created: str = NEW) -> Want:
-    return Want(connection=connection, namespace=namespace, created=created, resources=[NOP])
+    return Want(connection=connection, namespace=namespace, created=created, resources=[NOP_BOUND])
 
 
 @dataclass
@@ -200,7 +192,7 @@ class Registry:
 def test_the_first_binding_keeps_the_api_and_the_second_takes_over_when_it_goes() -> None:
     reg = Registry()
     first = reg.claims.settle(A, want("a", created=NEW), [target("a")])
-    assert first.held == [NOP] and reg.synced(A) == ["a"]
+    assert first.held == [NOP_BOUND] and reg.synced(A) == ["a"]
 
     # Older, but second: it does not take the API away.
     second = reg.claims.settle(
@@ -216,14 +208,14 @@ def test_the_first_binding_keeps_the_api_and_the_second_takes_over_when_it_goes(
     taken = reg.claims.settle(
         B, want("b", namespace="team-a", created=OLD), [target("b", "team-a")]
     )
-    assert taken.held == [NOP] and reg.synced(B) == ["b"]
+    assert taken.held == [NOP_BOUND] and reg.synced(B) == ["b"]
 
 
 def test_a_binding_whose_connection_is_not_ready_keeps_the_api() -> None:
     reg = Registry()
     reg.claims.settle(A, want("a"), [target("a")])
     paused = reg.claims.settle(A, replace(want("a"), resources=None), [])
-    assert paused.held == [NOP] and reg.synced(A) == []
+    assert paused.held == [NOP_BOUND] and reg.synced(A) == []
     waiting = reg.claims.settle(B, want("b", namespace="team-a"), [target("b", "team-a")])
     assert waiting.held == [] and waiting.refused[0].holder.binding == A
 
@@ -237,7 +229,7 @@ def test_a_binding_that_no_longer_binds_the_api_lets_the_waiting_one_take_it() -
     reg.claims.settle(A, replace(want("a"), resources=[]), [])
     assert reg.woken == [B]
     assert reg.claims.settle(B, want("b", namespace="team-a"), [target("b", "team-a")]).held == [
-        NOP
+        NOP_BOUND
     ]
 
 
@@ -274,7 +266,7 @@ def binding_obj(key: BindingKey, connection: str, *, bound: bool, created: str) 
         "kind": key.kind,
         "metadata": meta,
         "spec": {"connectionRef": {"kind": "ClusterConnection", "name": connection}},
-        "status": {"boundResources": [NOP.to_status()] if bound else []},
+        "status": {"boundResources": [NOP_BOUND.to_status()] if bound else []},
     }
 
 
@@ -289,13 +281,13 @@ def test_after_a_restart_the_binding_that_had_the_api_keeps_it_whoever_reconcile
         wants = {A: want("a", created=OLD), B: want("b", namespace="team-a", created=NEW)}
         targets = {A: [target("a")], B: [target("b", "team-a")]}
         held = {key: reg.claims.settle(key, wants[key], targets[key]).held for key in order}
-        assert held == {A: [], B: [NOP]}, order
+        assert held == {A: [], B: [NOP_BOUND]}, order
 
 
 def test_a_stored_status_reads_back_as_held_claims() -> None:
     claims = stored_claims(B, binding_obj(B, "b", bound=True, created=OLD))
-    (got_claim, resource) = claims[NOP.crd_name]
-    assert resource == NOP
+    (got_claim, resource) = claims[NOP_BOUND.crd_name]
+    assert resource == NOP_BOUND
     assert got_claim == Claim(
         binding=B, connection="b", namespace="team-a", created=OLD, holds=True
     )
@@ -304,12 +296,12 @@ def test_a_stored_status_reads_back_as_held_claims() -> None:
 
 def test_a_stored_entry_with_only_a_name_reads_back_as_the_api_it_names() -> None:
     stored = binding_obj(B, "b", bound=True, created=OLD)
-    stored["status"]["boundResources"] = [{"name": NOP.crd_name}, {"group": "no-name"}]
+    stored["status"]["boundResources"] = [{"name": NOP_BOUND.crd_name}, {"group": "no-name"}]
     ((name, (_, resource)),) = stored_claims(B, stored).items()
-    assert name == NOP.crd_name
+    assert name == NOP_BOUND.crd_name
     assert (resource.group, resource.plural, resource.scope, resource.version) == (
-        NOP.group,
-        NOP.plural,
+        NOP_BOUND.group,
+        NOP_BOUND.plural,
         "Namespaced",
         "",
     )

@@ -25,7 +25,7 @@ from connector.install.release import (
     is_our_chart,
     plan_release,
 )
-from functions.binder import BoundResource
+from tests.support import NOP_BOUND
 
 from . import assert_same
 
@@ -247,14 +247,6 @@ def test_helm_release_lists_all_states_and_matches_the_name_exactly() -> None:
 
 # -- whether and how helm runs --------------------------------------------------------------
 
-NOP_RESOURCE = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
 COMPUTED = {
     "consumerClusterDisplayName": "team-a",
     "pollInterval": "10m",
@@ -345,7 +337,7 @@ class ReleaseCase:
 )
 def test_plan_release(case: ReleaseCase) -> None:
     plan = plan_release(
-        case.opts, existing(case.release, case.current), CHART_DIR, "team-a", [NOP_RESOURCE]
+        case.opts, existing(case.release, case.current), CHART_DIR, "team-a", [NOP_BOUND]
     )
     assert plan.run_helm == case.want_run, case.reason
     assert not plan.takeover, case.reason
@@ -365,7 +357,7 @@ def test_existing_release_without_upgrade_is_refused(
     release: dict[str, Any], current: dict[str, Any]
 ) -> None:
     with pytest.raises(InstallError) as e:
-        plan_release(options(), existing(release, current), CHART_DIR, "team-a", [NOP_RESOURCE])
+        plan_release(options(), existing(release, current), CHART_DIR, "team-a", [NOP_BOUND])
     assert "the Helm release api-connector already exists in namespace upbound-system" in str(
         e.value
     )
@@ -379,7 +371,7 @@ UPBOUND_VALUES = {"consumerClusterDisplayName": "team-a-prod", "pollInterval": "
 def test_a_release_of_another_chart_is_replaced_only_with_upgrade() -> None:
     foreign = existing(UPBOUND_RELEASE, UPBOUND_VALUES, ours=False)
     with pytest.raises(InstallError) as e:
-        plan_release(options(), foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+        plan_release(options(), foreign, CHART_DIR, "team-a", [NOP_BOUND])
     message = str(e.value)
     assert "was installed by another chart (api-connector-0.4.2" in message
     assert "Rerun with --upgrade to replace it" in message
@@ -392,7 +384,7 @@ def test_replacing_another_chart_keeps_its_poll_interval_and_not_its_bound_apis(
         {**UPBOUND_VALUES, "boundAPIs": [{"group": "a.org", "resources": ["xs"]}]},
         ours=False,
     )
-    plan = plan_release(options(upgrade=True), foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+    plan = plan_release(options(upgrade=True), foreign, CHART_DIR, "team-a", [NOP_BOUND])
     assert plan.takeover and plan.run_helm
     assert_same(
         {**COMPUTED, "pollInterval": "1m"},
@@ -404,7 +396,7 @@ def test_replacing_another_chart_keeps_its_poll_interval_and_not_its_bound_apis(
 def test_an_explicit_poll_interval_wins_over_the_old_releases() -> None:
     foreign = existing(UPBOUND_RELEASE, UPBOUND_VALUES, ours=False)
     opts = dataclasses.replace(options(upgrade=True), poll_interval="5m")
-    plan = plan_release(opts, foreign, CHART_DIR, "team-a", [NOP_RESOURCE])
+    plan = plan_release(opts, foreign, CHART_DIR, "team-a", [NOP_BOUND])
     assert plan.values["pollInterval"] == "5m"
 
 

@@ -12,15 +12,8 @@ import pytest
 from functions.binder import AccessRequest, BoundResource, provider_access
 from functions.binder.isolation import isolation_policy, policy_name
 from functions.common import LABEL_CONSUMER_CLUSTER, InvalidInputError, label_value
+from tests.support import NOP_BOUND
 
-NOP = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
 WIDGET = BoundResource(
     crd_name="widgets.nop.example.org",
     group="nop.example.org",
@@ -40,8 +33,8 @@ BUCKET = BoundResource(
 
 
 def test_the_policy_matches_only_the_consumers_identity_as_provider_access_creates_it() -> None:
-    policy, binding = isolation_policy("consumer-a", [NOP])
-    access = provider_access(AccessRequest(consumer_name="consumer-a", resources=[NOP]))
+    policy, binding = isolation_policy("consumer-a", [NOP_BOUND])
+    access = provider_access(AccessRequest(consumer_name="consumer-a", resources=[NOP_BOUND]))
     (condition,) = policy["spec"]["matchConditions"]
     username = f"system:serviceaccount:{access.namespace}:{access.service_account}"
     assert condition["expression"] == f"request.userInfo.username == '{username}'"
@@ -53,7 +46,7 @@ def test_the_policy_matches_only_the_consumers_identity_as_provider_access_creat
 
 
 def test_writes_to_exactly_the_bound_resources_are_checked_grouped_by_api_group() -> None:
-    policy, _ = isolation_policy("consumer-a", [WIDGET, BUCKET, NOP])
+    policy, _ = isolation_policy("consumer-a", [WIDGET, BUCKET, NOP_BOUND])
     assert policy["spec"]["matchConstraints"]["resourceRules"] == [
         {
             "apiGroups": ["nop.example.org"],
@@ -71,7 +64,7 @@ def test_writes_to_exactly_the_bound_resources_are_checked_grouped_by_api_group(
 
 
 def test_new_objects_and_stored_objects_must_both_carry_the_consumers_label() -> None:
-    policy, _ = isolation_policy("consumer-a", [NOP])
+    policy, _ = isolation_policy("consumer-a", [NOP_BOUND])
     new, old = (v["expression"] for v in policy["spec"]["validations"])
     owned = f"labels['{LABEL_CONSUMER_CLUSTER}'] == 'consumer-a'"
     assert new.startswith("request.operation == 'DELETE' || ") and f"object.metadata.{owned}" in new
@@ -81,7 +74,7 @@ def test_new_objects_and_stored_objects_must_both_carry_the_consumers_label() ->
 
 def test_a_long_consumer_name_is_compared_as_the_label_value_the_connector_writes() -> None:
     name = "a-very-long-consumer-cluster-name-" * 3
-    policy, binding = isolation_policy(name, [NOP])
+    policy, binding = isolation_policy(name, [NOP_BOUND])
     new = policy["spec"]["validations"][0]["expression"]
     assert f"== '{label_value(name)}'" in new and label_value(name) != name
     assert len(policy["metadata"]["name"]) <= 253
@@ -92,7 +85,9 @@ def test_each_consumer_gets_its_own_policy_and_a_rerun_gets_the_same_one() -> No
     names = {policy_name(c) for c in ("team-a", "team-b", "Team_A", "team-a" + "x" * 80)}
     assert len(names) == 4
     assert all(len(n) <= 253 for n in names)
-    assert isolation_policy("team-a", [NOP, BUCKET]) == isolation_policy("team-a", [BUCKET, NOP])
+    assert isolation_policy("team-a", [NOP_BOUND, BUCKET]) == isolation_policy(
+        "team-a", [BUCKET, NOP_BOUND]
+    )
 
 
 @dataclass(frozen=True)
@@ -106,18 +101,18 @@ class Bad:
 @pytest.mark.parametrize(
     "case",
     [
-        Bad("no consumer", "", [NOP], "consumer_name"),
+        Bad("no consumer", "", [NOP_BOUND], "consumer_name"),
         Bad("nothing bound", "consumer-a", [], "resources"),
         Bad(
             "a wildcard group",
             "consumer-a",
-            [BoundResource(**{**NOP.__dict__, "group": "*"})],
+            [BoundResource(**{**NOP_BOUND.__dict__, "group": "*"})],
             "resources[0].group",
         ),
         Bad(
             "a quote that would end the CEL string",
             "consumer-a",
-            [BoundResource(**{**NOP.__dict__, "plural": "x' || true || '"})],
+            [BoundResource(**{**NOP_BOUND.__dict__, "plural": "x' || true || '"})],
             "resources[0].plural",
         ),
     ],

@@ -27,6 +27,7 @@ from functions.common.placement import (
 )
 from functions.object_syncer import ORPHAN_COLLECT, ORPHAN_NO_ORIGIN, orphan_verdict, sync
 from functions.object_syncer.types import SyncRequest
+from tests.support import NOP_BOUND
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 LONG = "a-namespace-name-that-is-long-enough-to-need-cutting-" + "x" * 10
@@ -115,14 +116,6 @@ def test_placement_values() -> None:
 
 # -- the isolated placement's access ----------------------------------------------------------
 
-NOP = BoundResource(
-    crd_name="nopresources.nop.example.org",
-    group="nop.example.org",
-    kind="NopResource",
-    plural="nopresources",
-    scope="Namespaced",
-    version="v1alpha1",
-)
 CLUSTER_SCOPED = BoundResource(
     crd_name="clusternops.nop.example.org",
     group="nop.example.org",
@@ -140,7 +133,7 @@ def _by_name(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, An
 def test_isolated_access_grants_objects_and_secrets_only_through_rolebindings() -> None:
     access = provider_access(
         AccessRequest(
-            consumer_name="dev", resources=[NOP, CLUSTER_SCOPED], placement=PLACEMENT_ISOLATED
+            consumer_name="dev", resources=[NOP_BOUND, CLUSTER_SCOPED], placement=PLACEMENT_ISOLATED
         )
     )
     kinds = [o["kind"] for o in access.objects]
@@ -198,7 +191,7 @@ def test_default_access_reads_secrets_only_when_asked() -> None:
     def secret_rules(connection_secrets: bool) -> list[dict[str, Any]]:
         access = provider_access(
             AccessRequest(
-                consumer_name="dev", resources=[NOP], connection_secrets=connection_secrets
+                consumer_name="dev", resources=[NOP_BOUND], connection_secrets=connection_secrets
             )
         )
         (role,) = _by_name(access.objects, "ClusterRole").values()
