@@ -38,6 +38,7 @@ from tests.e2e.harness import (
     apply_file,
     condition,
     eventually,
+    get,
     install_connector_crds,
     reason_of,
 )
@@ -116,6 +117,24 @@ def wait_bound(world: FaultWorld, *, timeout: float = 60.0) -> None:
         timeout=timeout,
     )
     eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=timeout)
+
+
+def wait_object_bound(
+    world: FaultWorld, connector: ConnectorProcess, namespace: str, name: str
+) -> None:
+    """Wait until the consumer object shows ``APIBound=True``; if it does not within 60 s,
+    fail with the object and the tail of the connector's log."""
+
+    def bound() -> bool:
+        obj = get(world.consumer, NOP, name, namespace)
+        return condition(obj, "APIBound").get("status") == "True"
+
+    try:
+        eventually(bound, timeout=60)
+    except AssertionError as e:
+        raise AssertionError(
+            f"{get(world.consumer, NOP, name, namespace)}\n{connector.log_tail()}"
+        ) from e
 
 
 @dataclass

@@ -39,7 +39,7 @@ from tests.e2e.harness import (
     get,
     reason_of,
 )
-from tests.faults.harness import ConnectorProcess, FaultWorld, nop
+from tests.faults.harness import ConnectorProcess, FaultWorld, nop, wait_object_bound
 from tests.security.access import (
     CONNECTION,
     NOP_BOUND,
@@ -223,16 +223,7 @@ def test_the_connector_syncs_in_the_isolated_placement(
         eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=60)
         apply(world.consumer, nop(ns, "placed", "in a namespace of its own"))
 
-        def bound() -> bool:
-            obj = get(world.consumer, NOP, "placed", ns)
-            return condition(obj, "APIBound").get("status") == "True"
-
-        try:
-            eventually(bound, timeout=60)
-        except AssertionError as e:
-            raise AssertionError(
-                f"{get(world.consumer, NOP, 'placed', ns)}\n{connector.log_tail()}"
-            ) from e
+        wait_object_bound(world, connector, ns, "placed")
         # The twin is in the consumer's own namespace, never in the consumer's namespace name.
         assert get(world.provider, NOP, "placed", ns) is None
         twin = world.provider.get(NOP, "placed", twin_ns)

@@ -32,7 +32,6 @@ from tests.e2e.harness import (
     NOP,
     apply,
     binding,
-    condition,
     connection,
     crd,
     established,
@@ -41,7 +40,13 @@ from tests.e2e.harness import (
     kubeconfig_secret,
     reason_of,
 )
-from tests.faults.harness import ConnectorProcess, FaultWorld, ensure_namespace, nop
+from tests.faults.harness import (
+    ConnectorProcess,
+    FaultWorld,
+    ensure_namespace,
+    nop,
+    wait_object_bound,
+)
 from tests.security.access import NOP_BOUND, ConsumerIdentity, provision, resource_of
 
 SHARED = "shared"
@@ -198,16 +203,7 @@ def test_the_connector_works_with_scoped_credentials_under_the_isolation_policy(
         eventually(lambda: world.consumer.list(NOP)[1] is not None, timeout=60)
         apply(world.consumer, nop(ns, "scoped", "through the policy"))
 
-        def bound() -> bool:
-            obj = get(world.consumer, NOP, "scoped", ns)
-            return condition(obj, "APIBound").get("status") == "True"
-
-        try:
-            eventually(bound, timeout=60)
-        except AssertionError as e:
-            raise AssertionError(
-                f"{get(world.consumer, NOP, 'scoped', ns)}\n{connector.log_tail()}"
-            ) from e
+        wait_object_bound(world, connector, ns, "scoped")
         provider_twin = world.provider.get(NOP, "scoped", ns)
         assert provider_twin["metadata"]["labels"][LABEL_CONSUMER_CLUSTER] == scoped.name
         # Deleting goes through the policy too (the stored twin is this consumer's).
