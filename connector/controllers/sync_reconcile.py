@@ -89,6 +89,7 @@ from functions.common.api import CONDITION_CONNECTION_SECRET, FIELD_MANAGER
 from functions.common.objects import Obj, copy_json
 from functions.common.placement import PLACEMENT_DEFAULT
 from functions.object_syncer.connection_secret import Verdict
+from functions.object_syncer.logic import REASON_CONFLICT
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 log = structlog.get_logger(__name__)
@@ -106,9 +107,10 @@ def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
     return None
 
 
-#: The Warnings (``SyncDeps.warn``) of the twin's sync: what a return to ``APIBound=True``
-#: resolves, and nothing else of the object's (``EventRecorder.resolved(of=...)``).
-WARNING_REASONS = FAILURE_REASONS | {"Conflict"}
+#: The Warnings (``SyncDeps.warn``) of the twin's sync and of its finalizer: what a return
+#: to ``APIBound=True`` resolves, and nothing else of the object's
+#: (``EventRecorder.resolved(of=...)``).
+WARNING_REASONS = FAILURE_REASONS | {REASON_CONFLICT, REASON_FINALIZER_REFUSED}
 
 
 def _nothing() -> None:
@@ -286,7 +288,7 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
             return _report_failure(key, consumer, result, failure, exc, deps)
         bound.info("Deleted the provider twin, since the consumer object is being deleted.")
     if result.conflict is not None:
-        deps.warn(consumer, "Conflict", result.conflict)
+        deps.warn(consumer, REASON_CONFLICT, result.conflict)
     status = result.consumer_status
     if deps.connection_secret is not None:
         verdict = deps.connection_secret(consumer, twin)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from connector.kube.resources import CLUSTER_API_BINDINGS, NAMESPACES, Resource
+from connector.kube.resources import CLUSTER_API_BINDINGS, EVENTS, NAMESPACES, Resource
 from tests.e2e.conftest import CONNECTION, World
 from tests.e2e.harness import (
     NOP,
@@ -391,6 +391,17 @@ def test_a_finalizer_the_consumer_refuses_is_reported_and_retried_until_allowed(
         )
 
     eventually(bound_with_finalizer, timeout=60)
+
+    # The recovery is told as the refusal was: a Normal Event.
+    def recovery_told() -> bool:
+        items, _ = world.consumer.list(EVENTS, namespace)
+        return any(
+            e.get("involvedObject", {}).get("name") == "held"
+            and (e.get("type"), e.get("reason")) == ("Normal", "Bound")
+            for e in items
+        )
+
+    eventually(recovery_told, what="the Normal Event telling the finalizer was accepted")
 
 
 def test_nothing_is_written_once_an_object_is_in_sync(world: World, namespace: str) -> None:
