@@ -188,6 +188,6 @@ def _tell(consumer: Obj, verdict: Verdict | None, deps: SecretDeps) -> None:
     elif was_warning and (verdict is None or verdict.status == "True"):
         deps.resolved(
             consumer,
-            "ConnectionSecretSynced",
+            CONDITION_CONNECTION_SECRET,
             verdict.message if verdict is not None else "No connection Secret is asked for",
         )

@@ -40,14 +40,12 @@ from functions.adapters import (
     set_composite_status,
 )
 from functions.common import (
-    ANNOTATION_DELETION_POLICY,
     CONDITION_API_BOUND,
     find_condition,
     metadata,
     require_dict,
     require_object,
     require_str,
-    string_map,
 )
 from functions.common.placement import check_placement, provider_namespace
 from functions.object_syncer import logic
@@ -109,7 +107,7 @@ class ObjectSyncerFunction(StageFunction):
         # whose policy is Orphan keeps its twin composed: leaving it out would make Crossplane
         # delete it.
         deleting = bool(meta.get("deletionTimestamp"))
-        orphan = string_map(consumer, "annotations").get(ANNOTATION_DELETION_POLICY) == logic.ORPHAN
+        orphan = logic.orphaned(consumer)
         if result.conflict is None and (not deleting or orphan):
             # ``provider_apply`` is None when the twin is already in sync; Crossplane still
             # needs the full desired twin, or it would delete it.

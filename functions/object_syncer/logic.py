@@ -165,8 +165,8 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
     if deleting:
         if twin is None:
             return SyncResult(remove_finalizer=has_finalizer)
-        if _orphaned(consumer):
-            if _orphaned(twin) or metadata(twin).get("deletionTimestamp"):
+        if orphaned(consumer):
+            if orphaned(twin) or metadata(twin).get("deletionTimestamp"):
                 return SyncResult(remove_finalizer=has_finalizer)
             # The twin must carry the Orphan choice before the object goes: the collector of
             # orphaned twins reads it there once the consumer object is gone.
@@ -255,7 +255,7 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
     )
 
 
-def _orphaned(obj: Obj) -> bool:
+def orphaned(obj: Obj) -> bool:
     """Whether ``obj`` carries the deletion policy Orphan."""
     return string_map(obj, "annotations").get(ANNOTATION_DELETION_POLICY) == ORPHAN
 
@@ -307,7 +307,7 @@ def orphan_verdict(twin: Obj, *, consumer_cluster: str, placement: str = PLACEME
         return ORPHAN_NO_ORIGIN
     if meta.get("deletionTimestamp"):
         return ORPHAN_DELETING
-    if _orphaned(twin):
+    if orphaned(twin):
         return ORPHAN_KEEP
     return ORPHAN_COLLECT
 
