@@ -356,18 +356,23 @@ def _report_failure(
     return Result(requeue=True)
 
 
+def _conditions(status: Obj) -> list[Any]:
+    conditions = status.get("conditions")
+    return conditions if isinstance(conditions, list) else []
+
+
 def _with_secret_condition(
     consumer: Obj, status: Obj | None, verdict: Verdict | None, now: str
 ) -> Obj | None:
     """``status`` (the consumer's own if None) with the connection-Secret verdict; None if
     that leaves the consumer's status as it is."""
     current = consumer.get("status") or {}
-    base = copy_json(status if status is not None else current)
-    conditions = base.get("conditions")
-    conditions = conditions if isinstance(conditions, list) else []
+    source = status if status is not None else current
+    if verdict is None and find_condition(_conditions(source), CONDITION_CONNECTION_SECRET) is None:
+        return status  # most objects, every pass: nothing to copy
+    base = copy_json(source)
+    conditions = _conditions(base)
     if verdict is None:
-        if find_condition(conditions, CONDITION_CONNECTION_SECRET) is None:
-            return status
         base["conditions"] = [c for c in conditions if c.get("type") != CONDITION_CONNECTION_SECRET]
     else:
         base["conditions"] = set_condition(

@@ -82,8 +82,10 @@ class EventRecorder:
         told as the other's recovery nor make the other's Warning be emitted again."""
         ident = _ident(obj)
         with self._lock:
-            warned = self._warned.get(ident, set())
-            gone = set(warned) if of is None else warned & set(of)
+            warned = self._warned.get(ident)
+            if not warned:
+                return  # every healthy pass of every object: nothing was warned
+            gone = set(warned) if of is None else warned.intersection(of)
             if not gone:
                 return
             warned -= gone
