@@ -273,30 +273,6 @@ class Cluster:
         self._start_controller_manager(binaries, time.monotonic() + self._startup_timeout)
         self._controller_manager_deferred = False
 
-    def restart_controller_manager(self) -> None:
-        """Stop kube-controller-manager and start it again; wait until its controllers work.
-
-        For tests and tools that create kinds (CRDs, XRDs) and soon after rely on garbage
-        collection of their objects: the fresh garbage collector knows every kind that
-        exists now, instead of learning new ones on its next 30 s discovery resync (see
-        :meth:`start_controller_manager`). It keeps no state a restart would lose; it works
-        from what the API server holds.
-
-        Raises:
-            EnvtestError: the cluster has not been started, or runs no controller manager.
-            ClusterStartError: kube-controller-manager did not come up again.
-        """
-        with self._lock:
-            if not self._started or self._started_binaries is None:
-                raise EnvtestError(f"cluster {self.name!r} has not been started")
-            if not self.controller_manager or self._controller_manager_deferred:
-                raise EnvtestError(f"cluster {self.name!r} runs no kube-controller-manager")
-            proc, self._controller_manager = self._controller_manager, None
-            binaries = self._started_binaries
-        if proc is not None:
-            _process.terminate(proc, timeout=self._stop_timeout)
-        self._start_controller_manager(binaries, time.monotonic() + self._startup_timeout)
-
     def stop(self) -> None:
         """Stop kube-controller-manager, kube-apiserver, then etcd, and remove the files
         unless ``keep_files``.
