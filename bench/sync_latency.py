@@ -34,13 +34,11 @@ import argparse
 import contextlib
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from _harness import (
     BOUND_NS,
@@ -62,18 +60,16 @@ from _harness import (
     ensure_namespace,
     machine,
     nop,
-    percentile,
-    proc_cpu_seconds,
     run_main,
     run_parallel,
     stop_process,
 )
+from _paced import MarkerWatch, Run, Side, alternate, spec_marker, status_marker
 from _relay import SYNCED, relay
 from _trace import Request, Trace
 
 from connector.envtest import eventually
 from connector.kube import KubeClient
-from connector.runtime import Informer
 
 P50_TARGET_MS = 30.0
 P99_TARGET_MS = 150.0
@@ -83,210 +79,8 @@ CREATES_FLOOR_FACTOR = 1.6
 #: Objects updated round-robin: at 20 writes/s each is written about once a second, so
 #: writes to one object rarely overlap and most markers are seen individually.
 POOL = 20
-#: The floor and the connector take turns of this many seconds (``alternate``).
-SLICE = 10.0
 #: Where the write-back floor works (``--write-back-floor``).
 WRITE_BACK_NS = "floor-write-back"
-
-
-# -- observing markers --------------------------------------------------------------------
-
-
-def marker_index(value: object) -> int | None:
-    if isinstance(value, str) and value.startswith("m-"):
-        with contextlib.suppress(ValueError):
-            return int(value[2:])
-    return None
-
-
-def spec_marker(obj: dict[str, Any]) -> int | None:
-    return marker_index((obj.get("spec") or {}).get("coolField"))
-
-
-def status_marker(obj: dict[str, Any]) -> int | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return marker_index(cond.get("message"))
-    return None
-
-
-class MarkerWatch:
-    """A watch (an Informer) on one namespace that records, per object, when each marker
-    was first seen."""
-
-    def __init__(
-        self,
-        client: KubeClient,
-        namespace: str,
-        extract: Callable[[dict[str, Any]], int | None],
-        name: str,
-    ) -> None:
-        self._extract = extract
-        self._lock = threading.Lock()
-        self.seen: dict[str, list[tuple[int, float]]] = {}
-        self.informer = Informer(
-            client, NOP, namespace=namespace, handler=self._on_event, name=name
-        )
-
-    def _on_event(self, event: str, obj: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        if event == "DELETED":
-            return
-        index = self._extract(obj)
-        if index is None:
-            return
-        with self._lock:
-            self.seen.setdefault(obj["metadata"]["name"], []).append((index, now))
-
-    def first_at_or_after(self, name: str, index: int) -> float | None:
-        """When the object first showed marker ``index`` or a later one."""
-        with self._lock:
-            times = [t for i, t in self.seen.get(name, ()) if i >= index]
-        return min(times) if times else None
-
-    def __enter__(self) -> MarkerWatch:
-        self.informer.start()
-        if not self.informer.wait_synced(30):
-            raise BenchError(f"The watch {self.informer.name} did not sync.")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.informer.stop()
-
-
-@dataclass
-class Write:
-    name: str
-    index: int
-    returned_at: float
-
-
-@dataclass
-class Run:
-    """The outcome of one paced run."""
-
-    label: str
-    writes: list[Write] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-    #: Each seen write with its latency.
-    pairs: list[tuple[Write, float]] = field(default_factory=list)
-    #: What the connector's request and reconcile counters grew by, per write.
-    per_write: dict[str, float] = field(default_factory=dict)
-    #: Where the time went (``--trace``).
-    phases: dict[str, Any] = field(default_factory=dict)
-    missing: int = 0
-    achieved_rate: float = 0.0
-    #: Seconds spent writing (the sum of its turns).
-    elapsed: float = 0.0
-    #: CPU (utime + stime) its process used in its turns, if it has a process of its own.
-    cpu_seconds: float | None = None
-
-    def p(self, q: float) -> float:
-        return percentile(self.latencies_ms, q)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "writes": len(self.writes),
-            "achieved_rate_per_s": round(self.achieved_rate, 2),
-            "missing": self.missing,
-            "errors": self.errors[:5],
-            "p50_ms": round(self.p(50), 2),
-            "p90_ms": round(self.p(90), 2),
-            "p99_ms": round(self.p(99), 2),
-            "max_ms": round(max(self.latencies_ms), 2) if self.latencies_ms else None,
-            "connector_per_write": self.per_write,
-            "cpu_ms_per_write": (
-                round(self.cpu_seconds * 1000 / len(self.writes), 2)
-                if self.cpu_seconds is not None and self.writes
-                else None
-            ),
-            "phases": self.phases,
-        }
-
-
-def paced_run(
-    label: str,
-    write: Callable[[int, str], str],
-    watch: MarkerWatch,
-    *,
-    rate: float,
-    seconds: float,
-    settle: float = 15.0,
-    run: Run | None = None,
-    first_index: int = 0,
-) -> Run:
-    """``write(index, marker)`` (returning the object's name) ``rate`` times a second for
-    ``seconds``, indexes from ``first_index``; then wait up to ``settle`` s for the watch to
-    show every marker. Adds to ``run`` (a new one if not given) and returns it."""
-    run = run or Run(label)
-    first_write = len(run.writes)
-    start = time.perf_counter()
-    end = start + seconds
-    n = 0
-    while True:
-        due = start + n / rate
-        if due >= end:
-            break
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        index = first_index + n
-        try:
-            name = write(index, f"m-{index}")
-            run.writes.append(Write(name, index, time.perf_counter()))
-        except Exception as e:  # a failed write is reported, the run goes on
-            run.errors.append(f"{type(e).__name__}: {e}")
-        n += 1
-    run.elapsed += time.perf_counter() - start
-    run.achieved_rate = len(run.writes) / max(1e-9, run.elapsed)
-    written = run.writes[first_write:]
-    deadline = time.monotonic() + settle
-    while time.monotonic() < deadline:
-        if all(watch.first_at_or_after(w.name, w.index) is not None for w in written):
-            break
-        time.sleep(0.1)
-    for w in written:
-        seen = watch.first_at_or_after(w.name, w.index)
-        if seen is None:
-            run.missing += 1
-        else:
-            run.latencies_ms.append((seen - w.returned_at) * 1000)
-            run.pairs.append((w, (seen - w.returned_at) * 1000))
-    return run
-
-
-@dataclass
-class Side:
-    """One of the programs measured side by side: its writes, and the watch that sees them."""
-
-    run: Run
-    write: Callable[[int, str], str]
-    watch: MarkerWatch
-    #: Its process, if it has one of its own: its CPU is measured over its turns.
-    pid: int | None = None
-
-
-def alternate(sides: list[Side], args: argparse.Namespace) -> None:
-    """Give each side ``args.seconds`` of paced writes, in turns of ``SLICE`` seconds, so
-    that what the machine does meanwhile falls on the floor and the connector alike."""
-    turns = max(1, round(args.seconds / SLICE))
-    per_turn = args.seconds / turns
-    for turn in range(turns):
-        for side in sides:
-            cpu = proc_cpu_seconds(side.pid) if side.pid is not None else 0.0
-            paced_run(
-                side.run.label,
-                side.write,
-                side.watch,
-                rate=args.rate,
-                seconds=per_turn,
-                run=side.run,
-                first_index=turn * int(per_turn * args.rate + 1),
-            )
-            if side.pid is not None:
-                used = proc_cpu_seconds(side.pid) - cpu
-                side.run.cpu_seconds = (side.run.cpu_seconds or 0.0) + used
 
 
 @contextlib.contextmanager
@@ -310,10 +104,12 @@ class Probe:
 
     counters: Callable[[], dict[str, float]]
     trace: Trace | None
-    #: Whether it runs in this process (the floor's relay then does too).
-    in_process: bool
-    #: Its own process, if it has one (its CPU is then measured).
-    pid: int | None = None
+    #: Its own process; None when it runs in this one (the floor's relay then does too).
+    pid: int | None
+
+    @property
+    def in_process(self) -> bool:
+        return self.pid is None
 
 
 # -- the floor: a minimal relay with the same client library --------------------------------
@@ -427,51 +223,55 @@ def pool_copied(client: KubeClient, namespace: str, prefix: str) -> bool:
     return all(f"{prefix}-pool-{i}" in names for i in range(POOL))
 
 
+def spec_floor(
+    stack: contextlib.ExitStack,
+    env: Env,
+    probe: Probe,
+    run: Run,
+    namespace: str,
+    prefix: str,
+    *,
+    write_back: bool = False,
+) -> Side:
+    """A spec floor in ``namespace`` (its pool ``<prefix>-pool-*`` created and copied), its
+    relay and watch kept open by ``stack``."""
+    create_pool(env.consumer, namespace, prefix)
+    watch = stack.enter_context(
+        MarkerWatch(env.provider, namespace, spec_marker, f"bench-provider-{prefix}")
+    )
+    pid = stack.enter_context(
+        floor_relay(
+            env,
+            "consumer",
+            "provider",
+            namespace,
+            "spec",
+            in_process=probe.in_process,
+            write_back=write_back,
+        )
+    )
+    eventually(lambda: pool_copied(env.provider, namespace, prefix), what=f"{run.label}'s pool")
+    return Side(run, spec_writer(env.consumer, namespace, prefix), watch, pid)
+
+
 def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Probe) -> None:
     # Floor: the relay copies consumer floor/* → provider floor/*; the connector consumer
     # bench/* → provider bench/*; the write-back floor floor-write-back/* the same way.
-    create_pool(env.consumer, FLOOR_NS, "sf")
     pool = create_pool(env.consumer, BOUND_NS, "sc")
-    if args.write_back_floor:
-        for client in (env.consumer, env.provider):
-            ensure_namespace(client, WRITE_BACK_NS)
-        create_pool(env.consumer, WRITE_BACK_NS, "sw")
     with contextlib.ExitStack() as stack:
-        floor_watch = stack.enter_context(
-            MarkerWatch(env.provider, FLOOR_NS, spec_marker, "bench-provider-floor")
-        )
         watch = stack.enter_context(
             MarkerWatch(env.provider, BOUND_NS, spec_marker, "bench-provider")
         )
-        relay_pid = stack.enter_context(
-            floor_relay(env, "consumer", "provider", FLOOR_NS, "spec", in_process=probe.in_process)
-        )
         floor = Run("spec floor")
-        sides = [Side(floor, spec_writer(env.consumer, FLOOR_NS, "sf"), floor_watch, relay_pid)]
-        eventually(lambda: pool_copied(env.provider, FLOOR_NS, "sf"), what="the floor's pool")
+        sides = [spec_floor(stack, env, probe, floor, FLOOR_NS, "sf")]
         written_back: Run | None = None
         if args.write_back_floor:
             # For diagnosis: a floor that also writes a status back to each object it copies.
-            back_watch = stack.enter_context(
-                MarkerWatch(env.provider, WRITE_BACK_NS, spec_marker, "bench-provider-back")
-            )
-            back_pid = stack.enter_context(
-                floor_relay(
-                    env,
-                    "consumer",
-                    "provider",
-                    WRITE_BACK_NS,
-                    "spec",
-                    in_process=probe.in_process,
-                    write_back=True,
-                )
-            )
+            for client in (env.consumer, env.provider):
+                ensure_namespace(client, WRITE_BACK_NS)
             written_back = Run("spec floor with write-back")
-            writer = spec_writer(env.consumer, WRITE_BACK_NS, "sw")
-            sides.append(Side(written_back, writer, back_watch, back_pid))
-            eventually(
-                lambda: pool_copied(env.provider, WRITE_BACK_NS, "sw"),
-                what="the write-back floor's pool",
+            sides.append(
+                spec_floor(stack, env, probe, written_back, WRITE_BACK_NS, "sw", write_back=True)
             )
         eventually(
             lambda: all(
@@ -486,7 +286,7 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         with observed("spec connector", probe, spec_carrier) as measured:
             writer = spec_writer(env.consumer, BOUND_NS, "sc")
             sides.append(Side(measured, writer, watch, probe.pid))
-            alternate(sides, args)
+            alternate(sides, rate=args.rate, seconds=args.seconds)
     add_figures(report, "spec", measured, floor)
     creates, updates = Run("creates"), Run("updates")
     for w, ms in measured.pairs:
@@ -549,7 +349,7 @@ def measure_status(env: Env, args: argparse.Namespace, report: Report, probe: Pr
         floor_writer = status_writer(env.provider, FLOOR_NS, "tf")
         floor_side = Side(floor, floor_writer, floor_watch, relay_pid)
         side = Side(measured, status_writer(env.provider, BOUND_NS, "tc"), watch, probe.pid)
-        alternate([floor_side, side], args)
+        alternate([floor_side, side], rate=args.rate, seconds=args.seconds)
     add_figures(report, "status", measured, floor)
 
 
@@ -644,14 +444,14 @@ def connector_under_test(env: Env, trace: bool, *, in_process: bool) -> Iterator
     the benchmark's watchers and writers do not share its interpreter), or in this one."""
     if not in_process:
         with connector_process(env) as proc:
-            yield Probe(proc.counters, None, in_process=False, pid=proc.pid)
+            yield Probe(proc.counters, None, proc.pid)
         return
     tracer = Trace() if trace else None
     if tracer is not None:
         # Before the connector starts: its informers bind their handlers at creation.
         tracer.install()
     with connector_in_process(env) as metrics:
-        yield Probe(partial(counters, metrics), tracer, in_process=True)
+        yield Probe(partial(counters, metrics), tracer, None)
 
 
 def print_details(report: Report) -> None:
