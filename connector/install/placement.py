@@ -26,13 +26,9 @@ from connector.kube.resources import (
 )
 from functions.binder import AccessRequest, AccessResult, BoundResource, provider_access
 from functions.binder.isolation import ADMISSION_API_VERSION
-from functions.binder.placement import objects_role_name, placement_policy_name
+from functions.binder.placement import consumer_labels, objects_role_name, placement_policy_name
 from functions.common import (
-    LABEL_CONSUMER_CLUSTER,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
     InvalidInputError,
-    label_value,
 )
 from functions.common.placement import (
     PLACEMENT_DEFAULT,
@@ -113,7 +109,7 @@ def retire_isolated(
     namespaces the connector now creates). The namespaces and their twins stay."""
     if placement != PLACEMENT_DEFAULT:
         return
-    ours = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONSUMER_CLUSTER: label_value(consumer_name)}
+    ours = consumer_labels(consumer_name)
     name = placement_policy_name(consumer_name)
     leftovers = [
         (VALIDATING_ADMISSION_POLICY_BINDINGS, name),

@@ -43,14 +43,12 @@ from connector.kube.resources import (
 )
 from functions.binder import AccessRequest, provider_access
 from functions.binder.isolation import policy_name
-from functions.binder.placement import OBJECTS_ROLE_BINDING
+from functions.binder.placement import OBJECTS_ROLE_BINDING, consumer_labels
 from functions.common import (
     FINALIZER,
     LABEL_CONNECTION,
-    LABEL_CONSUMER_CLUSTER,
     LABEL_MANAGED_BY,
     MANAGED_BY,
-    label_value,
 )
 from functions.common.placement import PLACEMENT_ISOLATED
 
@@ -197,7 +195,7 @@ def _revoke_provider(
     twins of the consumer's objects are never touched.
     """
     client = provider.client
-    ours = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CONSUMER_CLUSTER: label_value(consumer_name)}
+    ours = consumer_labels(consumer_name)
     removed = kept = 0
     try:
         # First: the grants in the consumer's own namespaces (isolated placement) end its

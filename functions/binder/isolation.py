@@ -20,13 +20,10 @@ Pure: :func:`isolation_policy` returns the objects to apply on the provider, nex
 
 from __future__ import annotations
 
-from typing import Any
-
-from functions.binder.placement import identity_username
+from functions.binder.placement import ADMISSION_API_VERSION, consumer_admission, owned_by
 from functions.binder.types import BoundResource
 from functions.common import (
     LABEL_CONSUMER_CLUSTER,
-    LABEL_MANAGED_BY,
     MANAGED_BY,
     InvalidInputError,
     Obj,
@@ -35,9 +32,9 @@ from functions.common import (
     require_str,
 )
 
+# ADMISSION_API_VERSION is re-exported: the installer checks that it is served.
 __all__ = ["ADMISSION_API_VERSION", "isolation_policy", "policy_name"]
 
-ADMISSION_API_VERSION = "admissionregistration.k8s.io/v1"
 #: Writes whose target the policy checks; reads are not admitted, so cannot be checked.
 OPERATIONS = ("CREATE", "UPDATE", "DELETE")
 
@@ -48,16 +45,6 @@ def policy_name(consumer_name: str) -> str:
     return f"{MANAGED_BY}.consumer-isolation.{dns_label(consumer)}"
 
 
-def _owned_by(var: str, value: str) -> str:
-    # has() first: a missing labels map or key must deny, not error (an error would also
-    # deny under failurePolicy Fail, but with a message that explains nothing).
-    key = LABEL_CONSUMER_CLUSTER
-    return (
-        f"has({var}.metadata.labels) && '{key}' in {var}.metadata.labels && "
-        f"{var}.metadata.labels['{key}'] == '{value}'"
-    )
-
-
 def isolation_policy(consumer_name: str, resources: list[BoundResource]) -> list[Obj]:
     """The ValidatingAdmissionPolicy and its binding confining ``consumer_name``'s writes.
 
@@ -65,7 +52,6 @@ def isolation_policy(consumer_name: str, resources: list[BoundResource]) -> list
     identity is the ServiceAccount ``provider_access`` creates for it.
     """
     consumer = require_str(consumer_name, "consumer_name")
-    username = identity_username(consumer)
     value = label_value(consumer)
     name = policy_name(consumer)
     plurals_by_group: dict[str, set[str]] = {}
@@ -79,8 +65,7 @@ def isolation_policy(consumer_name: str, resources: list[BoundResource]) -> list
         plurals_by_group.setdefault(group, set()).add(plural)
     if not plurals_by_group:
         raise InvalidInputError("resources", "at least one bound resource is needed")
-    labels = {LABEL_CONSUMER_CLUSTER: value, LABEL_MANAGED_BY: MANAGED_BY}
-    rules: list[dict[str, Any]] = [
+    rules: list[Obj] = [
         {
             "apiGroups": [group],
             "apiVersions": ["*"],
@@ -89,48 +74,22 @@ def isolation_policy(consumer_name: str, resources: list[BoundResource]) -> list
         }
         for group, plurals in sorted(plurals_by_group.items())
     ]
-    policy: Obj = {
-        "apiVersion": ADMISSION_API_VERSION,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "spec": {
-            # Fail closed: if the policy cannot be evaluated, the consumer's write is refused.
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": rules},
-            "matchConditions": [
-                {
-                    "name": "made-with-this-consumers-identity",
-                    "expression": f"request.userInfo.username == '{username}'",
-                }
-            ],
-            "validations": [
-                {
-                    "expression": (
-                        f"request.operation == 'DELETE' || ({_owned_by('object', value)})"
-                    ),
-                    "message": (
-                        f"consumer {consumer} may only write objects labelled "
-                        f"{LABEL_CONSUMER_CLUSTER}={value}"
-                    ),
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": (
-                        f"request.operation == 'CREATE' || ({_owned_by('oldObject', value)})"
-                    ),
-                    "message": (
-                        f"consumer {consumer} may not change or delete an object of another "
-                        f"consumer, or of none (its {LABEL_CONSUMER_CLUSTER} is not {value})"
-                    ),
-                    "reason": "Forbidden",
-                },
-            ],
+    validations: list[Obj] = [
+        {
+            "expression": f"request.operation == 'DELETE' || ({owned_by('object', consumer)})",
+            "message": (
+                f"consumer {consumer} may only write objects labelled "
+                f"{LABEL_CONSUMER_CLUSTER}={value}"
+            ),
+            "reason": "Forbidden",
         },
-    }
-    binding: Obj = {
-        "apiVersion": ADMISSION_API_VERSION,
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "spec": {"policyName": name, "validationActions": ["Deny"]},
-    }
-    return [policy, binding]
+        {
+            "expression": f"request.operation == 'CREATE' || ({owned_by('oldObject', consumer)})",
+            "message": (
+                f"consumer {consumer} may not change or delete an object of another "
+                f"consumer, or of none (its {LABEL_CONSUMER_CLUSTER} is not {value})"
+            ),
+            "reason": "Forbidden",
+        },
+    ]
+    return consumer_admission(consumer, name, rules, validations)

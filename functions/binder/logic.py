@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from functions.binder.placement import (
-    HOME_PREFIX,
     SERVICE_ACCOUNT,
     consumer_id,
+    consumer_labels,
+    home_namespace,
     namespaced,
     objects_role_name,
     placement_policy,
@@ -34,15 +35,12 @@ from functions.binder.types import (
 from functions.common import (
     CONDITION_READY,
     CONNECT_GROUP,
-    LABEL_CONSUMER_CLUSTER,
-    LABEL_MANAGED_BY,
     MANAGED_BY,
     Condition,
     InvalidInputError,
     Obj,
     api_group,
     find_condition,
-    label_value,
     metadata,
     require_object,
     require_str,
@@ -72,7 +70,6 @@ SECRET_VERBS = ("get", "list", "watch")
 #: label, so reading all of them is the least that works.
 CRD_VERBS = ("get", "list", "watch")
 TOKEN_SECRET = "consumer-token"
-NAMESPACE_PREFIX = HOME_PREFIX
 
 
 def bind(req: BindRequest) -> BindResult:  # noqa: PLR0911, PLR0912 - a decision table; each verdict returns
@@ -285,9 +282,9 @@ def provider_access(req: AccessRequest) -> AccessResult:
     """The provider objects that give consumer ``req.consumer_name`` access to its APIs."""
     consumer = require_str(req.consumer_name, "consumer_name")
     placement = check_placement(req.placement)
-    namespace = NAMESPACE_PREFIX + consumer_id(consumer)
+    namespace = home_namespace(consumer)
     role_name = f"{MANAGED_BY}:consumer:{consumer_id(consumer)}"
-    labels = {LABEL_CONSUMER_CLUSTER: label_value(consumer), LABEL_MANAGED_BY: MANAGED_BY}
+    labels = consumer_labels(consumer)
 
     def meta(name: str, *, namespaced: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "labels": dict(labels)}

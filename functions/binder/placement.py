@@ -39,13 +39,18 @@ from functions.common import (
 from functions.common.placement import isolated_prefix, provider_namespace
 
 __all__ = [
+    "ADMISSION_API_VERSION",
     "HOME_PREFIX",
     "OBJECTS_ROLE_BINDING",
     "SERVICE_ACCOUNT",
+    "consumer_admission",
     "consumer_id",
+    "consumer_labels",
+    "home_namespace",
     "identity_username",
     "namespace_objects",
     "objects_role_name",
+    "owned_by",
     "placement_policy",
     "placement_policy_name",
 ]
@@ -65,10 +70,14 @@ def consumer_id(consumer_name: str) -> str:
     return dns_label(require_str(consumer_name, "consumer_name"), max_length=63 - len(HOME_PREFIX))
 
 
+def home_namespace(consumer_name: str) -> str:
+    """The consumer's home namespace on the provider: its ServiceAccount and token."""
+    return HOME_PREFIX + consumer_id(consumer_name)
+
+
 def identity_username(consumer_name: str) -> str:
     """The user name kube-apiserver gives the consumer's ServiceAccount."""
-    home = HOME_PREFIX + consumer_id(consumer_name)
-    return f"system:serviceaccount:{home}:{SERVICE_ACCOUNT}"
+    return f"system:serviceaccount:{home_namespace(consumer_name)}:{SERVICE_ACCOUNT}"
 
 
 def objects_role_name(consumer_name: str) -> str:
@@ -82,8 +91,54 @@ def placement_policy_name(consumer_name: str) -> str:
     return f"{MANAGED_BY}.consumer-placement.{consumer_id(consumer_name)}"
 
 
-def _labels(consumer: str) -> dict[str, str]:
-    return {LABEL_CONSUMER_CLUSTER: label_value(consumer), LABEL_MANAGED_BY: MANAGED_BY}
+def consumer_labels(consumer_name: str) -> dict[str, str]:
+    """The labels of what is made in the provider for one consumer (and by whom)."""
+    return {LABEL_CONSUMER_CLUSTER: label_value(consumer_name), LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def owned_by(var: str, consumer_name: str) -> str:
+    """CEL: the object ``var`` is labelled as ``consumer_name``'s. ``has()`` first: a
+    missing labels map or key must deny, not error (an error would also deny under
+    failurePolicy Fail, but with a message that explains nothing)."""
+    key, value = LABEL_CONSUMER_CLUSTER, label_value(consumer_name)
+    return (
+        f"has({var}.metadata.labels) && '{key}' in {var}.metadata.labels && "
+        f"{var}.metadata.labels['{key}'] == '{value}'"
+    )
+
+
+def consumer_admission(
+    consumer_name: str, name: str, rules: list[Obj], validations: list[Obj]
+) -> list[Obj]:
+    """A ValidatingAdmissionPolicy ``name`` that checks the writes of ``rules`` made with
+    ``consumer_name``'s identity against ``validations``, failing closed, and its binding."""
+    labels = consumer_labels(consumer_name)
+    policy: Obj = {
+        "apiVersion": ADMISSION_API_VERSION,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            # Fail closed: if the policy cannot be evaluated, the consumer's write is refused.
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": rules},
+            "matchConditions": [
+                {
+                    "name": "made-with-this-consumers-identity",
+                    "expression": (
+                        f"request.userInfo.username == '{identity_username(consumer_name)}'"
+                    ),
+                }
+            ],
+            "validations": validations,
+        },
+    }
+    binding: Obj = {
+        "apiVersion": ADMISSION_API_VERSION,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
 
 
 def namespace_objects(consumer_name: str, namespace: str) -> list[Obj]:
@@ -93,7 +148,7 @@ def namespace_objects(consumer_name: str, namespace: str) -> list[Obj]:
     consumer = require_str(consumer_name, "consumer_name")
     origin = require_str(namespace, "namespace")
     name = provider_namespace(consumer, origin, "Isolated")
-    ns_labels = _labels(consumer) | {LABEL_CONSUMER_NAMESPACE: label_value(origin)}
+    ns_labels = consumer_labels(consumer) | {LABEL_CONSUMER_NAMESPACE: label_value(origin)}
     return [
         {
             "apiVersion": "v1",
@@ -110,7 +165,7 @@ def namespace_objects(consumer_name: str, namespace: str) -> list[Obj]:
             "metadata": {
                 "name": OBJECTS_ROLE_BINDING,
                 "namespace": name,
-                "labels": _labels(consumer),
+                "labels": consumer_labels(consumer),
             },
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
@@ -121,7 +176,7 @@ def namespace_objects(consumer_name: str, namespace: str) -> list[Obj]:
                 {
                     "kind": "ServiceAccount",
                     "name": SERVICE_ACCOUNT,
-                    "namespace": HOME_PREFIX + consumer_id(consumer),
+                    "namespace": home_namespace(consumer),
                 }
             ],
         },
@@ -136,89 +191,63 @@ def placement_policy(consumer_name: str) -> list[Obj]:
     prefix = isolated_prefix(consumer)
     value = label_value(consumer)
     key = LABEL_CONSUMER_CLUSTER
-    home = HOME_PREFIX + consumer_id(consumer)
+    home = home_namespace(consumer)
     # Every value below is a DNS label, a label value or a fixed name: nothing that could
     # end a CEL string.
-    ours = (
-        "has({o}.metadata.labels) && '{k}' in {o}.metadata.labels && "
-        "{o}.metadata.labels['{k}'] == '{v}' && {o}.metadata.name.startsWith('{p}')"
-    )
+
+    def ours(var: str) -> str:
+        return f"{owned_by(var, consumer)} && {var}.metadata.name.startsWith('{prefix}')"
+
     is_namespace = "request.resource.resource == 'namespaces'"
-    policy: Obj = {
-        "apiVersion": ADMISSION_API_VERSION,
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": _labels(consumer)},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["namespaces"],
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                    },
-                    {
-                        "apiGroups": ["rbac.authorization.k8s.io"],
-                        "apiVersions": ["v1"],
-                        "resources": ["rolebindings"],
-                        "operations": ["CREATE", "UPDATE", "DELETE"],
-                    },
-                ]
-            },
-            "matchConditions": [
-                {
-                    "name": "made-with-this-consumers-identity",
-                    "expression": f"request.userInfo.username == '{identity_username(consumer)}'",
-                }
-            ],
-            "validations": [
-                {
-                    # RBAC grants create only; should it ever grant more, the policy still
-                    # confines the identity to creating.
-                    "expression": "request.operation == 'CREATE'",
-                    "message": f"consumer {consumer} may only create namespaces and RoleBindings",
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": (
-                        f"!({is_namespace}) || ("
-                        + ours.format(o="object", k=key, v=value, p=prefix)
-                        + ")"
-                    ),
-                    "message": (
-                        f"consumer {consumer} may only create namespaces named {prefix}... "
-                        f"and labelled {key}={value}"
-                    ),
-                    "reason": "Forbidden",
-                },
-                {
-                    "expression": (
-                        f"{is_namespace} || ("
-                        + ours.format(o="namespaceObject", k=key, v=value, p=prefix)
-                        + f" && object.roleRef.kind == 'ClusterRole'"
-                        f" && object.roleRef.name == '{objects_role_name(consumer)}'"
-                        " && size(object.subjects) == 1"
-                        " && object.subjects[0].kind == 'ServiceAccount'"
-                        f" && object.subjects[0].name == '{SERVICE_ACCOUNT}'"
-                        f" && object.subjects[0].namespace == '{home}')"
-                    ),
-                    "message": (
-                        f"consumer {consumer} may only bind its objects role to itself, in "
-                        f"its own namespaces ({prefix}..., labelled {key}={value})"
-                    ),
-                    "reason": "Forbidden",
-                },
-            ],
+    rules: list[Obj] = [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["namespaces"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
         },
-    }
-    binding: Obj = {
-        "apiVersion": ADMISSION_API_VERSION,
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name, "labels": _labels(consumer)},
-        "spec": {"policyName": name, "validationActions": ["Deny"]},
-    }
-    return [policy, binding]
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "apiVersions": ["v1"],
+            "resources": ["rolebindings"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],
+        },
+    ]
+    validations: list[Obj] = [
+        {
+            # RBAC grants create only; should it ever grant more, the policy still
+            # confines the identity to creating.
+            "expression": "request.operation == 'CREATE'",
+            "message": f"consumer {consumer} may only create namespaces and RoleBindings",
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"!({is_namespace}) || ({ours('object')})",
+            "message": (
+                f"consumer {consumer} may only create namespaces named {prefix}... "
+                f"and labelled {key}={value}"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                f"{is_namespace} || ("
+                + ours("namespaceObject")
+                + f" && object.roleRef.kind == 'ClusterRole'"
+                f" && object.roleRef.name == '{objects_role_name(consumer)}'"
+                " && size(object.subjects) == 1"
+                " && object.subjects[0].kind == 'ServiceAccount'"
+                f" && object.subjects[0].name == '{SERVICE_ACCOUNT}'"
+                f" && object.subjects[0].namespace == '{home}')"
+            ),
+            "message": (
+                f"consumer {consumer} may only bind its objects role to itself, in "
+                f"its own namespaces ({prefix}..., labelled {key}={value})"
+            ),
+            "reason": "Forbidden",
+        },
+    ]
+    return consumer_admission(consumer, name, rules, validations)
 
 
 def namespaced(resources: list[BoundResource]) -> list[BoundResource]:
