@@ -48,8 +48,15 @@ def test_a_claims_connection_secret_arrives_is_rotated_and_removed(
     )
     secret = xp.consumer.get(SECRETS, "db-conn", xp_namespace)
     assert secret["type"] == "connection.crossplane.io/v1alpha1"
-    obj = xp.consumer.get(NOP, "db", xp_namespace)
-    assert condition(obj, "ConnectionSecretSynced")["reason"] == "Synced"
+    # The object's status is written after its Secret (never "Synced" before the Secret
+    # exists), so it may follow a moment later.
+    eventually(
+        lambda: condition(xp.consumer.get(NOP, "db", xp_namespace), "ConnectionSecretSynced")
+        .get("reason")
+        == "Synced",
+        what="ConnectionSecretSynced=Synced on the claim",
+        timeout=30,
+    )
 
     apply(xp.consumer, claim(xp_namespace, "second", secret="db-conn"), NOP)
     eventually(

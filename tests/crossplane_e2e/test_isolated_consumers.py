@@ -249,8 +249,14 @@ def test_two_consumers_on_one_crossplane_are_composed_apart_and_read_nothing_of_
             timeout=XP_TIMEOUT,
         )
         eventually(lambda c=c: _ready(c), what=f"{c.name}'s claim Ready", timeout=XP_TIMEOUT)  # type: ignore[misc]
-        obj = c.kube.get(NOP, CLAIM, NAMESPACE)
-        assert condition(obj, "ConnectionSecretSynced")["reason"] == "Synced"
+        # Its status is written after its Secret, so it may follow a moment later.
+        eventually(
+            lambda c=c: condition(c.kube.get(NOP, CLAIM, NAMESPACE), "ConnectionSecretSynced")  # type: ignore[misc]
+            .get("reason")
+            == "Synced",
+            what=f"ConnectionSecretSynced=Synced on {c.name}'s claim",
+            timeout=30,
+        )
 
     # Crossplane composed each claim in that consumer's own provider namespace.
     assert a.twin_namespace != b.twin_namespace
