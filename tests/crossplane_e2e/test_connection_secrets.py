@@ -51,8 +51,9 @@ def test_a_claims_connection_secret_arrives_is_rotated_and_removed(
     # The object's status is written after its Secret (never "Synced" before the Secret
     # exists), so it may follow a moment later.
     eventually(
-        lambda: condition(xp.consumer.get(NOP, "db", xp_namespace), "ConnectionSecretSynced")
-        .get("reason")
+        lambda: condition(xp.consumer.get(NOP, "db", xp_namespace), "ConnectionSecretSynced").get(
+            "reason"
+        )
         == "Synced",
         what="ConnectionSecretSynced=Synced on the claim",
         timeout=30,

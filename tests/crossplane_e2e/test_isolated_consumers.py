@@ -251,8 +251,9 @@ def test_two_consumers_on_one_crossplane_are_composed_apart_and_read_nothing_of_
         eventually(lambda c=c: _ready(c), what=f"{c.name}'s claim Ready", timeout=XP_TIMEOUT)  # type: ignore[misc]
         # Its status is written after its Secret, so it may follow a moment later.
         eventually(
-            lambda c=c: condition(c.kube.get(NOP, CLAIM, NAMESPACE), "ConnectionSecretSynced")  # type: ignore[misc]
-            .get("reason")
+            lambda c=c: condition(c.kube.get(NOP, CLAIM, NAMESPACE), "ConnectionSecretSynced").get(  # type: ignore[misc]
+                "reason"
+            )
             == "Synced",
             what=f"ConnectionSecretSynced=Synced on {c.name}'s claim",
             timeout=30,

@@ -922,9 +922,17 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
         (SERVICE_ACCOUNTS, "consumer", PROVIDER_NAMESPACE),
     ]:
         assert not exists(provider, res, name, namespace), f"{res.kind} {name} is still there"
+
     # The identity no longer works at all; the other consumer's policy and every twin stay.
-    with pytest.raises((UnauthorizedError, ForbiddenError)):
-        scoped.list(NOP)
+    # The API server's authenticator and authorizer read from caches: it may take a moment.
+    def refused() -> bool:
+        try:
+            scoped.list(NOP)
+        except (UnauthorizedError, ForbiddenError):
+            return True
+        return False
+
+    eventually(refused, what="the uninstalled identity to be refused", timeout=30)
     assert _policies_of(provider, OTHER_CONSUMER) == [policy_name(OTHER_CONSUMER)]
     assert exists(provider, NOP, "ours", TWINS_NAMESPACE)
     assert exists(provider, NOP, "theirs", TWINS_NAMESPACE)

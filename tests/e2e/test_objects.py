@@ -36,6 +36,13 @@ def twin(world: World, namespace: str, name: str = "my-resource") -> Any:
     return get(world.provider, NOP, name, namespace)
 
 
+def finalized(world: World, namespace: str, name: str = "my-resource") -> bool:
+    """Whether the consumer object holds the connector's finalizer, which is written at the
+    same time as the twin (so it may land a moment after the twin is seen)."""
+    obj = get(world.consumer, NOP, name, namespace)
+    return FINALIZER in ((obj or {}).get("metadata", {}).get("finalizers") or [])
+
+
 def test_a_bound_object_is_created_in_the_provider_with_managed_and_origin_labels(
     world: World, namespace: str
 ) -> None:
@@ -49,8 +56,7 @@ def test_a_bound_object_is_created_in_the_provider_with_managed_and_origin_label
     assert labels["connect.upbound.io/consumer-uid"] == created["metadata"]["uid"]
     assert provider_twin["spec"]["coolField"] == "Synchronized resource"
     assert provider_twin["spec"]["compositeDeletePolicy"] == "Foreground"
-    consumer_obj = world.consumer.get(NOP, "my-resource", namespace)
-    assert FINALIZER in consumer_obj["metadata"]["finalizers"]
+    eventually(lambda: finalized(world, namespace), what="the connector's finalizer", timeout=10)
 
 
 def test_the_namespace_is_created_in_the_provider(world: World, namespace: str) -> None:
@@ -177,6 +183,7 @@ def test_provider_status_comes_back_with_api_bound_true(world: World, namespace:
 def test_deleting_waits_for_the_twin_to_be_gone(world: World, namespace: str) -> None:
     apply(world.consumer, nop(namespace))
     eventually(lambda: twin(world, namespace))
+    eventually(lambda: finalized(world, namespace), what="the connector's finalizer", timeout=10)
     # Give the twin a finalizer of the provider's own, as Crossplane would while it cleans up.
     world.provider.patch(
         NOP, "my-resource", namespace, {"metadata": {"finalizers": ["example.org/cleanup"]}}

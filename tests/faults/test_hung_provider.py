@@ -131,7 +131,12 @@ def test_a_provider_that_hangs_while_objects_wait_turns_the_connection_not_ready
         ]
     )
     assert len(events) == 1
-    warned = [r for r in log_records(connector) if r.get("reason") == "NotAnswering"]
+    # The monitor tells the watches before it logs: the line may follow the Event.
+    warned = eventually(
+        lambda: [r for r in log_records(connector) if r.get("reason") == "NotAnswering"],
+        what="the NotAnswering log line",
+        timeout=10,
+    )
     assert len(warned) == 1, warned
     assert warned[0]["level"] == "warning" and warned[0]["cluster"] == CONNECTION
 
@@ -141,7 +146,12 @@ def test_a_provider_that_hangs_while_objects_wait_turns_the_connection_not_ready
     back = time.monotonic() - resumed_at
     took = wait_converged(world, ns, wanted, timeout=90)
     assert connector.running, connector.log_tail()
-    assert [r["event"] for r in log_records(connector)].count("The API server answers again.") == 1
+    eventually(
+        lambda: [r["event"] for r in log_records(connector)].count("The API server answers again.")
+        == 1,
+        what="one 'answers again' log line",
+        timeout=10,
+    )
     print(
         f"not answering noticed {noticed:.1f} s after the hang (bound {ACTIVE_BOUND:.0f} s); "
         f"Ready again {back:.1f} s after it answered; converged {took:.1f} s after"

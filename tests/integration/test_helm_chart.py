@@ -569,12 +569,28 @@ def installed(
                 admin.create(CHART_RESOURCES[manifest["kind"]], manifest)
                 created.append(manifest)
             account = only(manifests, "ServiceAccount")["metadata"]["name"]
-            yield Installed(manifests=manifests, namespace=namespace, service_account=account)
+            installed = Installed(manifests=manifests, namespace=namespace, service_account=account)
+            _wait_for_rbac(consumer, installed)
+            yield installed
         finally:
             for manifest in created:
                 resource = CHART_RESOURCES[manifest["kind"]]
                 if not resource.namespaced:
                     admin.delete(resource, manifest["metadata"]["name"])
+
+
+def _wait_for_rbac(consumer: Cluster, installed: Installed) -> None:
+    """The API server's RBAC authorizer reads from a cache: wait until it has the chart's
+    cluster-wide and namespaced grants, so that a test's first request sees them."""
+    with impersonating(consumer, installed.user) as kube:
+        eventually(
+            lambda: kube.self_subject_access_review(
+                "list", "connect.upbound.io", "clusterconnections"
+            )
+            and kube.self_subject_access_review("list", "", "secrets", installed.namespace),
+            what="the chart's RBAC grants to take effect",
+            timeout=30,
+        )
 
 
 @contextlib.contextmanager
@@ -767,8 +783,16 @@ def test_pods_pass_the_restricted_pod_security_standard(
                 "containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]
             },
         }
-        # Guards the check: enforcement is really on.
-        assert _forbidden(admin.create, PODS, privileged)
+
+        # Guards the check: enforcement is really on (once admission's cache of namespaces
+        # has the label).
+        def enforced() -> bool:
+            if _forbidden(admin.create, PODS, privileged):
+                return True
+            admin.delete(PODS, "privileged", namespace)
+            return False
+
+        eventually(enforced, what="the namespace's Pod Security enforcement", timeout=30)
         deployments = [m for m in manifests if m["kind"] == "Deployment"]
         assert len(deployments) == 4
         for deployment in deployments:

@@ -65,7 +65,10 @@ def test_a_provider_certificate_the_kubeconfig_does_not_trust_is_refused_and_not
             duration=3.0,
         )
         assert not (conn.get("status") or {}).get("offeredAPIs")
-        assert reason_of(world.consumer, CLUSTER_API_BINDINGS, group) == "ConnectionNotReady"
+        # Written by the binding's controller, after the connection's status.
+        eventually(
+            lambda: reason_of(world.consumer, CLUSTER_API_BINDINGS, group) == "ConnectionNotReady"
+        )
 
         # The right CA is all it takes: the same connection becomes Ready and pulls the API.
         good = world.provider_cluster.ca_file.read_bytes()
