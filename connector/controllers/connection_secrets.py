@@ -166,12 +166,13 @@ class ConnectionSecrets:
     def read_consumer_secret(self, namespace: str, name: str) -> Obj | None:
         return self._consumer.get_or_none(SECRETS, name, namespace=namespace)
 
-    def owned(self, namespace: str, uid: str) -> list[Obj]:
-        """The connector's consumer Secrets in ``namespace`` owned by the object ``uid``."""
+    def owned(self, namespace: str, uid: str, live: bool = False) -> list[Obj]:
+        """The connector's consumer Secrets in ``namespace`` owned by the object ``uid``, as
+        cached, or ``live`` (as when the cache has not listed yet)."""
         informer = self._consumer_informer(namespace)
         if informer is None:
             return []
-        if not informer.has_synced:
+        if live or not informer.has_synced:
             items, _ = self._consumer.list(SECRETS, namespace, self._selector)
         else:
             items = [s for s in informer.list() if s["metadata"].get("namespace") == namespace]

@@ -395,7 +395,9 @@ class Recorded:
             get_provider_secret=self.provider_secret,
             get_consumer_secret=lambda _ns, name: copy.deepcopy(self.cached.get(name)),
             read_consumer_secret=lambda _ns, name: copy.deepcopy(self.live.get(name)),
-            owned_secrets=lambda _ns, _uid: [copy.deepcopy(s) for s in self.cached.values()],
+            owned_secrets=lambda _ns, _uid, live: [
+                copy.deepcopy(s) for s in (self.live if live else self.cached).values()
+            ],
             create_secret=self.create,
             update_secret=lambda s: self.calls.append(("update", s["metadata"]["name"])),
             delete_secret=lambda _ns, name: self.calls.append(("delete", name)),
@@ -434,6 +436,16 @@ def test_step_updates_its_own_secret_found_by_a_create_before_its_cache_saw_it()
     verdict = reconcile_secret(consumer(), twin(), rec.deps())
     assert verdict == synced()
     assert rec.calls == [("update", "db-conn")]
+
+
+def test_step_deletes_a_secret_its_cache_has_not_seen_when_the_object_stops_asking() -> None:
+    # Written a moment ago: the cache does not hold it yet, and this is the last pass that
+    # looks (the condition goes), so the Secrets are listed live.
+    rec = Recorded(consumer_secrets={}, live={"db-conn": ours()})
+    had = consumer(ref=None)
+    had["status"] = {"conditions": [{"type": CONDITION_CONNECTION_SECRET, "status": "True"}]}
+    assert reconcile_secret(had, twin(), rec.deps()) is None
+    assert rec.calls == [("delete", "db-conn")]
 
 
 def test_step_does_nothing_for_an_object_that_never_asked() -> None:
