@@ -262,7 +262,10 @@ class ObjectSyncer:
         """A twin changed; ``key`` is the consumer object it stands for (``twin_caches``)."""
         if self._consumer_informer_for(key.namespace) is None:
             return
-        self._fresh_twins.observe(key, event, obj)
+        if self._fresh_twins.observe(key, event, obj):
+            # Our own twin write coming back: the pass that made it queued the next one,
+            # which acts on the twin as written (as for the consumer's echoes above).
+            return
         self.controller.enqueue(key)
 
     def _key_of_twin(self, namespace: str, name: str) -> ObjectKey | None:

@@ -78,9 +78,11 @@ class FreshObjects(Generic[K]):
     def observe(self, key: K, event: str, obj: Obj) -> bool:
         """An informer event for ``key``: the cache now holds ``obj`` (or nothing).
 
-        Returns whether the event is the echo of the recorded copy itself (the same
-        resourceVersion): a write of ours coming back, which the controller that made it
-        has acted on already, with nothing in it from anyone else.
+        Returns whether the event says nothing the controller has not acted on: the echo
+        of the recorded copy itself (the same resourceVersion: a write of ours coming
+        back), or a copy older than it (an earlier write of ours, or a change the recorded
+        copy already contains; the pass after the write reads the recorded copy, see
+        :meth:`newest`). A recorded copy whose ``ttl`` has run out tells nothing.
         """
         with self._lock:
             rv = _rv(obj)
@@ -93,12 +95,12 @@ class FreshObjects(Generic[K]):
                 self._prune_deleted()
                 return False
             current = self._objects.get(key)
-            if current is None:
+            if current is None or rv is None:
                 return False
-            if rv is not None and rv >= current[1]:
+            if rv >= current[1]:
                 del self._objects[key]
-                return rv == current[1]
-            return False
+                return rv == current[1] and current[2] > self._clock()
+            return current[2] > self._clock()
 
     def newest(self, key: K, cached: Obj | None) -> Obj | None:
         """``cached``, unless a recorded copy is newer (then a copy of that)."""

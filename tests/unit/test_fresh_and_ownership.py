@@ -50,16 +50,22 @@ def test_an_event_as_new_as_our_write_ends_the_overlay() -> None:
     assert len(fresh) == 0
 
 
-def test_only_the_echo_of_our_own_write_is_told_apart() -> None:
-    fresh: FreshObjects[str] = FreshObjects()
+def test_only_what_our_own_write_already_holds_is_told_apart() -> None:
+    clock = Clock()
+    fresh: FreshObjects[str] = FreshObjects(ttl=10, clock=clock)
     fresh.record("k", obj("5"))
-    assert fresh.observe("k", "MODIFIED", obj("4")) is False  # older: someone else's
+    # Older than our write: an earlier write of ours, or a change our write's answer holds.
+    assert fresh.observe("k", "MODIFIED", obj("4")) is True
     assert fresh.observe("k", "MODIFIED", obj("5")) is True  # our write coming back
     assert fresh.observe("k", "MODIFIED", obj("5")) is False  # once only (a resync)
     fresh.record("k", obj("7"))
     assert fresh.observe("k", "MODIFIED", obj("8")) is False  # a change on top of ours
     fresh.record("k", obj("9"))
     assert fresh.observe("k", "DELETED", obj("9")) is False  # a deletion always counts
+    fresh.record("k", obj("12"))
+    clock.now = 11  # a recorded copy past its ttl tells nothing
+    assert fresh.observe("k", "MODIFIED", obj("11")) is False
+    assert fresh.observe("k", "MODIFIED", obj("12")) is False
 
 
 def test_a_deletion_always_ends_the_overlay() -> None:
