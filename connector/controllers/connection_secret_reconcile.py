@@ -67,12 +67,12 @@ class SecretDeps:
     resolved: Callable[[Obj, str, str], None]
 
 
-def _had_secret(consumer: Obj) -> bool:
+def _secret_condition(consumer: Obj) -> Obj | None:
+    """The object's ``ConnectionSecretSynced`` condition, if it has one."""
     conditions = (consumer.get("status") or {}).get("conditions")
-    found = find_condition(
+    return find_condition(
         conditions if isinstance(conditions, list) else None, CONDITION_CONNECTION_SECRET
     )
-    return found is not None
 
 
 def reconcile_secret(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdict | None:
@@ -81,14 +81,15 @@ def reconcile_secret(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdi
     A consumer that refuses the connector its Secrets is a verdict too
     (``ConsumerSecretForbidden``), so that the object's own status is still written; any
     other failure is raised, and the pass retried."""
-    if wanted_name(consumer) is None and not _had_secret(consumer):
+    before = _secret_condition(consumer)
+    if wanted_name(consumer) is None and before is None:
         # Never asked (its condition says so): no Secret cache needs to be consulted.
         return None
     try:
         verdict = _reconcile(consumer, twin, deps)
     except ForbiddenError as exc:
         verdict = consumer_forbidden(str(metadata(consumer).get("namespace")), str(exc))
-    _tell(consumer, verdict, deps)
+    _tell(consumer, before, verdict, deps)
     return verdict
 
 
@@ -176,12 +177,9 @@ def _write(decided: SecretPlan, request: SecretRequest, deps: SecretDeps) -> Sec
     return decided
 
 
-def _tell(consumer: Obj, verdict: Verdict | None, deps: SecretDeps) -> None:
-    """A Warning Event for a verdict that needs the user; a Normal one when it is over."""
-    conditions = (consumer.get("status") or {}).get("conditions")
-    before = find_condition(
-        conditions if isinstance(conditions, list) else None, CONDITION_CONNECTION_SECRET
-    )
+def _tell(consumer: Obj, before: Obj | None, verdict: Verdict | None, deps: SecretDeps) -> None:
+    """A Warning Event for a verdict that needs the user; a Normal one when it is over
+    (``before``: the object's condition before this pass)."""
     was_warning = before is not None and before.get("reason") in WARNING_REASONS
     if verdict is not None and verdict.warning:
         deps.warn(consumer, verdict.reason, verdict.message)

@@ -26,6 +26,7 @@ Pure: stdlib only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -83,8 +84,11 @@ def isolated_prefix(consumer_cluster: str) -> str:
     return f"{head}-{readable}-" if readable else f"{head}-"
 
 
+@functools.lru_cache(maxsize=4096)
 def provider_namespace(consumer_cluster: str, namespace: str, placement: str) -> str:
-    """The provider namespace of ``consumer_cluster``'s consumer ``namespace`` (module doc)."""
+    """The provider namespace of ``consumer_cluster``'s consumer ``namespace`` (module doc).
+
+    Cached: a syncer asks for it on every pass of every object (two hashes each)."""
     if check_placement(placement) == PLACEMENT_DEFAULT:
         return namespace
     if not namespace:
