@@ -359,15 +359,26 @@ class ObjectSyncer:
             self._twins.forget_namespace(str(twin.get("metadata", {}).get("namespace")))
             raise
 
+    @contextlib.contextmanager
+    def _own_write(self, fresh: FreshObjects[ObjectKey], key: ObjectKey) -> Iterator[None]:
+        """Announce a write of ``key`` (its echo can come before its answer is recorded);
+        queue the key if an event held meanwhile was news (``fresh``'s module doc)."""
+        fresh.expect(key)
+        try:
+            yield
+        finally:
+            if fresh.settle(key):
+                self.controller.enqueue(key)
+
     def _create_twin(self, obj: Obj) -> Obj:
-        with self._writing_in(obj):
+        with self._writing_in(obj), self._own_write(self._fresh_twins, self._twins.origin_key(obj)):
             written = self._provider.create(self._res, obj, field_manager=FIELD_MANAGER)
-        return self._remember_twin(written)
+            return self._remember_twin(written)
 
     def _apply_twin(self, obj: Obj) -> Obj:
-        with self._writing_in(obj):
+        with self._writing_in(obj), self._own_write(self._fresh_twins, self._twins.origin_key(obj)):
             written = self._provider.apply(self._res, obj, field_manager=FIELD_MANAGER)
-        return self._remember_twin(written)
+            return self._remember_twin(written)
 
     def _read_twin(self, key: ObjectKey) -> Obj:
         where = self._twins.twin_key(key)
@@ -445,13 +456,19 @@ class ObjectSyncer:
         meta = obj["metadata"]
         # The resourceVersion makes the merge patch conditional: the finalizer list is
         # replaced as a whole, so a concurrent change must not be overwritten.
-        written = self._consumer.patch(
-            self._res,
-            meta["name"],
-            meta.get("namespace"),
-            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
-        )
-        self._remember_consumer(written)
+        with self._own_write(self._fresh_consumers, key_of(obj)):
+            written = self._consumer.patch(
+                self._res,
+                meta["name"],
+                meta.get("namespace"),
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": meta["resourceVersion"],
+                    }
+                },
+            )
+            self._remember_consumer(written)
         _follow_write(obj, written)
 
     def _add_finalizer(self, obj: Obj) -> None:
@@ -467,8 +484,9 @@ class ObjectSyncer:
     def _write_status(self, obj: Obj, status: Obj) -> None:
         updated = copy_json(obj)
         updated["status"] = status
-        written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
-        self._remember_consumer(written)
+        with self._own_write(self._fresh_consumers, key_of(obj)):
+            written = self._consumer.update_status(self._res, updated, field_manager=FIELD_MANAGER)
+            self._remember_consumer(written)
         _follow_write(obj, written)
 
     def _remember_consumer(self, written: Obj) -> None:

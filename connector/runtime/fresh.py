@@ -9,6 +9,12 @@ live read found), :meth:`FreshObjects.newest` prefers it to the cached copy unti
 has caught up, and :meth:`FreshObjects.observe`, called from the informer's handler, drops
 it as soon as an event at least as new arrives.
 
+The watch can deliver a write's echo before the write's answer is parsed and recorded: a
+writer announces a write with :meth:`FreshObjects.expect`, events for that key are held
+meanwhile (still applied to the cache, only not acted on), and :meth:`FreshObjects.settle`
+says whether one of them was news (newer than the answer, or any event at all when the
+write failed), which the writer then acts on.
+
 Resource versions are compared as integers, which is what every etcd-backed API server
 hands out; one that is not an integer is never taken as newer than the cache. A DELETED
 event always drops the entry, and leaves a tombstone for ``ttl`` seconds so that a write's
@@ -32,6 +38,8 @@ K = TypeVar("K", bound=Hashable)
 
 #: How long a recorded object may stand in for the cache without a newer event.
 DEFAULT_TTL = 60.0
+#: A held event whose resourceVersion does not compare: always news.
+_UNKNOWN = -1
 
 
 def _rv(obj: Obj | None) -> int | None:
@@ -55,6 +63,35 @@ class FreshObjects(Generic[K]):
         #: holds them in expiry order, so pruning is cheap.
         self._deleted: dict[K, tuple[int, float]] = {}
         self._deleted_order: deque[tuple[float, K]] = deque()
+        #: Keys with writes under way (how many), and the newest resourceVersion of the
+        #: events held for them meanwhile (``_UNKNOWN`` when one had none that compares).
+        self._pending: dict[K, int] = {}
+        self._held: dict[K, int] = {}
+
+    def expect(self, key: K) -> None:
+        """A write of ``key`` is about to be sent: hold its events until :meth:`settle`."""
+        with self._lock:
+            self._pending[key] = self._pending.get(key, 0) + 1
+
+    def settle(self, key: K) -> bool:
+        """The write :meth:`expect` announced is over: answered (and recorded) or failed.
+
+        Returns whether an event held meanwhile said something the writer has not seen:
+        newer than the recorded copy, or anything at all when none is recorded (the write
+        failed). The caller acts on it as on an event (queues the key)."""
+        with self._lock:
+            count = self._pending.get(key, 0) - 1
+            if count > 0:
+                self._pending[key] = count
+                return False  # held on, for the last write under way to settle
+            self._pending.pop(key, None)
+            held = self._held.pop(key, None)
+            if held is None:
+                return False
+            current = self._objects.get(key)
+            if current is None or current[2] <= self._clock():
+                return True
+            return held == _UNKNOWN or held > current[1]
 
     def record(self, key: K, obj: Obj) -> None:
         """Remember ``obj`` (a write's answer, or a live read) as the newest known copy."""
@@ -94,6 +131,13 @@ class FreshObjects(Generic[K]):
                     self._deleted_order.append((expires, key))
                 self._prune_deleted()
                 return False
+            if key in self._pending:
+                held = self._held.get(key)
+                if rv is None or held == _UNKNOWN:
+                    self._held[key] = _UNKNOWN
+                elif held is None or rv > held:
+                    self._held[key] = rv
+                return True
             current = self._objects.get(key)
             if current is None or rv is None:
                 return False

@@ -337,3 +337,46 @@ def test_cached_objects_share_their_keys_and_short_strings() -> None:
     assert key_one is key_two
     assert one["spec"]["items"][0]["status"] is two["spec"]["items"][0]["status"]
     assert one["spec"]["long"] == two["spec"]["long"]
+
+
+def test_an_echo_that_comes_before_the_writes_answer_is_told_apart() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.expect("k")
+    assert fresh.observe("k", "MODIFIED", obj("5")) is True  # held: the answer is not in
+    fresh.record("k", obj("5"))
+    assert fresh.settle("k") is False  # it was our write's echo
+
+
+def test_a_change_held_during_a_write_is_news_when_it_is_newer_or_the_write_failed() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.expect("k")
+    fresh.observe("k", "MODIFIED", obj("5"))
+    fresh.observe("k", "MODIFIED", obj("6"))  # someone else's, after our write
+    fresh.record("k", obj("5"))
+    assert fresh.settle("k") is True
+    fresh.expect("other")
+    fresh.observe("other", "MODIFIED", obj("3"))
+    assert fresh.settle("other") is True  # the write failed: nothing recorded to compare
+    fresh.expect("plain")
+    assert fresh.settle("plain") is False  # nothing held
+
+
+def test_events_are_held_until_the_last_of_overlapping_writes_settles() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.expect("k")  # a finalizer patch
+    fresh.expect("k")  # a status update
+    fresh.observe("k", "MODIFIED", obj("5"))
+    fresh.record("k", obj("5"))
+    assert fresh.settle("k") is False  # one still under way
+    fresh.observe("k", "MODIFIED", obj("6"))
+    fresh.record("k", obj("6"))
+    assert fresh.settle("k") is False
+    # Afterwards events are looked at as they come.
+    assert fresh.observe("k", "MODIFIED", obj("7")) is False
+
+
+def test_a_deletion_during_a_write_is_never_held() -> None:
+    fresh: FreshObjects[str] = FreshObjects()
+    fresh.expect("k")
+    assert fresh.observe("k", "DELETED", obj("5")) is False
+    assert fresh.settle("k") is False
