@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import Configuration
+from kubernetes.client import ApiClient, Configuration
 
+from connector.kube.client import KubeClient
 from connector.kube.config import (
     ConfigError,
     ContextNotFoundError,
@@ -135,9 +136,7 @@ def test_a_kubeconfig_with_a_token_builds_a_client_for_the_chosen_context() -> N
     assert client.api_client.configuration.verify_ssl is True
     # The library's global default configuration is neither read nor written.
     assert Configuration.get_default_copy().host == default_host
-    _, _, headers, _, _ = client.api_client.param_serialize(
-        "GET", "/api", auth_settings=["BearerToken"]
-    )
+    headers = client._headers("GET", "/api", {})  # what every request sends
     assert headers["authorization"] == f"Bearer {SECRET_TOKEN}"
     assert SECRET_TOKEN not in repr(client)
 
@@ -249,9 +248,7 @@ def test_a_robot_token_client_uses_bearer_auth_and_verifies_tls() -> None:
     assert configuration.verify_ssl is True
     assert configuration.ca_cert_data == FAKE_PEM
     assert client.organization == "acme"
-    _, _, headers, _, _ = client.api_client.param_serialize(
-        "GET", "/version", auth_settings=["BearerToken"]
-    )
+    headers = client._headers("GET", "/version", {})  # what every request sends
     assert headers["authorization"] == f"Bearer {SECRET_TOKEN}"
 
 
@@ -377,3 +374,22 @@ def test_cluster_of_context_names_an_unreadable_ca_file(tmp_path: Any) -> None:
         f"The certificate authority {tmp_path / 'missing.crt'} of the kubeconfig's cluster "
         "'prov' cannot be read: No such file or directory."
     )
+
+
+def test_every_request_asks_the_configurations_hook_for_a_fresh_token() -> None:
+    # How an in-cluster client re-reads its projected token, and exec/OIDC users refresh.
+    configuration = Configuration(host="https://127.0.0.1:6443")
+    configuration.api_key = {"BearerToken": "old"}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    tokens = iter(["first", "second"])
+
+    def refresh(config: Configuration) -> None:
+        config.api_key["BearerToken"] = next(tokens)
+
+    configuration.refresh_api_key_hook = refresh
+    client = KubeClient(ApiClient(configuration), qps=None)
+    assert client._headers("GET", "/api", {})["authorization"] == "Bearer first"
+    headers = client._headers("PUT", "/api", {"Accept": "application/json"})
+    assert headers["authorization"] == "Bearer second"
+    assert headers["User-Agent"] == "api-connector"
+    assert headers["Accept"] == "application/json"
