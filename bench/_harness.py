@@ -22,7 +22,6 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 from connector import logs
 from connector.envtest import Cluster, eventually, start_clusters
+from connector.envtest._process import spawn, terminate
 from connector.kube import (
     CUSTOM_RESOURCE_DEFINITIONS,
     KubeClient,
@@ -357,41 +357,29 @@ def connector_process(env: Env, *, workers: int = CONNECTOR_WORKERS) -> Iterator
 
     port = free_port()
     exe = Path(sys.executable).with_name("api-connector")
-    log_path = env.out_dir / "connector.log"
-    with log_path.open("ab") as log_file:
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "run",
-                "--kubeconfig",
-                str(env.consumer_cluster.kubeconfig),
-                "--poll-interval",
-                "1h",
-                "--consumer-cluster-name",
-                CONSUMER_CLUSTER,
-                "--workers",
-                str(workers),
-                "--metrics-address",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ},
-        )
+    # Spawned as the clusters are: it dies with the benchmark, even a killed one.
+    proc = spawn(
+        [
+            str(exe),
+            "run",
+            "--kubeconfig",
+            str(env.consumer_cluster.kubeconfig),
+            "--poll-interval",
+            "1h",
+            "--consumer-cluster-name",
+            CONSUMER_CLUSTER,
+            "--workers",
+            str(workers),
+            "--metrics-address",
+            f"127.0.0.1:{port}",
+        ],
+        log_path=env.out_dir / "connector.log",
+        cwd=REPO,
+    )
     try:
         yield ConnectorProcess(proc.pid, f"http://127.0.0.1:{port}/metrics")
     finally:
-        stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM, and SIGKILL if it has not exited 30 s later."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        terminate(proc, timeout=30)
 
 
 # -- objects ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -126,7 +127,10 @@ def main() -> None:
     target = client_from_kubeconfig_file(args.target, name="relay-target")
     with relay(source, target, args.namespace, args.part, write_back=args.write_back):
         print(SYNCED, flush=True)
-        stop.wait()
+        # Until told to stop, or until the benchmark that started it is gone (killed).
+        parent = os.getppid()
+        while not stop.wait(1.0) and os.getppid() == parent:
+            pass
 
 
 if __name__ == "__main__":

@@ -62,13 +62,13 @@ from _harness import (
     nop,
     run_main,
     run_parallel,
-    stop_process,
 )
 from _paced import MarkerWatch, Run, Side, alternate, spec_marker, status_marker
 from _relay import SYNCED, relay
 from _trace import Request, Trace
 
 from connector.envtest import eventually
+from connector.envtest._process import terminate
 from connector.kube import KubeClient
 
 P50_TARGET_MS = 30.0
@@ -148,7 +148,7 @@ def floor_relay(
                 said.append(line.strip())
             yield proc.pid
         finally:
-            stop_process(proc)
+            terminate(proc, timeout=30)
 
 
 # -- the workloads ------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -117,7 +118,7 @@ def _kill_late_process(future: concurrent.futures.Future[subprocess.Popen[bytes]
         terminate(future.result(), timeout=5)
 
 
-def terminate(proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+def terminate(proc: subprocess.Popen[Any], *, timeout: float) -> None:
     """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL and reap. Never raises."""
     if proc.poll() is not None:
         return
