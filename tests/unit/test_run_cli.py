@@ -37,3 +37,17 @@ def test_a_consumer_rate_limit_below_one_is_refused() -> None:
     result = CliRunner().invoke(main, ["run", "--consumer-qps", "0"])
     assert result.exit_code == 2
     assert "--consumer-qps" in result.output
+
+
+def test_the_connector_hands_the_interpreter_over_sooner_than_pythons_default() -> None:
+    import sys
+
+    from connector.cli.run import GIL_SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        CliRunner().invoke(main, ["run", "--context", "elsewhere"])  # set before any check
+        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL < 0.005
+    finally:
+        sys.setswitchinterval(before)
