@@ -9,9 +9,8 @@ reads what it needs through the callables of :class:`SecretDeps` and makes the w
 2. the consumer Secret of the wanted name, from the cache of the connector's own Secrets;
    a create that finds one anyway (someone else's, or ours not cached yet) reads it and
    decides again, so a Secret the connector did not write is never overwritten;
-3. deletes the connector's Secrets of the object it no longer asks for, then writes (the
-   last pass of an object that asks for none lists them live: the cache may lag behind a
-   Secret written a moment ago, and no later pass would look).
+3. deletes the connector's Secrets of the object it no longer asks for (those written a
+   moment ago included, which the cache may not hold yet), then writes.
 
 It returns the verdict (the ``ConnectionSecretSynced`` condition to set, None to remove
 it); a verdict that needs the user's attention also gets a Warning Event, and its recovery a
@@ -57,9 +56,9 @@ class SecretDeps:
     get_consumer_secret: Callable[[str, str], Obj | None]
     #: A consumer Secret read live (whoever's), or None.
     read_consumer_secret: Callable[[str, str], Obj | None]
-    #: The connector's consumer Secrets owned by the object of that (namespace, uid); the
-    #: third argument asks for a live list rather than the cache.
-    owned_secrets: Callable[[str, str, bool], list[Obj]]
+    #: The connector's consumer Secrets owned by the object of that (namespace, uid),
+    #: those it wrote a moment ago included (the cache may not hold them yet).
+    owned_secrets: Callable[[str, str], list[Obj]]
     create_secret: Callable[[Obj], None]
     update_secret: Callable[[Obj], None]
     delete_secret: Callable[[str, str], None]
@@ -102,10 +101,7 @@ def _reconcile(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdict | N
         twin=twin,
         consumer_cluster=deps.consumer_cluster,
         crd_name=deps.crd_name,
-        # An object that no longer asks (or is being deleted) is looked at for the last
-        # time (its condition goes): list live, so that a Secret written a moment ago, which
-        # the cache may not hold yet, is not left behind.
-        owned=deps.owned_secrets(namespace, uid, name is None) if deps.enabled else [],
+        owned=deps.owned_secrets(namespace, uid) if deps.enabled else [],
         enabled=deps.enabled,
     )
     if name is not None and deps.enabled:

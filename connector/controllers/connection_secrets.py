@@ -18,11 +18,17 @@ whose objects ask for no connection Secret never lists or watches a Secret:
   deleted or edited by hand is written again.
 
 Secret objects are cached as they are (their data is what is copied), never logged.
+
+The Secrets the syncer wrote in the last minute are also remembered by name and owner
+(:class:`RecentSecrets`), and counted among an object's own until the cache holds them: an
+object that stops asking for its Secret (or is deleted) a moment after it was written is
+looked at one last time, and that pass must find the Secret to delete it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -92,6 +98,7 @@ class ConnectionSecrets:
         self._stopped = False
         self._providers: dict[str, Informer] = {}
         self._consumers: dict[str | None, Informer] = {}
+        self._recent = RecentSecrets()
 
     def stop(self) -> None:
         with self._lock:
@@ -166,24 +173,18 @@ class ConnectionSecrets:
     def read_consumer_secret(self, namespace: str, name: str) -> Obj | None:
         return self._consumer.get_or_none(SECRETS, name, namespace=namespace)
 
-    def owned(self, namespace: str, uid: str, live: bool = False) -> list[Obj]:
-        """The connector's consumer Secrets in ``namespace`` owned by the object ``uid``, as
-        cached, or ``live`` (as when the cache has not listed yet)."""
+    def owned(self, namespace: str, uid: str) -> list[Obj]:
+        """The connector's consumer Secrets in ``namespace`` owned by the object ``uid``: as
+        cached (read live until the cache has listed), and those written a moment ago that
+        the cache does not hold yet (module doc)."""
         informer = self._consumer_informer(namespace)
         if informer is None:
             return []
-        if live or not informer.has_synced:
+        if not informer.has_synced:
             items, _ = self._consumer.list(SECRETS, namespace, self._selector)
         else:
             items = [s for s in informer.list() if s["metadata"].get("namespace") == namespace]
-        return [
-            s
-            for s in items
-            if any(
-                isinstance(ref, dict) and ref.get("uid") == uid
-                for ref in s["metadata"].get("ownerReferences") or []
-            )
-        ]
+        return self._recent.with_recent(namespace, uid, [s for s in items if _owned_by(s, uid)])
 
     def _consumer_informer(self, namespace: str) -> Informer | None:
         scope: str | None = None if None in self._scopes else namespace
@@ -235,10 +236,81 @@ class ConnectionSecrets:
 
     def create(self, secret: Obj) -> None:
         self._consumer.create(SECRETS, secret, field_manager=FIELD_MANAGER)
+        self._recent.wrote(secret)
 
     def update(self, secret: Obj) -> None:
         self._consumer.update(SECRETS, secret, field_manager=FIELD_MANAGER)
+        self._recent.wrote(secret)
 
     def delete(self, namespace: str, name: str) -> None:
         """Raises NotFoundError if it is gone already."""
+        self._recent.forget(namespace, name)
         self._consumer.delete(SECRETS, name, namespace=namespace)
+
+
+def _owned_by(secret: Obj, uid: str) -> bool:
+    return any(
+        isinstance(ref, dict) and ref.get("uid") == uid
+        for ref in (secret.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+#: How long a Secret the syncer wrote counts as its own without the cache holding it.
+RECENT_SECONDS = 60.0
+
+
+class RecentSecrets:
+    """The consumer Secrets a syncer wrote in the last :data:`RECENT_SECONDS`, by name and
+    owner (no data: only what deciding to delete one needs)."""
+
+    def __init__(
+        self, *, ttl: float = RECENT_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: (namespace, name) → (owner uids, expiry)
+        self._written: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+
+    def wrote(self, secret: Obj) -> None:
+        meta = secret.get("metadata") or {}
+        owners = frozenset(
+            str(ref.get("uid"))
+            for ref in meta.get("ownerReferences") or []
+            if isinstance(ref, dict) and ref.get("uid")
+        )
+        with self._lock:
+            self._prune()
+            key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            self._written[key] = (owners, self._clock() + self._ttl)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._written.pop((namespace, name), None)
+
+    def with_recent(self, namespace: str, uid: str, cached: list[Obj]) -> list[Obj]:
+        """``cached`` (the object's Secrets the cache holds), and those of its Secrets
+        written recently that it does not hold, as name-only stand-ins."""
+        held = {str((s.get("metadata") or {}).get("name")) for s in cached}
+        with self._lock:
+            self._prune()
+            recent = [
+                name
+                for (ns, name), (owners, _) in self._written.items()
+                if ns == namespace and uid in owners and name not in held
+            ]
+        return cached + [
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "ownerReferences": [{"uid": uid}],
+                }
+            }
+            for name in sorted(recent)
+        ]
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for key in [k for k, (_, expires) in self._written.items() if expires <= now]:
+            del self._written[key]

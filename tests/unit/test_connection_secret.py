@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from connector.controllers.connection_secret_reconcile import SecretDeps, reconcile_secret
+from connector.controllers.connection_secrets import RecentSecrets
 from connector.controllers.sync_reconcile import _with_secret_condition
 from connector.kube.errors import ConflictError, ForbiddenError
 from functions.common import Obj
@@ -395,9 +396,7 @@ class Recorded:
             get_provider_secret=self.provider_secret,
             get_consumer_secret=lambda _ns, name: copy.deepcopy(self.cached.get(name)),
             read_consumer_secret=lambda _ns, name: copy.deepcopy(self.live.get(name)),
-            owned_secrets=lambda _ns, _uid, live: [
-                copy.deepcopy(s) for s in (self.live if live else self.cached).values()
-            ],
+            owned_secrets=lambda _ns, _uid: [copy.deepcopy(s) for s in self.cached.values()],
             create_secret=self.create,
             update_secret=lambda s: self.calls.append(("update", s["metadata"]["name"])),
             delete_secret=lambda _ns, name: self.calls.append(("delete", name)),
@@ -436,16 +435,6 @@ def test_step_updates_its_own_secret_found_by_a_create_before_its_cache_saw_it()
     verdict = reconcile_secret(consumer(), twin(), rec.deps())
     assert verdict == synced()
     assert rec.calls == [("update", "db-conn")]
-
-
-def test_step_deletes_a_secret_its_cache_has_not_seen_when_the_object_stops_asking() -> None:
-    # Written a moment ago: the cache does not hold it yet, and this is the last pass that
-    # looks (the condition goes), so the Secrets are listed live.
-    rec = Recorded(consumer_secrets={}, live={"db-conn": ours()})
-    had = consumer(ref=None)
-    had["status"] = {"conditions": [{"type": CONDITION_CONNECTION_SECRET, "status": "True"}]}
-    assert reconcile_secret(had, twin(), rec.deps()) is None
-    assert rec.calls == [("delete", "db-conn")]
 
 
 def test_step_does_nothing_for_an_object_that_never_asked() -> None:
@@ -491,3 +480,31 @@ def test_step_tells_the_recovery_from_a_warning() -> None:
 
 def test_plan_type_is_a_plain_dataclass() -> None:
     assert SecretPlan().verdict is None
+
+
+def test_a_secret_written_a_moment_ago_counts_as_the_objects_until_the_cache_holds_it() -> None:
+    # The object stops asking right after its Secret was written: the last pass that looks
+    # must find it to delete it, though the cache has not seen it yet.
+    clock = [0.0]
+    recent = RecentSecrets(ttl=60, clock=lambda: clock[0])
+    written = ours()
+    recent.wrote(written)
+    uid = written["metadata"]["ownerReferences"][0]["uid"]
+    namespace = written["metadata"]["namespace"]
+    assert [s["metadata"]["name"] for s in recent.with_recent(namespace, uid, [])] == ["db-conn"]
+    rec = Recorded()
+    deps = SecretDeps(
+        **{**rec.deps().__dict__, "owned_secrets": lambda ns, u: recent.with_recent(ns, u, [])}
+    )
+    had = consumer(ref=None)
+    had["status"] = {"conditions": [{"type": CONDITION_CONNECTION_SECRET, "status": "True"}]}
+    assert reconcile_secret(had, twin(), deps) is None
+    assert rec.calls == [("delete", "db-conn")]
+    # Not another object's; not twice once the cache holds it; not after the TTL.
+    assert recent.with_recent(namespace, "someone-else", []) == []
+    assert recent.with_recent(namespace, uid, [written]) == [written]
+    clock[0] = 61
+    assert recent.with_recent(namespace, uid, []) == []
+    recent.wrote(written)
+    recent.forget(namespace, "db-conn")
+    assert recent.with_recent(namespace, uid, []) == []
