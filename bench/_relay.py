@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--write-back", action="store_true", help="see relay()")
     args = parser.parse_args()
     logs.configure(level=logging.ERROR)  # as in the benchmark: stdout says only "synced"
+    parent = os.getppid()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Clients built as the connector builds its provider clients (same QPS and burst).
@@ -128,7 +129,6 @@ def main() -> None:
     with relay(source, target, args.namespace, args.part, write_back=args.write_back):
         print(SYNCED, flush=True)
         # Until told to stop, or until the benchmark that started it is gone (killed).
-        parent = os.getppid()
         while not stop.wait(1.0) and os.getppid() == parent:
             pass
 

@@ -14,14 +14,19 @@ is decided by ``sync_reconcile``; this module makes the requests. Where twins ar
 provider caches that watch them, follow the connection's placement (``twin_caches``).
 
 Each syncer remembers what its own writes returned (``fresh.FreshObjects``) until its caches
-have caught up, so a reconcile right after a write acts on the object as written.
+have caught up, so a reconcile right after a write acts on the object as written; the
+events that only echo those writes (or carry a copy older than one) wake nothing. Nothing
+in such an event is new to the syncer: the consumer's writes are conditional on the
+resourceVersion the pass read (no one else's change can fall between its read and its
+write), and a twin write, which is not, queues a pass that reads its answer, which holds
+every change before it. A new kind of write must keep to one of the two.
 
 A twin without a consumer object is looked at by the collector of orphaned twins
 (``gc_reconcile``): every twin the provider cache lists, re-delivers on a resync or sees
-change is queued by its origin, and when a consumer cache first lists, the twins it holds
-no object for are queued too (the provider cache may have listed first, while a missing
-consumer object still said nothing). What the collector deletes is reported on the binding
-that covers the object (``binding_for``, from the supervisor).
+changed by anyone but this syncer is queued by its origin, and when a consumer cache first
+lists, the twins it holds no object for are queued too (the provider cache may have listed
+first, while a missing consumer object still said nothing). What the collector deletes is
+reported on the binding that covers the object (``binding_for``, from the supervisor).
 """
 
 from __future__ import annotations

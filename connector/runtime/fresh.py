@@ -12,8 +12,8 @@ it as soon as an event at least as new arrives.
 The watch can deliver a write's echo before the write's answer is parsed and recorded: a
 writer announces a write with :meth:`FreshObjects.expect`, events for that key are held
 meanwhile (still applied to the cache, only not acted on), and :meth:`FreshObjects.settle`
-says whether one of them was news (newer than the answer, or any event at all when the
-write failed), which the writer then acts on.
+says whether one of them was news (newer than what is recorded, or any event at all when
+nothing is), which the writer then acts on.
 
 Resource versions are compared as integers, which is what every etcd-backed API server
 hands out; one that is not an integer is never taken as newer than the cache. A DELETED

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from connector.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _switch_interval() -> Iterator[None]:
+    """``run`` sets the interpreter's switch interval; the rest of the session keeps its own."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
 
 
 def test_stage_tls_without_a_stage_address_is_refused_with_a_clear_message(
@@ -40,14 +51,8 @@ def test_a_consumer_rate_limit_below_one_is_refused() -> None:
 
 
 def test_the_connector_hands_the_interpreter_over_sooner_than_pythons_default() -> None:
-    import sys
-
     from connector.cli.run import GIL_SWITCH_INTERVAL
 
-    before = sys.getswitchinterval()
-    try:
-        sys.setswitchinterval(0.005)
-        CliRunner().invoke(main, ["run", "--context", "elsewhere"])  # set before any check
-        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL < 0.005
-    finally:
-        sys.setswitchinterval(before)
+    sys.setswitchinterval(0.005)
+    CliRunner().invoke(main, ["run", "--context", "elsewhere"])  # set before any check
+    assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL < 0.005
