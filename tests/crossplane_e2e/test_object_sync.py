@@ -61,7 +61,32 @@ def provider(crossplane_provider: Crossplane) -> Iterator[KubeClient]:
                 what=f"{name} to be served",
                 timeout=XP_TIMEOUT,
             )
+        _wait_for_garbage_collection_of_widgets(kube)
         yield kube
+
+
+def _wait_for_garbage_collection_of_widgets(kube: KubeClient) -> None:
+    """kube-controller-manager's garbage collector learns a new kind on its discovery resync
+    (30 s). Until then it cannot orphan a Widget when its XR is deleted with the Orphan
+    policy, and deletes it as garbage afterwards: wait until it collects a Widget whose
+    owner does not exist, which it does only once it watches Widgets."""
+    probe = {
+        "apiVersion": WIDGETS.api_version,
+        "kind": WIDGETS.kind,
+        "metadata": {
+            "name": f"gc-probe-{uuid.uuid4().hex[:8]}",
+            "namespace": "default",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": str(uuid.uuid4())}
+            ],
+        },
+    }
+    kube.create(WIDGETS, probe)
+    eventually(
+        lambda: get(kube, WIDGETS, probe["metadata"]["name"], "default") is None,
+        what="the garbage collector to watch Widgets",
+        timeout=120,
+    )
 
 
 @pytest.fixture
