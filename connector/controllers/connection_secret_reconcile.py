@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from connector.kube.errors import ConflictError, ForbiddenError, NotFoundError
-from functions.common import find_condition
+from functions.common import find_condition, object_conditions
 from functions.common.api import CONDITION_CONNECTION_SECRET
 from functions.common.objects import Obj, metadata
 from functions.object_syncer.connection_secret import (
@@ -68,10 +68,7 @@ class SecretDeps:
 
 def _secret_condition(consumer: Obj) -> Obj | None:
     """The object's ``ConnectionSecretSynced`` condition, if it has one."""
-    conditions = (consumer.get("status") or {}).get("conditions")
-    return find_condition(
-        conditions if isinstance(conditions, list) else None, CONDITION_CONNECTION_SECRET
-    )
+    return find_condition(object_conditions(consumer), CONDITION_CONNECTION_SECRET)
 
 
 def reconcile_secret(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdict | None:

@@ -83,7 +83,9 @@ from functions.common import (
     FINALIZER,
     Condition,
     find_condition,
+    object_conditions,
     set_condition,
+    status_conditions,
 )
 from functions.common.api import CONDITION_CONNECTION_SECRET, FIELD_MANAGER
 from functions.common.objects import Obj, copy_json
@@ -296,7 +298,8 @@ def reconcile_object(  # noqa: PLR0911, PLR0912, PLR0915 - the pass's steps in o
     if status is not None:
         _write_status(consumer, status, deps)
     api_bound = find_condition(
-        (status or consumer.get("status") or {}).get("conditions"), CONDITION_API_BOUND
+        status_conditions(status) if status is not None else object_conditions(consumer),
+        CONDITION_API_BOUND,
     )
     if result.conflict is None and api_bound is not None and api_bound.get("status") == "True":
         before = _api_bound_of(consumer)
@@ -356,11 +359,6 @@ def _report_failure(
     return Result(requeue=True)
 
 
-def _conditions(status: Obj) -> list[Any]:
-    conditions = status.get("conditions")
-    return conditions if isinstance(conditions, list) else []
-
-
 def _with_secret_condition(
     consumer: Obj, status: Obj | None, verdict: Verdict | None, now: str
 ) -> Obj | None:
@@ -368,12 +366,15 @@ def _with_secret_condition(
     that leaves the consumer's status as it is."""
     current = consumer.get("status") or {}
     source = status if status is not None else current
-    if verdict is None and find_condition(_conditions(source), CONDITION_CONNECTION_SECRET) is None:
+    conditions = status_conditions(source)
+    if verdict is None and find_condition(conditions, CONDITION_CONNECTION_SECRET) is None:
         return status  # most objects, every pass: nothing to copy
     base = copy_json(source)
-    conditions = _conditions(base)
+    conditions = status_conditions(base)
     if verdict is None:
-        base["conditions"] = [c for c in conditions if c.get("type") != CONDITION_CONNECTION_SECRET]
+        base["conditions"] = [
+            c for c in conditions if find_condition([c], CONDITION_CONNECTION_SECRET) is None
+        ]
     else:
         base["conditions"] = set_condition(
             conditions,
@@ -401,7 +402,7 @@ def _report_refused_finalizer(
 
 
 def _api_bound_of(consumer: Obj) -> Condition | None:
-    return find_condition((consumer.get("status") or {}).get("conditions"), CONDITION_API_BOUND)
+    return find_condition(object_conditions(consumer), CONDITION_API_BOUND)
 
 
 def _resource_version(obj: Obj | None) -> object:

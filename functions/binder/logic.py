@@ -42,6 +42,7 @@ from functions.common import (
     api_group,
     find_condition,
     metadata,
+    object_conditions,
     require_object,
     require_str,
     set_condition,
@@ -91,10 +92,7 @@ def bind(req: BindRequest) -> BindResult:  # noqa: PLR0911, PLR0912 - a decision
     meta = metadata(binding)
     name = str(meta["name"])
     namespace = str(meta["namespace"]) if namespaced else None
-    status = binding.get("status")
-    previous = status.get("conditions") if isinstance(status, dict) else None
-    if not isinstance(previous, list):
-        previous = None
+    previous = object_conditions(binding) or None
     generation = meta.get("generation")
 
     def result(
@@ -241,9 +239,7 @@ def _withheld_apis(connection: Obj) -> list[WithheldAPI]:
 
 
 def _ready_condition(connection: Obj) -> Condition | None:
-    status = connection.get("status")
-    conditions = status.get("conditions") if isinstance(status, dict) else None
-    return find_condition(conditions if isinstance(conditions, list) else None, CONDITION_READY)
+    return find_condition(object_conditions(connection), CONDITION_READY)
 
 
 def bound_resource(api: OfferedAPI) -> BoundResource:

@@ -28,7 +28,13 @@ from functions.common.api import (
     OFFER_COMPOSITE,
     OFFER_LABEL,
 )
-from functions.common.conditions import Condition, find_condition, set_condition
+from functions.common.conditions import (
+    Condition,
+    find_condition,
+    object_conditions,
+    set_condition,
+    status_conditions,
+)
 from functions.common.errors import InvalidInputError, StageError
 from functions.common.objects import (
     JSON,
@@ -87,10 +93,12 @@ __all__ = [
     "is_subset",
     "label_value",
     "metadata",
+    "object_conditions",
     "require_dict",
     "require_list",
     "require_object",
     "require_str",
     "set_condition",
+    "status_conditions",
     "string_map",
 ]

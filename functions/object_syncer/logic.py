@@ -73,12 +73,15 @@ from functions.common import (
     InvalidInputError,
     Obj,
     canonical_hash,
+    find_condition,
     is_subset,
     label_value,
     metadata,
+    object_conditions,
     require_object,
     require_str,
     set_condition,
+    status_conditions,
     string_map,
 )
 from functions.common.api import CONDITION_CONNECTION_SECRET
@@ -104,8 +107,9 @@ ORPHAN_NOT_OURS = "NotOurs"
 ORPHAN_NO_ORIGIN = "NoOrigin"
 ORPHAN_DELETING = "Deleting"
 
-#: Conditions the connector owns on a consumer object; the twin's status never sets them.
-_CONNECTOR_CONDITIONS = frozenset({CONDITION_API_BOUND, CONDITION_CONNECTION_SECRET})
+#: Conditions the connector owns on a consumer object (the twin's status never sets them),
+#: in the order they are kept.
+_CONNECTOR_CONDITIONS = (CONDITION_API_BOUND, CONDITION_CONNECTION_SECRET)
 
 #: Fields of an object that are not content the consumer owns.
 _NOT_CONTENT = frozenset({"apiVersion", "kind", "metadata", "status"})
@@ -435,8 +439,8 @@ def consumer_terms(twin: Obj, consumer: Obj) -> dict[str, Any]:
     """The twin's status, every ``observedGeneration`` in it rewritten by
     ``consumer_generation``; one that maps to nothing is dropped."""
     status = _status(twin)
-    conditions = status.get("conditions")
-    if isinstance(conditions, list):
+    conditions = status_conditions(status)
+    if conditions:
         status["conditions"] = [
             _mapped(c, twin, consumer) if isinstance(c, dict) else c for c in conditions
         ]
@@ -543,24 +547,17 @@ def _with_api_bound(
     now: str,
 ) -> dict[str, Any]:
     """``status`` with our APIBound condition; its transition time is the consumer's."""
-    conditions = status.get("conditions")
     others = [
         c
-        for c in (conditions if isinstance(conditions, list) else [])
+        for c in status_conditions(status)
         if isinstance(c, dict) and c.get("type") not in _CONNECTOR_CONDITIONS
     ]
-    current = _status(consumer).get("conditions")
+    current = object_conditions(consumer)
     # The connector's own conditions are the consumer's: APIBound (its transition time)
     # and ConnectionSecretSynced, which the connection-Secret step sets (connection_secret).
     ours: list[Condition] = [
-        c
-        for c in (current if isinstance(current, list) else [])
-        if isinstance(c, dict) and c.get("type") == CONDITION_API_BOUND
-    ][:1] + [
-        c
-        for c in (current if isinstance(current, list) else [])
-        if isinstance(c, dict) and c.get("type") == CONDITION_CONNECTION_SECRET
-    ][:1]
+        c for c in (find_condition(current, t) for t in _CONNECTOR_CONDITIONS) if c is not None
+    ]
     generation = metadata(consumer).get("generation")
     status["conditions"] = set_condition(
         others + ours,

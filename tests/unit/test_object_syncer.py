@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash
+from functions.common import FINALIZER, InvalidInputError, Obj, canonical_hash, find_condition
 from functions.object_syncer import (
     ORPHAN_COLLECT,
     ORPHAN_DELETING,
@@ -1228,3 +1228,11 @@ ORPHAN_CASES = [
 def test_orphan_verdict(case: OrphanCase) -> None:
     got = orphan_verdict(case.twin, consumer_cluster=case.cluster)
     assert got == case.want, f"{case.reason}: -want {case.want}, +got {got}"
+
+
+@pytest.mark.parametrize("conditions", ["APIBound", {"type": "APIBound"}, ["APIBound", 7]])
+def test_sync_writes_its_condition_over_a_malformed_conditions_field(conditions: Any) -> None:
+    out = sync(req(consumer(status={"conditions": conditions})))
+    assert out.consumer_status is not None
+    bound = find_condition(out.consumer_status["conditions"], "APIBound")
+    assert bound is not None and bound["status"] == "False", out.consumer_status
