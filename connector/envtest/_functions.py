@@ -288,15 +288,14 @@ class FunctionRuntime(PackageRuntime):
         stop_timeout: float,
         namespace: str,
     ) -> None:
-        names = [f.name for f in functions]
-        if len(set(names)) != len(names):
-            raise ValueError(f"function names must be unique, got {names}")
         super().__init__(
             directory=directory,
             kube_factory=kube_factory,
             tools=tools,
             stop_timeout=stop_timeout,
             namespace=namespace,
+            packages=[f.name for f in functions],
+            kind="function",
         )
         self.functions = tuple(functions)
         self.registry = ""

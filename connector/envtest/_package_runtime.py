@@ -13,7 +13,7 @@ import base64
 import importlib.metadata
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -88,7 +88,13 @@ class PackageRuntime:
         tools: Mapping[str, Path],
         stop_timeout: float,
         namespace: str,
+        packages: Sequence[str],
+        kind: str,
     ) -> None:
+        """``packages`` are the names of the packages it runs, of ``kind`` ("function",
+        "provider"): one process each, so no two may share a name."""
+        if len(set(packages)) != len(packages):
+            raise ValueError(f"{kind} names must be unique, got {list(packages)}")
         self.dir = directory
         self.namespace = namespace
         self._kube_factory = kube_factory

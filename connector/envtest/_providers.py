@@ -226,9 +226,6 @@ class ProviderRuntime(PackageRuntime):
         stop_timeout: float,
         namespace: str,
     ) -> None:
-        names = [p.name for p in providers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"provider names must be unique, got {names}")
         if not registry:
             raise ValueError("providers need the package registry of the function runtime")
         super().__init__(
@@ -237,6 +234,8 @@ class ProviderRuntime(PackageRuntime):
             tools=tools,
             stop_timeout=stop_timeout,
             namespace=namespace,
+            packages=[p.name for p in providers],
+            kind="provider",
         )
         self.cluster = cluster
         self.providers = tuple(providers)

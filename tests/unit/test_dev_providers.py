@@ -3,6 +3,7 @@ when."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,3 +73,35 @@ def test_provider_status_patch(
     reason: str, rev: dict[str, Any], running: bool, want: dict[str, Any] | None
 ) -> None:
     assert provider_status_patch(rev, SECRETS, running=running, now=NOW) == want, reason
+
+
+def test_two_packages_of_one_name_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    from connector.envtest._functions import FunctionRuntime, FunctionSource
+    from connector.envtest._providers import ProviderRuntime, ProviderSource
+
+    def no_client() -> Any:
+        raise AssertionError("nothing may be written")
+
+    function = FunctionSource(name="fn", package_root=tmp_path, command=("true",))
+    with pytest.raises(ValueError, match=r"function names must be unique, got \['fn', 'fn'\]"):
+        FunctionRuntime(
+            directory=tmp_path,
+            kube_factory=no_client,
+            functions=[function, function],
+            tools={},
+            stop_timeout=1,
+            namespace="crossplane-system",
+        )
+    provider = ProviderSource(name="pk", tool="provider-kubernetes", crds=())
+    with pytest.raises(ValueError, match=r"provider names must be unique, got \['pk', 'pk'\]"):
+        ProviderRuntime(
+            directory=tmp_path,
+            cluster=None,  # type: ignore[arg-type]
+            kube_factory=no_client,
+            providers=[provider, provider],
+            tools={},
+            registry="127.0.0.1:5000",
+            stop_timeout=1,
+            namespace="crossplane-system",
+        )
+    assert list(tmp_path.iterdir()) == [], "nothing was written"
