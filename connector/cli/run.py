@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import signal
 import sys
@@ -268,6 +269,8 @@ def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    metrics.time_gc_pauses()
+    settle_heap()
     try:
         if elector is not None:
             threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
@@ -283,6 +286,23 @@ def run(  # noqa: PLR0915 - one statement per flag wired into the manager; flat 
             server.shutdown()
     if failed.is_set():
         sys.exit(1)
+
+
+def settle_heap() -> None:
+    """Collect what starting up left behind, then take what is left out of the cyclic
+    collector's sight (``gc.freeze``).
+
+    Every full collection walks every object the collector tracks. What exists at this point
+    (modules, the Kubernetes client's model classes, clients, the manager: about 47,000
+    objects) lives as long as the process, and walking it cost ~40 ms of each full
+    collection on the benchmark machine, every thread waiting (docs/performance.md, finding
+    25). What is created later (caches, syncers that come and go with bindings) is collected
+    as before. A frozen object is still freed when its last reference goes; only one that
+    became part of a garbage cycle would never be, which is why nothing short-lived may be
+    alive here.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _start_or_stop(manager: Manager, stop: threading.Event, failed: threading.Event) -> None:
