@@ -2,10 +2,12 @@
 
 An Informer whose handler queues the key, a WorkQueue, ``CONNECTOR_WORKERS`` workers, one
 server-side apply per change: it copies ``spec`` (consumer → provider) or ``status``
-(provider → consumer) of every NopResource in one namespace. ``sync_latency.py`` runs it in
-its own process, as it runs the connector (``python bench/_relay.py SOURCE TARGET NS PART``,
-kubeconfig paths; it prints ``synced`` once its cache has listed and runs until SIGTERM), or
-in the benchmark's process with the connector (``--in-process``, ``--trace``).
+(provider → consumer) of every NopResource in one namespace; with ``--twin``, the whole twin
+the object-syncer stage builds (origin labels and annotations), as the connector writes it.
+``sync_latency.py`` runs it in its own process, as it runs the connector (``python
+bench/_relay.py SOURCE TARGET NS PART``, kubeconfig paths; it prints ``synced`` once its cache
+has listed and runs until SIGTERM), or in the benchmark's process with the connector
+(``--in-process``, ``--trace``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from connector import logs
 from connector.kube import KubeClient, client_from_kubeconfig_file
 from connector.runtime import Informer, WorkQueue, run_workers
 from functions.common.clock import now_rfc3339
+from functions.object_syncer.logic import desired_twin
 
 RELAY_MANAGER = "bench-relay"
+#: The consumer cluster the twin floor (``twin=True``) names in its twins' origin labels.
+RELAY_CLUSTER = "bench-relay"
 #: What the relay prints once its cache has listed.
 SYNCED = "synced"
 
@@ -41,13 +46,16 @@ def relay(
     *,
     workers: int = CONNECTOR_WORKERS,
     write_back: bool = False,
+    twin: bool = False,
 ) -> Iterator[None]:
     """Copy ``part`` ("spec" or "status") of every NopResource in ``namespace`` from
     ``source`` to ``target``: Informer → WorkQueue → workers → server-side apply.
 
     ``write_back`` (spec only): then also write a condition into the source object's
     status, as the connector writes ``APIBound`` after each twin write: a floor that does
-    the API work a consumer must see, not only the copy."""
+    the API work a consumer must see, not only the copy. ``twin`` (spec only): write the
+    twin the object-syncer stage builds from the object (its origin labels and annotations
+    are fields the provider's server-side apply tracks), not only its spec."""
     queue: WorkQueue[tuple[str, str]] = WorkQueue(name=f"relay-{part}")
 
     def on_event(event: str, obj: dict[str, Any]) -> None:
@@ -73,6 +81,8 @@ def relay(
             "metadata": {"name": key[1], "namespace": key[0]},
             part: obj[part],
         }
+        if twin:
+            out = desired_twin(obj, consumer_cluster=RELAY_CLUSTER)
         if part == "spec":
             target.apply(NOP, out, RELAY_MANAGER)
             if write_back:
@@ -118,6 +128,7 @@ def main() -> None:
     parser.add_argument("namespace")
     parser.add_argument("part", choices=["spec", "status"])
     parser.add_argument("--write-back", action="store_true", help="see relay()")
+    parser.add_argument("--twin", action="store_true", help="see relay()")
     args = parser.parse_args()
     logs.configure(level=logging.ERROR)  # as in the benchmark: stdout says only "synced"
     parent = os.getppid()
@@ -126,7 +137,9 @@ def main() -> None:
     # Clients built as the connector builds its provider clients (same QPS and burst).
     source = client_from_kubeconfig_file(args.source, name="relay-source")
     target = client_from_kubeconfig_file(args.target, name="relay-target")
-    with relay(source, target, args.namespace, args.part, write_back=args.write_back):
+    with relay(
+        source, target, args.namespace, args.part, write_back=args.write_back, twin=args.twin
+    ):
         print(SYNCED, flush=True)
         # Until told to stop, or until the benchmark that started it is gone (killed).
         while not stop.wait(1.0) and os.getppid() == parent:

@@ -23,7 +23,11 @@ process instead (as ``api-connector demo`` runs the connector), where they share
 interpreter with the benchmark's watchers; ``--trace`` needs that.
 
 Targets: p50 ≤ 30 ms, p99 ≤ 150 ms; against the floor's p99: spec ≤ 1.5x (creates alone
-≤ 1.6x), status ≤ 1.2x.
+≤ 1.6x), status ≤ 1.2x. For diagnosis, two more spec floors (each in its own namespace and
+turns): ``--write-back-floor`` also writes a condition back to each object it copies, as
+the connector writes ``APIBound``; ``--twin-floor`` does that and writes the whole twin the
+object-syncer stage builds (origin labels and annotations): the connector's API writes
+without its machinery.
 
 Run: ``.venv/bin/python bench/sync_latency.py [--quick] [--direction spec|status|both]``.
 """
@@ -81,6 +85,8 @@ CREATES_FLOOR_FACTOR = 1.6
 POOL = 20
 #: Where the write-back floor works (``--write-back-floor``).
 WRITE_BACK_NS = "floor-write-back"
+#: Where the twin floor works (``--twin-floor``).
+TWIN_NS = "floor-twin"
 
 
 @contextlib.contextmanager
@@ -125,18 +131,27 @@ def floor_relay(
     *,
     in_process: bool,
     write_back: bool = False,
+    twin: bool = False,
 ) -> Iterator[int | None]:
     """The floor's relay (``_relay.py``) from cluster ``source`` to ``target`` in
     ``namespace``: in its own process (yields its pid), as the connector then runs, or in
     this one (yields None)."""
     if in_process:
-        with relay(env.client(source), env.client(target), namespace, part, write_back=write_back):
+        with relay(
+            env.client(source),
+            env.client(target),
+            namespace,
+            part,
+            write_back=write_back,
+            twin=twin,
+        ):
             yield None
         return
     kubeconfig = {"consumer": env.consumer_cluster, "provider": env.provider_cluster}
     argv = [sys.executable, str(Path(__file__).with_name("_relay.py"))]
     argv += [str(kubeconfig[source].kubeconfig), str(kubeconfig[target].kubeconfig)]
     argv += [namespace, part, *(["--write-back"] if write_back else [])]
+    argv += ["--twin"] if twin else []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
@@ -232,6 +247,7 @@ def spec_floor(
     prefix: str,
     *,
     write_back: bool = False,
+    twin: bool = False,
 ) -> Side:
     """A spec floor in ``namespace`` (its pool ``<prefix>-pool-*`` created and copied), its
     relay and watch kept open by ``stack``."""
@@ -248,6 +264,7 @@ def spec_floor(
             "spec",
             in_process=probe.in_process,
             write_back=write_back,
+            twin=twin,
         )
     )
     eventually(lambda: pool_copied(env.provider, namespace, prefix), what=f"{run.label}'s pool")
@@ -272,6 +289,16 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
             written_back = Run("spec floor with write-back")
             sides.append(
                 spec_floor(stack, env, probe, written_back, WRITE_BACK_NS, "sw", write_back=True)
+            )
+        twins: Run | None = None
+        if args.twin_floor:
+            # For diagnosis: a floor that makes the connector's API writes (the twin as the
+            # stage builds it, and a status written back), without its machinery.
+            for client in (env.consumer, env.provider):
+                ensure_namespace(client, TWIN_NS)
+            twins = Run("spec floor writing twins")
+            sides.append(
+                spec_floor(stack, env, probe, twins, TWIN_NS, "st", write_back=True, twin=True)
             )
         eventually(
             lambda: all(
@@ -304,6 +331,9 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
                 written_back.p(99),
             )
         )
+    if twins is not None:
+        report.details["spec"]["floor_twin"] = twins.summary()
+        report.add(Figure("spec p99 vs twin floor", "ms", "(context)", measured.p(99), twins.p(99)))
     report.details["spec"]["connector_creates"] = creates.summary()
     report.details["spec"]["connector_updates"] = updates.summary()
     # A create writes the twin and the consumer's finalizer at the same time: it should
@@ -410,6 +440,12 @@ def main() -> None:
         help="also measure a spec floor that writes a status back to each object it copies",
     )
     parser.add_argument(
+        "--twin-floor",
+        action="store_true",
+        help="also measure a spec floor that writes the whole twin (origin labels and "
+        "annotations, as the object-syncer stage builds it) and a status back",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="run the connector and the floor's relay in this process, not each in its own",
@@ -466,7 +502,7 @@ def print_details(report: Report) -> None:
         connector = details["connector"]
         cpu = {
             k: details[k]["cpu_ms_per_write"]
-            for k in ("connector", "floor", "floor_with_write_back")
+            for k in ("connector", "floor", "floor_with_write_back", "floor_twin")
             if k in details and details[k]["cpu_ms_per_write"] is not None
         }
         if cpu:
