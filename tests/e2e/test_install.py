@@ -328,6 +328,15 @@ def test_scoped_identity_reaches_the_bound_api_and_nothing_else(env: Env, instal
         scoped.list(CLUSTER_ROLES)
 
 
+def twins_namespace(admin: KubeClient) -> None:
+    """TWINS_NAMESPACE in the provider (each test that writes twins there makes sure)."""
+    admin.apply(
+        NAMESPACES,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TWINS_NAMESPACE}},
+        "install-test",
+    )
+
+
 def twin(name: str, owner: str | None, cool: str = "v") -> dict[str, Any]:
     """A provider twin in TWINS_NAMESPACE, owned by consumer ``owner`` (None: by nobody)."""
     labels = {MANAGED_LABEL: "true", LABEL_CONSUMER_CLUSTER: owner} if owner else {}
@@ -375,11 +384,7 @@ def test_installed_identity_writes_its_own_twins_but_not_another_consumers(
     env: Env, installed: str
 ) -> None:
     admin = env.provider_kube
-    admin.apply(
-        NAMESPACES,
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TWINS_NAMESPACE}},
-        "install-test",
-    )
+    twins_namespace(admin)
     theirs = twin("theirs", OTHER_CONSUMER, "their spec")
     admin.apply(NOP, theirs, "install-test")
     admin.apply(NOP, twin("nobodys", None), "install-test")
@@ -892,7 +897,9 @@ def test_uninstall_with_the_provider_kubeconfig_removes_the_consumers_policy_and
     policy, binding = isolation_policy(OTHER_CONSUMER, [NOP_BOUND])
     provider.apply(VALIDATING_ADMISSION_POLICIES, policy, "install-test")
     provider.apply(VALIDATING_ADMISSION_POLICY_BINDINGS, binding, "install-test")
+    twins_namespace(provider)
     provider.apply(NOP, twin("ours", CONSUMER_NAME), "install-test")
+    provider.apply(NOP, twin("theirs", OTHER_CONSUMER, "their spec"), "install-test")
 
     out = ok(
         cli(
