@@ -59,6 +59,10 @@ class SecretDeps:
     #: The connector's consumer Secrets owned by the object of that (namespace, uid),
     #: those it wrote a moment ago included (the cache may not hold them yet).
     owned_secrets: Callable[[str, str], list[Obj]]
+    #: Whether the connector holds, or wrote a moment ago, a consumer Secret owned by the
+    #: object of that (namespace, uid): an index lookup, asked on each pass of an object
+    #: that neither asks for a Secret nor has the condition.
+    owns_secrets: Callable[[str, str], bool]
     create_secret: Callable[[Obj], None]
     update_secret: Callable[[Obj], None]
     delete_secret: Callable[[str, str], None]
@@ -78,8 +82,9 @@ def reconcile_secret(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdi
     (``ConsumerSecretForbidden``), so that the object's own status is still written; any
     other failure is raised, and the pass retried."""
     before = _secret_condition(consumer)
-    if wanted_name(consumer) is None and before is None:
-        # Never asked (its condition says so): no Secret cache needs to be consulted.
+    if wanted_name(consumer) is None and before is None and not _owns_secrets(consumer, deps):
+        # Never asked (its condition says so, and no Secret of the connector's names it as
+        # its owner): no Secret cache needs to be consulted.
         return None
     try:
         verdict = _reconcile(consumer, twin, deps)
@@ -87,6 +92,15 @@ def reconcile_secret(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdi
         verdict = consumer_forbidden(str(metadata(consumer).get("namespace")), str(exc))
     _tell(consumer, before, verdict, deps)
     return verdict
+
+
+def _owns_secrets(consumer: Obj, deps: SecretDeps) -> bool:
+    """A Secret written for the object whose condition was never recorded (the status write
+    after it failed) is the object's too, once it stops asking, as it is in any pass."""
+    meta = metadata(consumer)
+    return deps.enabled and deps.owns_secrets(
+        str(meta.get("namespace") or ""), str(meta.get("uid") or "")
+    )
 
 
 def _reconcile(consumer: Obj, twin: Obj | None, deps: SecretDeps) -> Verdict | None:

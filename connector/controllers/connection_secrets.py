@@ -22,7 +22,10 @@ Secret objects are cached as they are (their data is what is copied), never logg
 The Secrets the syncer wrote in the last minute are also remembered by name and owner
 (:class:`RecentSecrets`), and counted among an object's own until the cache holds them: an
 object that stops asking for its Secret (or is deleted) a moment after it was written is
-looked at one last time, and that pass must find the Secret to delete it.
+looked at one last time, and that pass must find the Secret to delete it. The consumer
+caches also keep an index of their Secrets by owner, so that a pass can tell, without
+listing, whether an object that does not ask for a Secret still has one (its condition is
+the usual record, but the status write after a Secret's may have failed).
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ class ConnectionSecrets:
         self._providers: dict[str, Informer] = {}
         self._consumers: dict[str | None, Informer] = {}
         self._recent = RecentSecrets()
+        #: The consumer caches' Secrets by owner uid, and each Secret's owners.
+        self._secrets_of: dict[str, set[tuple[str, str]]] = {}
+        self._owners_of: dict[tuple[str, str], frozenset[str]] = {}
 
     def stop(self) -> None:
         with self._lock:
@@ -211,11 +217,31 @@ class ConnectionSecrets:
         informer.start()
         return informer
 
-    def _on_consumer_secret(self, _event: str, secret: Obj) -> None:
+    def _on_consumer_secret(self, event: str, secret: Obj) -> None:
         meta = secret.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        owners = frozenset() if event == "DELETED" else _owner_uids(secret)
+        with self._lock:
+            for uid in self._owners_of.pop(key, frozenset()) - owners:
+                held = self._secrets_of.get(uid, set())
+                held.discard(key)
+                if not held:
+                    self._secrets_of.pop(uid, None)
+            if owners:
+                self._owners_of[key] = owners
+                for uid in owners:
+                    self._secrets_of.setdefault(uid, set()).add(key)
         for ref in meta.get("ownerReferences") or []:
             if isinstance(ref, dict) and ref.get("kind") == self._res.kind:
                 self._enqueue(ObjectKey(str(meta.get("namespace") or ""), str(ref.get("name"))))
+
+    def owns(self, namespace: str, uid: str) -> bool:
+        """Whether a consumer cache holds a Secret owned by the object ``uid``, or one was
+        written for it a moment ago (module doc)."""
+        with self._lock:
+            if uid in self._secrets_of:
+                return True
+        return self._recent.owns(namespace, uid)
 
     def deps(self, *, consumer_cluster: str, enabled: bool, recorder: EventRecorder) -> SecretDeps:
         """The callables ``connection_secret_reconcile`` is given."""
@@ -227,6 +253,7 @@ class ConnectionSecrets:
             get_consumer_secret=self.consumer_secret,
             read_consumer_secret=self.read_consumer_secret,
             owned_secrets=self.owned,
+            owns_secrets=self.owns,
             create_secret=self.create,
             update_secret=self.update,
             delete_secret=self.delete,
@@ -248,11 +275,16 @@ class ConnectionSecrets:
         self._consumer.delete(SECRETS, name, namespace=namespace)
 
 
-def _owned_by(secret: Obj, uid: str) -> bool:
-    return any(
-        isinstance(ref, dict) and ref.get("uid") == uid
+def _owner_uids(secret: Obj) -> frozenset[str]:
+    return frozenset(
+        str(ref["uid"])
         for ref in (secret.get("metadata") or {}).get("ownerReferences") or []
+        if isinstance(ref, dict) and ref.get("uid")
     )
+
+
+def _owned_by(secret: Obj, uid: str) -> bool:
+    return uid in _owner_uids(secret)
 
 
 #: How long a Secret the syncer wrote counts as its own without the cache holding it.
@@ -274,11 +306,7 @@ class RecentSecrets:
 
     def wrote(self, secret: Obj) -> None:
         meta = secret.get("metadata") or {}
-        owners = frozenset(
-            str(ref.get("uid"))
-            for ref in meta.get("ownerReferences") or []
-            if isinstance(ref, dict) and ref.get("uid")
-        )
+        owners = _owner_uids(secret)
         with self._lock:
             self._prune()
             key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -287,6 +315,14 @@ class RecentSecrets:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._written.pop((namespace, name), None)
+
+    def owns(self, namespace: str, uid: str) -> bool:
+        """Whether a Secret written recently in ``namespace`` is owned by ``uid``."""
+        with self._lock:
+            self._prune()
+            return any(
+                ns == namespace and uid in owners for (ns, _), (owners, _) in self._written.items()
+            )
 
     def with_recent(self, namespace: str, uid: str, cached: list[Obj]) -> list[Obj]:
         """``cached`` (the object's Secrets the cache holds), and those of its Secrets

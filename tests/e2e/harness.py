@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -96,11 +96,18 @@ def apply(kube: KubeClient, obj: dict[str, Any], res: Resource | None = None) ->
 
 @contextlib.contextmanager
 def nop_admission(
-    kube: KubeClient, name: str, namespace: str, *, expression: str, message: str
+    kube: KubeClient,
+    name: str,
+    namespace: str,
+    *,
+    expression: str,
+    message: str,
+    resources: Sequence[str] = ("nopresources",),
 ) -> Iterator[None]:
     """A ValidatingAdmissionPolicy named ``name`` (and its binding) refusing creates and
     updates of NopResources in ``namespace`` for which the CEL ``expression`` is false,
-    with ``message``; removed on exit. Policies take a moment to apply: probe for it."""
+    with ``message``; removed on exit. Policies take a moment to apply: probe for it.
+    ``resources`` may name the status subresource instead (``nopresources/status``)."""
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -113,7 +120,7 @@ def nop_admission(
                         "apiGroups": ["nop.example.org"],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["nopresources"],
+                        "resources": list(resources),
                     }
                 ]
             },

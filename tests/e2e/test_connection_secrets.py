@@ -21,6 +21,8 @@ from tests.e2e.harness import (
     eventually,
     get,
     load,
+    nop_admission,
+    unique,
     warning_events,
 )
 
@@ -133,6 +135,44 @@ def test_a_connection_secret_arrives_is_rotated_renamed_and_removed(
     apply(world.consumer, claim(namespace, secret=None))
     eventually(lambda: copied(world, namespace, "db-conn-2") is None)
     eventually(lambda: verdict(world, namespace) is None)
+
+
+def test_a_secret_whose_condition_was_never_written_goes_when_no_longer_asked_for(
+    world: World, namespace: str
+) -> None:
+    # The consumer refuses the object's status writes (an admission policy): the connector
+    # copies the Secret, and its ConnectionSecretSynced condition, the usual record that a
+    # Secret exists, is never written.
+    refusing = nop_admission(
+        world.consumer,
+        unique("no-status"),
+        namespace,
+        expression="false",
+        message="status writes are refused here",
+        resources=["nopresources/status"],
+    )
+    with refusing:
+        apply(world.consumer, claim(namespace, secret=None))
+
+        def status_refused() -> bool:
+            try:
+                world.consumer.patch(
+                    NOP, "db", namespace, {"status": {"probe": "x"}}, subresource="status"
+                )
+            except Exception as exc:
+                return "status writes are refused here" in str(exc)
+            return False
+
+        eventually(status_refused)
+        apply(world.consumer, claim(namespace))
+        twin = twin_asking(world, namespace, "db-conn")
+        write_connection_secret(world, twin, {"password": "p"})
+        eventually(lambda: copied(world, namespace) == {"password": "p"})
+        assert verdict(world, namespace) is None, "the status write was refused"
+
+        # No longer asked for, before any status was written: the Secret still goes.
+        apply(world.consumer, claim(namespace, secret=None))
+        eventually(lambda: copied(world, namespace) is None)
 
 
 def test_deleting_the_object_deletes_its_connection_secret(world: World, namespace: str) -> None:

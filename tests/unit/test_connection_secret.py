@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from connector.cli.demo import NOP
 from connector.controllers.connection_secret_reconcile import SecretDeps, reconcile_secret
-from connector.controllers.connection_secrets import RecentSecrets
+from connector.controllers.connection_secrets import ConnectionSecrets, RecentSecrets
 from connector.controllers.sync_reconcile import _with_secret_condition
 from connector.kube.errors import ConflictError, ForbiddenError
 from functions.common import Obj
@@ -397,6 +398,7 @@ class Recorded:
             get_consumer_secret=lambda _ns, name: copy.deepcopy(self.cached.get(name)),
             read_consumer_secret=lambda _ns, name: copy.deepcopy(self.live.get(name)),
             owned_secrets=lambda _ns, _uid: [copy.deepcopy(s) for s in self.cached.values()],
+            owns_secrets=lambda _ns, _uid: bool(self.cached),
             create_secret=self.create,
             update_secret=lambda s: self.calls.append(("update", s["metadata"]["name"])),
             delete_secret=lambda _ns, name: self.calls.append(("delete", name)),
@@ -446,6 +448,21 @@ def test_step_does_nothing_for_an_object_that_never_asked() -> None:
     deps = rec.deps()
     deps = SecretDeps(**{**deps.__dict__, "owned_secrets": never, "get_provider_secret": never})
     assert reconcile_secret(consumer(ref=None), twin(), deps) is None
+
+
+def test_step_deletes_a_secret_whose_condition_was_never_recorded_once_it_is_not_asked_for() -> (
+    None
+):
+    # The Secret was written, the status write after it failed, and the object stopped
+    # asking before the next pass: no condition says a Secret exists, its owner index does.
+    rec = Recorded(consumer_secrets={"db-conn": ours()})
+    assert reconcile_secret(consumer(ref=None), twin(), rec.deps()) is None
+    assert rec.calls == [("delete", "db-conn")]
+    assert rec.events == []
+    # With connection Secrets turned off the connector manages none: nothing is looked up.
+    off = Recorded(consumer_secrets={"db-conn": ours()})
+    assert reconcile_secret(consumer(ref=None), twin(), off.deps(enabled=False)) is None
+    assert off.calls == []
 
 
 def test_step_turns_a_consumer_that_refuses_secrets_into_a_verdict() -> None:
@@ -508,3 +525,38 @@ def test_a_secret_written_a_moment_ago_counts_as_the_objects_until_the_cache_hol
     recent.wrote(written)
     recent.forget(namespace, "db-conn")
     assert recent.with_recent(namespace, uid, []) == []
+
+
+def test_the_owner_index_follows_the_consumer_secret_cache_and_recent_writes() -> None:
+    clock = [0.0]
+    secrets = ConnectionSecrets(
+        name="probe",
+        consumer=None,  # type: ignore[arg-type]  # the index makes no request
+        provider=None,  # type: ignore[arg-type]
+        resource=NOP,
+        crd_name=CRD,
+        consumer_scopes=[None],
+        key_of_twin=lambda _ns, _name: None,
+        enqueue=lambda _key: None,
+        resync_period=None,
+    )
+    secrets._recent = RecentSecrets(ttl=60, clock=lambda: clock[0])
+    secret = ours()
+    namespace = secret["metadata"]["namespace"]
+    uid = secret["metadata"]["ownerReferences"][0]["uid"]
+    assert not secrets.owns(namespace, uid)
+    secrets._on_consumer_secret("ADDED", copy.deepcopy(secret))
+    assert secrets.owns(namespace, uid)
+    moved = copy.deepcopy(secret)
+    moved["metadata"]["ownerReferences"][0]["uid"] = "another-object"
+    secrets._on_consumer_secret("MODIFIED", moved)
+    assert not secrets.owns(namespace, uid)
+    assert secrets.owns(namespace, "another-object")
+    secrets._on_consumer_secret("DELETED", moved)
+    assert not secrets.owns(namespace, "another-object")
+    # Written a moment ago, not cached yet: its own until the write is a minute old.
+    secrets._recent.wrote(secret)
+    assert secrets.owns(namespace, uid)
+    assert not secrets.owns("elsewhere", uid)
+    clock[0] = 61
+    assert not secrets.owns(namespace, uid)
