@@ -71,8 +71,10 @@ from connector.controllers.gc_reconcile import CollectDeps, collect_orphan
 from connector.controllers.write_failures import (
     FAILURE_REASONS,
     REASON_FINALIZER_REFUSED,
+    REASON_STATUS_REFUSED,
     WriteFailure,
     finalizer_failure,
+    status_failure,
     write_failure,
 )
 from connector.kube.errors import ConflictError
@@ -112,7 +114,11 @@ def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
 #: The Warnings (``SyncDeps.warn``) of the twin's sync and of its finalizer: what a return
 #: to ``APIBound=True`` resolves, and nothing else of the object's
 #: (``EventRecorder.resolved(of=...)``).
-WARNING_REASONS = FAILURE_REASONS | {REASON_CONFLICT, REASON_FINALIZER_REFUSED}
+WARNING_REASONS = FAILURE_REASONS | {
+    REASON_CONFLICT,
+    REASON_FINALIZER_REFUSED,
+    REASON_STATUS_REFUSED,
+}
 
 
 def _nothing() -> None:
@@ -410,8 +416,17 @@ def _resource_version(obj: Obj | None) -> object:
 
 
 def _write_status(consumer: Obj, status: Obj, deps: SyncDeps) -> None:
-    if status != (consumer.get("status") or {}):
+    if status == (consumer.get("status") or {}):
+        return
+    try:
         deps.write_consumer_status(consumer, status)
+    except Exception as exc:
+        # No condition can say it (they are what was refused): an Event does; the pass
+        # fails and is retried with backoff.
+        failure = status_failure(exc)
+        if failure is not None:
+            deps.warn(consumer, failure.reason, failure.message)
+        raise
 
 
 def _failed_status(

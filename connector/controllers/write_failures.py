@@ -1,6 +1,7 @@
 """What the user is told about a write that failed: the reason and message of
 ``APIBound=False`` for a twin write the provider refused (:func:`write_failure`), or a
-finalizer the consumer refused (:func:`finalizer_failure`).
+finalizer the consumer refused (:func:`finalizer_failure`); the Warning Event of a status
+write the consumer refused (:func:`status_failure`), which no condition can tell.
 
 The table of reasons is docs/operate.md's "Refused twin writes". A failure the next attempt
 settles without a word (a write based on a stale read, the object gone meanwhile) has no
@@ -64,6 +65,10 @@ FAILURE_REASONS = frozenset(
 #: (:func:`finalizer_failure`): a consumer-side problem, so not among FAILURE_REASONS.
 REASON_FINALIZER_REFUSED = "FinalizerRefused"
 
+#: Warning Event reason when the consumer cluster refuses the object's status write
+#: (:func:`status_failure`): the conditions that would say so are what cannot be written.
+REASON_STATUS_REFUSED = "StatusRefused"
+
 _LEADS = {
     "create": "Creating the object in the provider failed",
     "update": "Updating the object in the provider failed",
@@ -109,6 +114,26 @@ def finalizer_failure(error: BaseException) -> WriteFailure | None:
         f"The consumer cluster refused the finalizer {FINALIZER} on this object, retried "
         "with backoff; until it lands, deleting the object does not wait for its provider "
         f"twin, which the collector of orphaned twins deletes afterwards: {error}",
+    )
+
+
+def status_failure(error: BaseException) -> WriteFailure | None:
+    """The reason and message for a refused write of the consumer object's status; None for
+    what the next attempt settles without a word (a stale read, the object gone), for a
+    consumer that did not answer (its Events could not be written either; the connection
+    to it is what the logs and ``/readyz`` report), and for anything that is not an API
+    answer (raised and logged with its traceback)."""
+    if not isinstance(error, KubeError) or isinstance(error, UnreachableError | TLSError):
+        return None
+    if is_stale_write(error):
+        return None
+    if isinstance(error, NotFoundError) and error.object_missing:
+        return None
+    return WriteFailure(
+        REASON_STATUS_REFUSED,
+        "The consumer cluster refused the connector's write of this object's status, "
+        "retried with backoff; until it lands, its conditions (APIBound among them) are out "
+        f"of date: {error}",
     )
 
 

@@ -169,10 +169,20 @@ def test_a_secret_whose_condition_was_never_written_goes_when_no_longer_asked_fo
         write_connection_secret(world, twin, {"password": "p"})
         eventually(lambda: copied(world, namespace) == {"password": "p"})
         assert verdict(world, namespace) is None, "the status write was refused"
+        # What no condition can say, a Warning Event does.
+        eventually(
+            lambda: [e["reason"] for e in warning_events(world.consumer, namespace, "db")]
+            == ["StatusRefused"]
+        )
 
         # No longer asked for, before any status was written: the Secret still goes.
         apply(world.consumer, claim(namespace, secret=None))
         eventually(lambda: copied(world, namespace) is None)
+    # Status writes allowed again: the object's conditions catch up.
+    eventually(
+        lambda: condition(get(world.consumer, NOP, "db", namespace), "APIBound").get("status")
+        == "True"
+    )
 
 
 def test_deleting_the_object_deletes_its_connection_secret(world: World, namespace: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connector.controllers.sync_reconcile import SyncDeps, reconcile_object, write_twin
-from connector.kube.errors import ConflictError, ForbiddenError, InvalidError
+from connector.kube.errors import ConflictError, ForbiddenError, InvalidError, UnreachableError
 from connector.runtime.keys import ObjectKey
 from connector.runtime.workqueue import Result
 from functions.common.api import FIELD_MANAGER
@@ -261,6 +261,35 @@ def test_a_status_equal_to_the_current_one_is_not_written() -> None:
     world.consumer = {**CONSUMER, "status": {"conditions": []}}
     reconcile_object(KEY, world.deps())
     assert world.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "warned"),
+    [
+        (InvalidError("ValidatingAdmissionPolicy 'no-status' denied request"), True),
+        (ForbiddenError("cannot update nopresources/status", status=403, reason="Forbidden"), True),
+        (ConflictError("the object has been modified", status=409, reason="Conflict"), False),
+        (UnreachableError("connection refused", reason="ConnectionFailed"), False),
+    ],
+    ids=["admission", "rbac", "a stale read says nothing", "no answer is not a refusal"],
+)
+def test_a_refused_status_write_is_a_warning_event_and_the_pass_is_retried(
+    error: Exception, warned: bool
+) -> None:
+    world = World(SyncResult(consumer_status={"conditions": [{"type": "APIBound"}]}))
+    deps = world.deps()
+
+    def refuse(obj: dict[str, Any], status: dict[str, Any]) -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        reconcile_object(KEY, replace(deps, write_consumer_status=refuse))
+    if warned:
+        [(reason, message)] = world.warnings
+        assert reason == "StatusRefused"
+        assert str(error) in message and "retried with backoff" in message
+    else:
+        assert world.warnings == []
 
 
 def test_a_rejected_twin_is_reported_as_provider_rejected_and_retried() -> None:
