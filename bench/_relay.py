@@ -75,14 +75,16 @@ def relay(
         generation = obj["metadata"].get("generation")
         if write_back and copied.get(key) == generation:
             return
-        out = {
-            "apiVersion": NOP.api_version,
-            "kind": NOP.kind,
-            "metadata": {"name": key[1], "namespace": key[0]},
-            part: obj[part],
-        }
-        if twin:
-            out = desired_twin(obj, consumer_cluster=RELAY_CLUSTER)
+        out = (
+            desired_twin(obj, consumer_cluster=RELAY_CLUSTER)
+            if twin
+            else {
+                "apiVersion": NOP.api_version,
+                "kind": NOP.kind,
+                "metadata": {"name": key[1], "namespace": key[0]},
+                part: obj[part],
+            }
+        )
         if part == "spec":
             target.apply(NOP, out, RELAY_MANAGER)
             if write_back:

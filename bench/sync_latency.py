@@ -83,10 +83,39 @@ CREATES_FLOOR_FACTOR = 1.6
 #: Objects updated round-robin: at 20 writes/s each is written about once a second, so
 #: writes to one object rarely overlap and most markers are seen individually.
 POOL = 20
-#: Where the write-back floor works (``--write-back-floor``).
-WRITE_BACK_NS = "floor-write-back"
-#: Where the twin floor works (``--twin-floor``).
-TWIN_NS = "floor-twin"
+
+
+@dataclass(frozen=True)
+class DiagnosticFloor:
+    """A spec floor measured for context (no target), each in a namespace of its own."""
+
+    label: str
+    namespace: str
+    prefix: str
+    #: Its key in the report's spec details, and the figure comparing the connector to it.
+    detail: str
+    figure: str
+    twin: bool = False
+
+
+#: The diagnostic floors by the flag that asks for them; both write a status back.
+DIAGNOSTIC_FLOORS = {
+    "write_back_floor": DiagnosticFloor(
+        "spec floor with write-back",
+        "floor-write-back",
+        "sw",
+        "floor_with_write_back",
+        "spec p99 vs write-back floor",
+    ),
+    "twin_floor": DiagnosticFloor(
+        "spec floor writing twins",
+        "floor-twin",
+        "st",
+        "floor_twin",
+        "spec p99 vs twin floor",
+        twin=True,
+    ),
+}
 
 
 @contextlib.contextmanager
@@ -281,25 +310,25 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         )
         floor = Run("spec floor")
         sides = [spec_floor(stack, env, probe, floor, FLOOR_NS, "sf")]
-        written_back: Run | None = None
-        if args.write_back_floor:
-            # For diagnosis: a floor that also writes a status back to each object it copies.
+        diagnostic: list[tuple[DiagnosticFloor, Run]] = []
+        for flag, extra in DIAGNOSTIC_FLOORS.items():
+            if not getattr(args, flag):
+                continue
             for client in (env.consumer, env.provider):
-                ensure_namespace(client, WRITE_BACK_NS)
-            written_back = Run("spec floor with write-back")
-            sides.append(
-                spec_floor(stack, env, probe, written_back, WRITE_BACK_NS, "sw", write_back=True)
+                ensure_namespace(client, extra.namespace)
+            run = Run(extra.label)
+            side = spec_floor(
+                stack,
+                env,
+                probe,
+                run,
+                extra.namespace,
+                extra.prefix,
+                write_back=True,
+                twin=extra.twin,
             )
-        twins: Run | None = None
-        if args.twin_floor:
-            # For diagnosis: a floor that makes the connector's API writes (the twin as the
-            # stage builds it, and a status written back), without its machinery.
-            for client in (env.consumer, env.provider):
-                ensure_namespace(client, TWIN_NS)
-            twins = Run("spec floor writing twins")
-            sides.append(
-                spec_floor(stack, env, probe, twins, TWIN_NS, "st", write_back=True, twin=True)
-            )
+            sides.append(side)
+            diagnostic.append((extra, run))
         eventually(
             lambda: all(
                 condition_status(o, "APIBound") == "True"
@@ -320,20 +349,9 @@ def measure_spec(env: Env, args: argparse.Namespace, report: Report, probe: Prob
         part = creates if w.index % 2 == 0 else updates
         part.writes.append(w)
         part.latencies_ms.append(ms)
-    if written_back is not None:
-        report.details["spec"]["floor_with_write_back"] = written_back.summary()
-        report.add(
-            Figure(
-                "spec p99 vs write-back floor",
-                "ms",
-                "(context)",
-                measured.p(99),
-                written_back.p(99),
-            )
-        )
-    if twins is not None:
-        report.details["spec"]["floor_twin"] = twins.summary()
-        report.add(Figure("spec p99 vs twin floor", "ms", "(context)", measured.p(99), twins.p(99)))
+    for extra, run in diagnostic:
+        report.details["spec"][extra.detail] = run.summary()
+        report.add(Figure(extra.figure, "ms", "(context)", measured.p(99), run.p(99)))
     report.details["spec"]["connector_creates"] = creates.summary()
     report.details["spec"]["connector_updates"] = updates.summary()
     # A create writes the twin and the consumer's finalizer at the same time: it should
@@ -502,7 +520,7 @@ def print_details(report: Report) -> None:
         connector = details["connector"]
         cpu = {
             k: details[k]["cpu_ms_per_write"]
-            for k in ("connector", "floor", "floor_with_write_back", "floor_twin")
+            for k in ("connector", "floor", *(f.detail for f in DIAGNOSTIC_FLOORS.values()))
             if k in details and details[k]["cpu_ms_per_write"] is not None
         }
         if cpu:

@@ -111,9 +111,9 @@ def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
     return None
 
 
-#: The Warnings (``SyncDeps.warn``) of the twin's sync and of its finalizer: what a return
-#: to ``APIBound=True`` resolves, and nothing else of the object's
-#: (``EventRecorder.resolved(of=...)``).
+#: The Warnings (``SyncDeps.warn``) of the twin's sync, of its finalizer and of the
+#: object's status write: what a return to ``APIBound=True`` resolves, and nothing else of
+#: the object's (``EventRecorder.resolved(of=...)``).
 WARNING_REASONS = FAILURE_REASONS | {
     REASON_CONFLICT,
     REASON_FINALIZER_REFUSED,
@@ -379,7 +379,9 @@ def _with_secret_condition(
     conditions = status_conditions(base)
     if verdict is None:
         base["conditions"] = [
-            c for c in conditions if find_condition([c], CONDITION_CONNECTION_SECRET) is None
+            c
+            for c in conditions
+            if not (isinstance(c, dict) and c.get("type") == CONDITION_CONNECTION_SECRET)
         ]
     else:
         base["conditions"] = set_condition(
