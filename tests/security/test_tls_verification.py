@@ -13,6 +13,7 @@ from connector.kube.resources import (
     CLUSTER_CONNECTIONS,
     CUSTOM_RESOURCE_DEFINITIONS,
 )
+from functions.common.api import LABEL_CONNECTION
 from tests.e2e.harness import (
     apply,
     binding,
@@ -78,3 +79,17 @@ def test_a_provider_certificate_the_kubeconfig_does_not_trust_is_refused_and_not
     finally:
         world.consumer.delete(CLUSTER_API_BINDINGS, group)
         world.consumer.delete(CLUSTER_CONNECTIONS, name)
+        # Once trusted, the connection pulled every bindable CRD of the provider, the
+        # walkthrough's NopResource among them: labelled as this connection's, they would be
+        # a conflict for the next test's connection to the same provider.
+        pulled, _ = world.consumer.list(
+            CUSTOM_RESOURCE_DEFINITIONS, label_selector=f"{LABEL_CONNECTION}={name}"
+        )
+        for item in pulled:
+            world.consumer.delete(CUSTOM_RESOURCE_DEFINITIONS, item["metadata"]["name"])
+        eventually(
+            lambda: not world.consumer.list(
+                CUSTOM_RESOURCE_DEFINITIONS, label_selector=f"{LABEL_CONNECTION}={name}"
+            )[0],
+            what="the CRDs this connection pulled to be deleted",
+        )
