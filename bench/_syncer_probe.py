@@ -16,9 +16,10 @@ on clients that serve lists from memory:
   refused): an object in sync needs none.
 
 Printed (JSON): VmRSS before anything was built (imports done) and once every object was
-reconciled once, the reconciles, the writes attempted. What it leaves out: the rest of the
-connector (its floor is measured separately, with the real process) and the API requests'
-own buffers.
+reconciled once, the reconciles, the writes attempted, and how long one full cyclic garbage
+collection then takes (the heap settled at start as ``api-connector run`` settles it). What
+it leaves out: the rest of the connector (its floor is measured separately, with the real
+process) and the API requests' own buffers.
 
 Run: ``python bench/_syncer_probe.py TEMPLATES.json N``.
 """
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from connector.cli.run import settle_heap
 from connector.controllers.sync_controller import ObjectSyncer, SyncSpec
 from connector.kube.errors import KubeError
 from connector.runtime.events import EventRecorder
@@ -132,7 +134,7 @@ def copies(template: Object, n: int, make: Callable[[Object, int], Object]) -> I
 def main() -> None:
     templates = json.loads(Path(sys.argv[1]).read_text())
     n = int(sys.argv[2])
-    gc.collect()
+    settle_heap()
     floor = rss_mib()
     consumer_tpl, twin_tpl = templates["consumer"], templates["twin"]
     cluster = templates["consumer_cluster"]
@@ -206,6 +208,9 @@ def main() -> None:
     took = time.monotonic() - started
     gc.collect()
     rss = rss_mib()
+    collecting = time.perf_counter()
+    gc.collect()
+    full_collection_ms = (time.perf_counter() - collecting) * 1000
     syncer.stop()
     print(
         json.dumps(
@@ -216,6 +221,7 @@ def main() -> None:
                 "reconciles": reconciles,
                 "reconcile_seconds": round(took, 1),
                 "writes_attempted": consumer.writes + provider.writes,
+                "full_collection_ms": round(full_collection_ms, 1),
             }
         )
     )

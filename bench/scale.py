@@ -558,7 +558,8 @@ def big_figures(
             note=f"the connector's floor + one object syncer holding {big} objects in a "
             f"process of its own (bench/_syncer_probe.py): {many_delta * 1024 / big:.1f} KiB "
             f"per object, reconciled in {many['reconcile_seconds']:.0f} s, "
-            f"{many['writes_attempted']} writes; check at {n}: projected "
+            f"{many['writes_attempted']} writes, a full garbage collection "
+            f"{many.get('full_collection_ms')} ms; check at {n}: projected "
             f"{rss_floor + small_delta:.1f} MiB, the whole connector after its restart "
             f"{restarted.rss_mib:.1f} MiB; load {many['load_average']}",
         )
