@@ -47,6 +47,11 @@ from connector.controllers.connection_secrets import ConnectionSecrets
 from connector.controllers.gc_reconcile import CollectDeps, collected_message
 from connector.controllers.sync_reconcile import WARNING_REASONS, SyncDeps, reconcile_object
 from connector.controllers.twin_caches import TwinCaches
+from connector.controllers.write_failures import (
+    REASON_STATUS_ACCEPTED,
+    REASON_STATUS_REFUSED,
+    STATUS_ACCEPTED_MESSAGE,
+)
 from connector.kube.client import KubeClient
 from connector.kube.errors import ConflictError, InvalidError, KubeError, NotFoundError
 from connector.kube.metrics import Metrics
@@ -518,6 +523,12 @@ class ObjectSyncer:
             remove_finalizer=self._remove_finalizer,
             warn=self._recorder.warning,
             resolved=partial(self._recorder.resolved, of=WARNING_REASONS),
+            status_accepted=partial(
+                self._recorder.resolved,
+                reason=REASON_STATUS_ACCEPTED,
+                message=STATUS_ACCEPTED_MESSAGE,
+                of=(REASON_STATUS_REFUSED,),
+            ),
             now=now_rfc3339,
             adoption=self._adoption,
             take_over_twin=self._take_over_twin,

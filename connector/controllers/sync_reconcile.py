@@ -71,7 +71,6 @@ from connector.controllers.gc_reconcile import CollectDeps, collect_orphan
 from connector.controllers.write_failures import (
     FAILURE_REASONS,
     REASON_FINALIZER_REFUSED,
-    REASON_STATUS_REFUSED,
     WriteFailure,
     finalizer_failure,
     status_failure,
@@ -111,14 +110,11 @@ def _finalizer_error(wait: Callable[[], None]) -> Exception | None:
     return None
 
 
-#: The Warnings (``SyncDeps.warn``) of the twin's sync, of its finalizer and of the
-#: object's status write: what a return to ``APIBound=True`` resolves, and nothing else of
-#: the object's (``EventRecorder.resolved(of=...)``).
-WARNING_REASONS = FAILURE_REASONS | {
-    REASON_CONFLICT,
-    REASON_FINALIZER_REFUSED,
-    REASON_STATUS_REFUSED,
-}
+#: The Warnings (``SyncDeps.warn``) of the twin's sync and of its finalizer: what a return
+#: to ``APIBound=True`` resolves, and nothing else of the object's
+#: (``EventRecorder.resolved(of=...)``). A refused status write is resolved by the next
+#: status write that lands (``SyncDeps.status_accepted``).
+WARNING_REASONS = FAILURE_REASONS | {REASON_CONFLICT, REASON_FINALIZER_REFUSED}
 
 
 def _nothing() -> None:
@@ -168,6 +164,9 @@ class SyncDeps:
     now: Callable[[], str]
     #: Tells the user that an earlier warning no longer applies (a Normal Event).
     resolved: Callable[[Obj, str, str], None] = lambda _obj, _reason, _message: None
+    #: After each status write that lands: a Normal Event if the object has a
+    #: ``StatusRefused`` Warning outstanding, else nothing.
+    status_accepted: Callable[[Obj], None] = lambda _obj: None
     #: The connection's adoption opt-in as it is now (read at every reconcile).
     adoption: Callable[[], Adoption | None] = lambda: None
     #: Hands the fields the connector that created a twin owns over to our server-side
@@ -429,6 +428,7 @@ def _write_status(consumer: Obj, status: Obj, deps: SyncDeps) -> None:
         if failure is not None:
             deps.warn(consumer, failure.reason, failure.message)
         raise
+    deps.status_accepted(consumer)
 
 
 def _failed_status(

@@ -68,6 +68,11 @@ REASON_FINALIZER_REFUSED = "FinalizerRefused"
 #: Warning Event reason when the consumer cluster refuses the object's status write
 #: (:func:`status_failure`): the conditions that would say so are what cannot be written.
 REASON_STATUS_REFUSED = "StatusRefused"
+#: The Normal Event of the first status write that lands after a ``StatusRefused``.
+REASON_STATUS_ACCEPTED = "StatusAccepted"
+STATUS_ACCEPTED_MESSAGE = (
+    "The consumer cluster accepts the connector's writes of this object's status again."
+)
 
 _LEADS = {
     "create": "Creating the object in the provider failed",

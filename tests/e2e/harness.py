@@ -278,11 +278,18 @@ def install_connector_crds(kube: KubeClient) -> None:
 
 
 def warning_events(kube: KubeClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    return events_of(kube, namespace, name, "Warning")
+
+
+def events_of(
+    kube: KubeClient, namespace: str, name: str, type_: str = "Normal"
+) -> list[dict[str, Any]]:
+    """The Events of that type about the object ``name`` in ``namespace``."""
     items, _ = kube.list(EVENTS, namespace)
     return [
         e
         for e in items
-        if e.get("involvedObject", {}).get("name") == name and e.get("type") == "Warning"
+        if e.get("involvedObject", {}).get("name") == name and e.get("type") == type_
     ]
 
 

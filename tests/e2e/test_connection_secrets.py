@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     NOP,
     apply,
     condition,
+    events_of,
     eventually,
     get,
     load,
@@ -186,6 +187,15 @@ def test_a_secret_whose_condition_was_never_written_goes_when_no_longer_asked_fo
     eventually(
         lambda: condition(get(world.consumer, NOP, "db", namespace), "APIBound").get("status")
         == "True"
+    )
+    # And the recovery is told, once.
+    eventually(
+        lambda: [
+            e["reason"]
+            for e in events_of(world.consumer, namespace, "db")
+            if e["reason"] == "StatusAccepted"
+        ]
+        == ["StatusAccepted"]
     )
 
 

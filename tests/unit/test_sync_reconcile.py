@@ -282,8 +282,13 @@ def test_a_refused_status_write_is_a_warning_event_and_the_pass_is_retried(
     def refuse(obj: dict[str, Any], status: dict[str, Any]) -> None:
         raise error
 
+    accepted: list[Any] = []
+    deps = replace(deps, status_accepted=accepted.append)
     with pytest.raises(type(error)):
         reconcile_object(KEY, replace(deps, write_consumer_status=refuse))
+    assert accepted == []
+    reconcile_object(KEY, deps)
+    assert accepted == [CONSUMER], "a status write that lands may resolve the Warning"
     if warned:
         [(reason, message)] = world.warnings
         assert reason == "StatusRefused"
