@@ -102,7 +102,8 @@ class ConnectionSecrets:
         self._providers: dict[str, Informer] = {}
         self._consumers: dict[str | None, Informer] = {}
         self._recent = RecentSecrets()
-        #: The consumer caches' Secrets by owner uid, and each Secret's owners.
+        #: The consumer caches' Secrets by owner uid, and each Secret's owners (kept by
+        #: their handler, :meth:`_on_consumer_secret`).
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
         self._owners_of: dict[tuple[str, str], frozenset[str]] = {}
 
@@ -188,9 +189,14 @@ class ConnectionSecrets:
             return []
         if not informer.has_synced:
             items, _ = self._consumer.list(SECRETS, namespace, self._selector)
+            mine = [s for s in items if _owned_by(s, uid)]
         else:
-            items = [s for s in informer.list() if s["metadata"].get("namespace") == namespace]
-        return self._recent.with_recent(namespace, uid, [s for s in items if _owned_by(s, uid)])
+            # The owner index names them: no copy of the namespace's other Secrets.
+            with self._lock:
+                names = sorted(n for ns, n in self._secrets_of.get(uid, ()) if ns == namespace)
+            found = (informer.get(namespace, name) for name in names)
+            mine = [s for s in found if s is not None]
+        return self._recent.with_recent(namespace, uid, mine)
 
     def _consumer_informer(self, namespace: str) -> Informer | None:
         scope: str | None = None if None in self._scopes else namespace
