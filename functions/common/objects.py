@@ -143,6 +143,12 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def status_copy(obj: Obj) -> dict[str, Any]:
+    """A copy of the object's ``status`` (``{}`` when it has none, or not an object)."""
+    status = obj.get("status")
+    return copy_json(status) if isinstance(status, dict) else {}
+
+
 def canonical_hash(value: JSON) -> str:
     """A short, stable SHA-256 of ``value``'s canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

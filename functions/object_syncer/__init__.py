@@ -1,5 +1,6 @@
 """Object-syncer stage: a consumer object + its provider twin → writes, status, finalizer."""
 
+from functions.object_syncer.generations import consumer_generation, consumer_terms
 from functions.object_syncer.logic import (
     ORPHAN_COLLECT,
     ORPHAN_DELETING,
@@ -12,8 +13,6 @@ from functions.object_syncer.logic import (
     REASON_DELETING,
     REASON_PENDING,
     REASON_SYNCING,
-    consumer_generation,
-    consumer_terms,
     desired_twin,
     orphan_verdict,
     sync,

@@ -37,7 +37,7 @@ Generations. The twin carries the annotation ``connect.upbound.io/consumer-gener
 consumer object's ``metadata.generation`` its content reflects (it is part of what is
 applied, so it changes exactly when the twin is brought up to date). Every
 ``observedGeneration`` in the copied status (each condition's, and ``status.observedGeneration``)
-is rewritten in the consumer object's terms (see ``consumer_generation``), because tools
+is rewritten in the consumer object's terms (see ``generations.consumer_generation``), because tools
 compare it with the consumer object's own ``metadata.generation``.
 
 Adoption. A twin that is not ours is adopted, instead of reported as a ``Conflict``, only
@@ -85,8 +85,9 @@ from functions.common import (
     string_map,
 )
 from functions.common.api import CONDITION_CONNECTION_SECRET
-from functions.common.objects import copy_json
+from functions.common.objects import copy_json, status_copy
 from functions.common.placement import PLACEMENT_DEFAULT, check_placement, provider_namespace
+from functions.object_syncer.generations import as_int, consumer_terms
 from functions.object_syncer.types import Adoption, SyncRequest, SyncResult
 
 REASON_BOUND = "Bound"
@@ -141,7 +142,7 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
         # Ours from now on. Until the twin is written there is no status of ours: keep the
         # consumer's, as for a twin being created.
         status = _with_api_bound(
-            _status(consumer),
+            status_copy(consumer),
             consumer,
             "False",
             REASON_ADOPTING,
@@ -162,7 +163,7 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
             return SyncResult(conflict=conflict, remove_finalizer=has_finalizer)
         # The twin's status is someone else's: keep the consumer's status, mark the conflict.
         status = _with_api_bound(
-            _status(consumer), consumer, "False", REASON_CONFLICT, conflict, req.now
+            status_copy(consumer), consumer, "False", REASON_CONFLICT, conflict, req.now
         )
         return SyncResult(conflict=conflict, consumer_status=_if_changed(status, consumer))
 
@@ -202,7 +203,7 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
     if twin is None:
         # Until the twin exists there is no provider status: keep what the consumer has.
         status = _with_api_bound(
-            _status(consumer),
+            status_copy(consumer),
             consumer,
             "False",
             REASON_PENDING,
@@ -219,7 +220,7 @@ def sync(req: SyncRequest) -> SyncResult:  # noqa: PLR0911 - a decision table; e
         # Written, it would say Bound for an object about to vanish. Its DELETED event
         # brings this object back, and the twin is created anew.
         status = _with_api_bound(
-            _status(consumer),
+            status_copy(consumer),
             consumer,
             "False",
             REASON_RECREATING,
@@ -348,7 +349,7 @@ def desired_twin(
     annotations[ANNOTATION_ORIGIN_NAME] = str(meta["name"])
     if namespace:
         annotations[ANNOTATION_ORIGIN_NAMESPACE] = namespace
-    generation = _as_int(meta.get("generation"))
+    generation = as_int(meta.get("generation"))
     if generation is not None:
         annotations[ANNOTATION_CONSUMER_GENERATION] = str(generation)
 
@@ -435,82 +436,6 @@ def _adoptable(twin: Obj | None, adoption: Adoption | None) -> str | None:
     return None
 
 
-def consumer_terms(twin: Obj, consumer: Obj) -> dict[str, Any]:
-    """The twin's status, every ``observedGeneration`` in it rewritten by
-    ``consumer_generation``; one that maps to nothing is dropped."""
-    status = _status(twin)
-    conditions = status_conditions(status)
-    if conditions:
-        status["conditions"] = [
-            _mapped(c, twin, consumer) if isinstance(c, dict) else c for c in conditions
-        ]
-    return _mapped(status, twin, consumer)
-
-
-def consumer_generation(observed: object, twin: Obj, consumer: Obj) -> int | None:
-    """The consumer generation a provider ``observedGeneration`` of ``twin`` stands for.
-
-    Tools (kstatus, Argo CD, Flux) compare an ``observedGeneration`` with the object's own
-    ``metadata.generation``: equal means the status describes the current spec, lower means
-    it is out of date. The twin's generation moves on its own (Crossplane writes
-    ``compositionRef``, ``resourceRef``, ... into its spec), so the provider's number says
-    nothing in the consumer. The rule:
-
-    - the twin reflects consumer generation A (its ``consumer-generation`` annotation, if the
-      twin belongs to this consumer object, i.e. carries its uid, and A is not ahead of it);
-    - a provider value at or above the twin's ``metadata.generation`` describes the twin as it
-      is, so it stands for A; while both objects are being deleted, for the consumer's
-      current generation, since the twin's deletion is the consumer's;
-    - a lower value describes an older twin spec, which reflected A or an earlier
-      generation: it stands for one less than what the twin reflects, so that it reads as
-      out of date (the exact older generation is not known, and not claimed);
-    - without a known A, every value reads as out of date: the consumer's generation - 1.
-
-    None when the consumer has no generation, or the value is not an integer.
-    """
-    generation = _as_int(metadata(consumer).get("generation"))
-    value = _as_int(observed)
-    if generation is None or value is None:
-        return None
-    if metadata(consumer).get("deletionTimestamp") and metadata(twin).get("deletionTimestamp"):
-        current: int | None = generation
-    else:
-        current = _reflected_generation(twin, consumer, generation)
-    twin_generation = _as_int(metadata(twin).get("generation"))
-    if current is not None and (twin_generation is None or value >= twin_generation):
-        return current
-    return max((current if current is not None else generation) - 1, 0)
-
-
-def _reflected_generation(twin: Obj, consumer: Obj, generation: int) -> int | None:
-    """The consumer generation the twin's content reflects, if known."""
-    uid = metadata(consumer).get("uid")
-    if (
-        isinstance(uid, str)
-        and uid
-        and string_map(twin, "labels").get(LABEL_CONSUMER_UID) != label_value(uid)
-    ):
-        return None  # an earlier consumer object of that name left it
-    value = string_map(twin, "annotations").get(ANNOTATION_CONSUMER_GENERATION, "")
-    if not (value.isascii() and value.isdigit()) or int(value) > generation:
-        return None
-    return int(value)
-
-
-def _mapped(item: dict[str, Any], twin: Obj, consumer: Obj) -> dict[str, Any]:
-    if "observedGeneration" not in item:
-        return item
-    out = dict(item)
-    mapped = consumer_generation(out.pop("observedGeneration"), twin, consumer)
-    if mapped is not None:
-        out["observedGeneration"] = mapped
-    return out
-
-
-def _as_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _deletion_message(twin: Obj) -> str:
     """What the deletion of a terminating twin waits for, as far as the twin tells."""
     meta = metadata(twin)
@@ -531,11 +456,6 @@ def _deletion_message(twin: Obj) -> str:
                 "resources it composed first"
             )
     return message
-
-
-def _status(obj: Obj) -> dict[str, Any]:
-    status = obj.get("status")
-    return copy_json(status) if isinstance(status, dict) else {}
 
 
 def _with_api_bound(
@@ -572,4 +492,4 @@ def _with_api_bound(
 
 
 def _if_changed(status: dict[str, Any], consumer: Obj) -> Obj | None:
-    return None if status == _status(consumer) else status
+    return None if status == status_copy(consumer) else status
